@@ -1,0 +1,4 @@
+//! Client SDK: request helpers that understand the error reply, the lease
+//! client with its heartbeating guard, and the report publisher.
+
+pub mod request;

@@ -1,0 +1,8 @@
+//! Wire types of PROTOCOL.md, one module per message family.
+
+pub mod hosts;
+pub mod lease;
+pub mod region;
+pub mod stats;
+pub mod telemetry;
+pub mod worker;

@@ -1,0 +1,1 @@
+//! Worker execution reports (seed 003).

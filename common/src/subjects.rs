@@ -1,0 +1,202 @@
+//! NATS subject names of PROTOCOL.md, built from the configurable prefix.
+
+/// Default subject prefix.
+pub const DEFAULT_PREFIX: &str = "lull";
+
+/// Name of the JetStream stream that holds durable reports.
+pub const REPORTS_STREAM: &str = "LULL_REPORTS";
+
+/// Name of the NATS micro service of the coordinator.
+pub const SERVICE_NAME: &str = "lull-coordinator";
+
+/// Builds every subject from one prefix (default `lull`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subjects {
+    prefix: String,
+}
+
+impl Default for Subjects {
+    fn default() -> Self {
+        Subjects::new(DEFAULT_PREFIX)
+    }
+}
+
+impl Subjects {
+    /// Subjects under `prefix` (trailing dots are trimmed).
+    pub fn new(prefix: &str) -> Self {
+        Subjects {
+            prefix: prefix.trim_end_matches('.').to_string(),
+        }
+    }
+
+    /// The prefix itself.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// `lull.stats.<host_id>`: a host's stats snapshot.
+    pub fn stats(&self, host_id: &str) -> String {
+        format!("{}.stats.{host_id}", self.prefix)
+    }
+
+    /// `lull.stats.*`: every host's stats.
+    pub fn stats_all(&self) -> String {
+        format!("{}.stats.*", self.prefix)
+    }
+
+    /// `lull.agent.<host_id>.health`: the agent's loop health.
+    pub fn agent_health(&self, host_id: &str) -> String {
+        format!("{}.agent.{host_id}.health", self.prefix)
+    }
+
+    /// `lull.agent.<host_id>.failure`: the agent's loop failure.
+    pub fn agent_failure(&self, host_id: &str) -> String {
+        format!("{}.agent.{host_id}.failure", self.prefix)
+    }
+
+    /// `lull.agent.*.*`: every agent's health and failure messages.
+    pub fn agent_all(&self) -> String {
+        format!("{}.agent.*.*", self.prefix)
+    }
+
+    /// `lull.report.>`: the subjects captured by the reports stream.
+    pub fn reports_all(&self) -> String {
+        format!("{}.report.>", self.prefix)
+    }
+
+    /// `lull.report.build.<region>`.
+    pub fn report_build(&self, region: &str) -> String {
+        format!("{}.report.build.{region}", self.prefix)
+    }
+
+    /// `lull.report.fatigue.<region>`.
+    pub fn report_fatigue(&self, region: &str) -> String {
+        format!("{}.report.fatigue.{region}", self.prefix)
+    }
+
+    /// `lull.report.worker.<worker_name>`.
+    pub fn report_worker(&self, worker: &str) -> String {
+        format!("{}.report.worker.{worker}", self.prefix)
+    }
+
+    /// `lull.lease.events.<lease_id>`: lifecycle events of one lease.
+    pub fn lease_events(&self, lease_id: &str) -> String {
+        format!("{}.lease.events.{lease_id}", self.prefix)
+    }
+
+    /// `lull.v1.<endpoint>`: a request-reply endpoint, for example
+    /// `endpoint("lease.request")`.
+    pub fn endpoint(&self, name: &str) -> String {
+        format!("{}.v1.{name}", self.prefix)
+    }
+
+    /// The subject of the micro service group (`lull.v1`).
+    pub fn service_group(&self) -> String {
+        format!("{}.v1", self.prefix)
+    }
+
+    /// Splits a subject `lull.stats.<host>` into its host id.
+    pub fn host_of_stats<'a>(&self, subject: &'a str) -> Option<&'a str> {
+        let rest = subject.strip_prefix(&self.prefix)?.strip_prefix(".stats.")?;
+        (!rest.is_empty() && !rest.contains('.')).then_some(rest)
+    }
+
+    /// Splits a subject `lull.agent.<host>.<kind>` into host id and kind.
+    pub fn host_of_agent<'a>(&self, subject: &'a str) -> Option<(&'a str, &'a str)> {
+        let rest = subject.strip_prefix(&self.prefix)?.strip_prefix(".agent.")?;
+        let (host, kind) = rest.split_once('.')?;
+        (!host.is_empty() && !kind.contains('.')).then_some((host, kind))
+    }
+
+    /// Splits `lull.report.<kind>.<key>` into kind and key.
+    pub fn report_parts<'a>(&self, subject: &'a str) -> Option<(&'a str, &'a str)> {
+        let rest = subject
+            .strip_prefix(&self.prefix)?
+            .strip_prefix(".report.")?;
+        let (kind, key) = rest.split_once('.')?;
+        (!key.is_empty() && !key.contains('.')).then_some((kind, key))
+    }
+}
+
+/// Names of the request-reply endpoints under `lull.v1.`.
+pub mod endpoints {
+    /// `lull.v1.hosts.list`.
+    pub const HOSTS_LIST: &str = "hosts.list";
+    /// `lull.v1.hosts.get`.
+    pub const HOSTS_GET: &str = "hosts.get";
+    /// `lull.v1.hosts.block`.
+    pub const HOSTS_BLOCK: &str = "hosts.block";
+    /// `lull.v1.stats.history`.
+    pub const STATS_HISTORY: &str = "stats.history";
+    /// `lull.v1.stats.health`.
+    pub const STATS_HEALTH: &str = "stats.health";
+    /// `lull.v1.quiet.streaks`.
+    pub const QUIET_STREAKS: &str = "quiet.streaks";
+    /// `lull.v1.quiet.forecast`.
+    pub const QUIET_FORECAST: &str = "quiet.forecast";
+    /// `lull.v1.lease.request`.
+    pub const LEASE_REQUEST: &str = "lease.request";
+    /// `lull.v1.lease.heartbeat`.
+    pub const LEASE_HEARTBEAT: &str = "lease.heartbeat";
+    /// `lull.v1.lease.release`.
+    pub const LEASE_RELEASE: &str = "lease.release";
+    /// `lull.v1.lease.report`.
+    pub const LEASE_REPORT: &str = "lease.report";
+    /// `lull.v1.lease.revoke`.
+    pub const LEASE_REVOKE: &str = "lease.revoke";
+    /// `lull.v1.lease.cancel` (cancel a queued request).
+    pub const LEASE_CANCEL: &str = "lease.cancel";
+    /// `lull.v1.scheduler.status`.
+    pub const SCHEDULER_STATUS: &str = "scheduler.status";
+    /// `lull.v1.regions.stats`.
+    pub const REGIONS_STATS: &str = "regions.stats";
+    /// `lull.v1.regions.select`.
+    pub const REGIONS_SELECT: &str = "regions.select";
+    /// `lull.v1.regions.insights`.
+    pub const REGIONS_INSIGHTS: &str = "regions.insights";
+    /// `lull.v1.workers.executions`.
+    pub const WORKERS_EXECUTIONS: &str = "workers.executions";
+    /// `lull.v1.workers.stats`.
+    pub const WORKERS_STATS: &str = "workers.stats";
+    /// `lull.v1.workers.learning`.
+    pub const WORKERS_LEARNING: &str = "workers.learning";
+    /// `lull.v1.learning.system`.
+    pub const LEARNING_SYSTEM: &str = "learning.system";
+    /// `lull.v1.data_quality.summary`.
+    pub const DATA_QUALITY_SUMMARY: &str = "data_quality.summary";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_use_the_prefix() {
+        let s = Subjects::new("acme.lull.");
+        assert_eq!(s.stats("web1"), "acme.lull.stats.web1");
+        assert_eq!(s.agent_health("web1"), "acme.lull.agent.web1.health");
+        assert_eq!(s.report_build("us-west2"), "acme.lull.report.build.us-west2");
+        assert_eq!(s.endpoint("lease.request"), "acme.lull.v1.lease.request");
+        assert_eq!(s.lease_events("L1"), "acme.lull.lease.events.L1");
+        let d = Subjects::default();
+        assert_eq!(d.stats_all(), "lull.stats.*");
+        assert_eq!(d.reports_all(), "lull.report.>");
+    }
+
+    #[test]
+    fn subjects_parse_back() {
+        let s = Subjects::default();
+        assert_eq!(s.host_of_stats("lull.stats.web1"), Some("web1"));
+        assert_eq!(s.host_of_stats("lull.stats."), None);
+        assert_eq!(s.host_of_stats("other.stats.web1"), None);
+        assert_eq!(
+            s.host_of_agent("lull.agent.web1.health"),
+            Some(("web1", "health"))
+        );
+        assert_eq!(
+            s.report_parts("lull.report.worker.sse_guardian"),
+            Some(("worker", "sse_guardian"))
+        );
+        assert_eq!(s.report_parts("lull.report.worker"), None);
+    }
+}
