@@ -1,1 +1,14 @@
-//! placeholder
+//! `lull-coordinator`: turns what agents publish into a quiet state per host,
+//! grants heavy-work leases, keeps build-region health and worker execution
+//! reports in Postgres, and exports everything to Prometheus.
+//!
+//! Pure decision logic lives in `quiet`, `lease`, `region` and `worker`; the
+//! shell around it (NATS, Postgres, timers) in `ingest`, `service`, `store`
+//! and `app`.
+
+#![warn(missing_docs)]
+
+pub mod lease;
+pub mod quiet;
+pub mod region;
+pub mod worker;

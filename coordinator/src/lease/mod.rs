@@ -1,0 +1,1 @@
+//! The lease scheduler: policy, capacity, rate limits, tokens, queue and the book.

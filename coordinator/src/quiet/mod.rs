@@ -1,0 +1,1 @@
+//! The quiet engine: quiet score, state with hysteresis, streaks, forecast.

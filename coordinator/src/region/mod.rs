@@ -1,0 +1,1 @@
+//! Build-region health: aggregates, fatigue, outlaws, selection, insights.

@@ -1,0 +1,1 @@
+//! Worker execution reports: scoring, learning, anomalies, missed runs.
