@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Starts the whole Lull system on this machine: nats-server (JetStream),
+# a private Postgres, the coordinator and an agent for this host. Prints
+# the metrics URLs. Ctrl-C (or SIGTERM) stops everything cleanly.
+#
+# Settings (environment):
+#   LULL_LOCAL_DIR        state directory          (default /tmp/lull-local)
+#   LULL_LOCAL_NATS_PORT  NATS port                (default 14222)
+#   LULL_LOCAL_PG_PORT    Postgres port            (default 15432)
+#   LULL_LOCAL_COORD_METRICS  coordinator metrics  (default 127.0.0.1:9464)
+#   LULL_LOCAL_AGENT_METRICS  agent metrics        (default 127.0.0.1:9465)
+#   LULL_LOCAL_PROFILE    cargo profile: dev|release (default dev)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+
+STATE=${LULL_LOCAL_DIR:-/tmp/lull-local}
+NATS_PORT=${LULL_LOCAL_NATS_PORT:-14222}
+PG_PORT=${LULL_LOCAL_PG_PORT:-15432}
+COORD_METRICS=${LULL_LOCAL_COORD_METRICS:-127.0.0.1:9464}
+AGENT_METRICS=${LULL_LOCAL_AGENT_METRICS:-127.0.0.1:9465}
+PROFILE=${LULL_LOCAL_PROFILE:-dev}
+
+scripts/install-deps.sh
+
+pg_bin() {
+  if command -v "$1" >/dev/null 2>&1; then command -v "$1"; return; fi
+  ls -d /usr/lib/postgresql/*/bin/"$1" 2>/dev/null | sort -V | tail -n 1
+}
+INITDB=$(pg_bin initdb)
+POSTGRES=$(pg_bin postgres)
+NATS=$(command -v nats-server || echo /usr/sbin/nats-server)
+
+# Postgres refuses to run as root: run it as the postgres user then.
+AS_PG=()
+if [ "$(id -u)" -eq 0 ]; then
+  AS_PG=(setpriv --reuid=postgres --regid=postgres --init-groups)
+fi
+
+mkdir -p "$STATE"/nats "$STATE"/logs "$STATE"/spool
+chmod 755 "$STATE"
+
+echo "building lull ($PROFILE)..."
+if [ "$PROFILE" = release ]; then
+  cargo build --release --bins -q; BIN_DIR=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys;print(json.load(sys.stdin)["target_directory"])')/release
+else
+  cargo build --bins -q; BIN_DIR=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys;print(json.load(sys.stdin)["target_directory"])')/debug
+fi
+
+PIDS=()
+cleanup() {
+  trap - INT TERM EXIT
+  echo; echo "stopping..."
+  for ((i=${#PIDS[@]}-1; i>=0; i--)); do
+    kill -TERM "${PIDS[i]}" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "${PIDS[i]}" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "${PIDS[i]}" 2>/dev/null || true
+    wait "${PIDS[i]}" 2>/dev/null || true
+  done
+  echo "stopped."
+}
+trap cleanup INT TERM EXIT
+
+wait_port() {
+  for _ in $(seq 1 100); do
+    (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "port $1 did not open; see $STATE/logs" >&2
+  return 1
+}
+
+"$NATS" -a 127.0.0.1 -p "$NATS_PORT" -js -sd "$STATE/nats" >"$STATE/logs/nats.log" 2>&1 &
+PIDS+=($!)
+wait_port "$NATS_PORT"
+
+if [ ! -f "$STATE/pg/PG_VERSION" ]; then
+  mkdir -p "$STATE/pg" "$STATE/pgsock"
+  [ "$(id -u)" -eq 0 ] && chown postgres:postgres "$STATE/pg" "$STATE/pgsock"
+  "${AS_PG[@]}" "$INITDB" -D "$STATE/pg" -A trust -U postgres --no-sync -E UTF8 >"$STATE/logs/initdb.log" 2>&1
+fi
+mkdir -p "$STATE/pgsock"; [ "$(id -u)" -eq 0 ] && chown postgres:postgres "$STATE/pgsock"
+"${AS_PG[@]}" "$POSTGRES" -D "$STATE/pg" -p "$PG_PORT" -k "$STATE/pgsock" \
+  -c listen_addresses=127.0.0.1 >"$STATE/logs/postgres.log" 2>&1 &
+PIDS+=($!)
+wait_port "$PG_PORT"
+for _ in $(seq 1 50); do
+  "$(pg_bin psql)" -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -tAc "select 1" >/dev/null 2>&1 && break
+  sleep 0.2
+done
+"$(pg_bin psql)" -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -tAc \
+  "SELECT 1 FROM pg_database WHERE datname='lull'" | grep -q 1 \
+  || "$(pg_bin psql)" -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -qc "CREATE DATABASE lull"
+
+export LULL_NATS_URL="nats://127.0.0.1:$NATS_PORT"
+export LULL_DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/lull"
+export LULL_SPOOL_DIR="$STATE/spool"
+
+LULL_METRICS_ADDR="$COORD_METRICS" "$BIN_DIR/lull-coordinator" >"$STATE/logs/coordinator.log" 2>&1 &
+PIDS+=($!)
+wait_port "${COORD_METRICS##*:}"
+LULL_METRICS_ADDR="$AGENT_METRICS" "$BIN_DIR/lull-agent" >"$STATE/logs/agent.log" 2>&1 &
+PIDS+=($!)
+
+cat <<MSG
+
+Lull is running (state and logs in $STATE).
+  NATS:                 nats://127.0.0.1:$NATS_PORT
+  Postgres:             postgres://postgres@127.0.0.1:$PG_PORT/lull
+  coordinator metrics:  http://$COORD_METRICS/metrics
+  agent metrics:        http://$AGENT_METRICS/metrics
+
+Try:
+  curl -s http://$COORD_METRICS/metrics | grep lull_host_quiet_score
+  LULL_NATS_URL=$LULL_NATS_URL $BIN_DIR/lullctl hosts
+
+Press Ctrl-C to stop.
+MSG
+
+# Exit (and clean up) when any part dies, or on Ctrl-C.
+wait -n "${PIDS[@]}" || true
+echo "a component exited; see $STATE/logs" >&2

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Runs Lull's whole test suite: unit tests, and the end-to-end suite that
+# starts real nats-server and Postgres processes. Installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+# Build every binary first: the end-to-end tests run them as processes.
+cargo build --workspace --all-targets --locked
+cargo test --workspace --locked --no-fail-fast "$@"
