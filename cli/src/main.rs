@@ -1,1 +1,74 @@
-fn main() {}
+//! `lullctl`: the operator's CLI. One module per command group; each prints
+//! a human table or, with `--json`, the raw reply.
+
+mod hosts;
+mod output;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use lull_common::config::{CommonArgs, CommonConfig};
+use lull_common::Subjects;
+
+/// Global options.
+#[derive(Debug, Parser)]
+#[command(name = "lullctl", version, about = "Operate a Lull fleet")]
+struct Cli {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Print replies as JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Request timeout in seconds.
+    #[arg(long, global = true, default_value_t = 5.0)]
+    timeout: f64,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List hosts with their quiet state.
+    Hosts(hosts::HostsArgs),
+}
+
+/// What every command gets: a connection, the subjects and output options.
+pub struct Ctx {
+    /// NATS client.
+    pub client: async_nats::Client,
+    /// Subjects under the configured prefix.
+    pub subjects: Subjects,
+    /// Print JSON.
+    pub json: bool,
+    /// Request timeout.
+    pub timeout: Duration,
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let defaults = CommonConfig::default();
+    let cfg: CommonConfig =
+        lull_common::config::load(&defaults, cli.common.config.as_ref(), &cli.common)
+            .context("loading configuration")?;
+    if cli.common.print_config {
+        print!("{}", lull_common::config::render(&cfg));
+        return Ok(());
+    }
+    lull_common::runtime::init_logging("warn", cfg.log_format);
+    let client = lull_common::nats::connect(&cfg, "lullctl", false)
+        .await
+        .context("connecting to NATS")?;
+    let ctx = Ctx {
+        client,
+        subjects: Subjects::new(&cfg.subject_prefix),
+        json: cli.json,
+        timeout: Duration::from_secs_f64(cli.timeout.max(0.1)),
+    };
+    let code = match cli.command {
+        Command::Hosts(a) => hosts::run(&ctx, a).await?,
+    };
+    let _ = ctx.client.flush().await;
+    std::process::exit(code);
+}

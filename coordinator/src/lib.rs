@@ -8,7 +8,15 @@
 
 #![warn(missing_docs)]
 
+pub mod app;
+pub mod config;
+pub mod endpoints;
+pub mod fleet;
+pub mod ingest;
 pub mod lease;
+pub mod metrics;
 pub mod quiet;
 pub mod region;
+pub mod service;
+pub mod store;
 pub mod worker;

@@ -1,0 +1,107 @@
+//! The coordinator's configuration: the shared NATS/metrics/log settings plus
+//! the database and every tunable of ingest and persistence, each with a
+//! documented default. Loaded by `lull_common::config::load` (flags, then
+//! the TOML file, then `LULL_*` environment variables).
+
+use std::net::SocketAddr;
+
+use lull_common::config::{CommonArgs, CommonConfig, Secret};
+use serde::{Deserialize, Serialize};
+
+/// Everything the coordinator can be told.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CoordinatorConfig {
+    /// NATS, subjects, metrics listener (default `0.0.0.0:9464`), logs.
+    #[serde(flatten)]
+    pub common: CommonConfig,
+    /// Postgres URL. Env `LULL_DATABASE_URL`. Default
+    /// `postgres://postgres@127.0.0.1:5432/lull`.
+    pub database_url: Secret,
+    /// Largest number of pooled database connections. Default 8.
+    pub db_pool_size: usize,
+    /// Ingest and persistence tunables.
+    pub ingest: IngestConfig,
+    /// Quiet engine thresholds (see docs/quiet.md).
+    pub quiet: crate::quiet::config::QuietConfig,
+}
+
+/// Tunables of the stats ingest and the host table.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct IngestConfig {
+    /// Capacity of the channel in front of the fleet actor; when it is full
+    /// snapshots are dropped and counted (stats are soft state). Default 65536.
+    pub fleet_queue: usize,
+    /// How often the host table (`first_seen`, `last_seen`) is flushed to
+    /// Postgres, seconds. Default 5.
+    pub hosts_flush_sec: f64,
+    /// How often staleness and the per-state gauges are re-evaluated,
+    /// seconds. Default 1.
+    pub sweep_sec: f64,
+    /// JetStream duplicate window of the reports stream, seconds: a resend
+    /// of a report within it is dropped by the server. Default 3600.
+    pub reports_duplicate_window_sec: u64,
+    /// Concurrent requests handled per endpoint. Default 256.
+    pub endpoint_concurrency: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            fleet_queue: 65_536,
+            hosts_flush_sec: 5.0,
+            sweep_sec: 1.0,
+            reports_duplicate_window_sec: 3600,
+            endpoint_concurrency: 256,
+        }
+    }
+}
+
+impl Default for CoordinatorConfig {
+    fn default() -> Self {
+        CoordinatorConfig {
+            common: CommonConfig::with_metrics_addr(SocketAddr::from(([0, 0, 0, 0], 9464))),
+            database_url: Secret::new("postgres://postgres@127.0.0.1:5432/lull"),
+            db_pool_size: 8,
+            ingest: IngestConfig::default(),
+            quiet: Default::default(),
+        }
+    }
+}
+
+/// Command-line flags of `lull-coordinator`.
+#[derive(Debug, Clone, Default, clap::Parser, Serialize)]
+#[command(name = "lull-coordinator", version, about = "Lull coordinator")]
+pub struct Args {
+    /// Shared flags.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub common: CommonArgs,
+}
+
+impl CoordinatorConfig {
+    /// Loads the configuration for the given flags.
+    pub fn load(args: &Args) -> Result<Self, lull_common::config::ConfigError> {
+        lull_common::config::load(
+            &CoordinatorConfig::default(),
+            args.common.config.as_ref(),
+            args,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_redaction() {
+        let c = CoordinatorConfig::default();
+        assert_eq!(c.common.metrics_addr.port(), 9464);
+        let mut c = c;
+        c.database_url = Secret::new("postgres://u:pw@h/db");
+        let out = lull_common::config::render(&c);
+        assert!(!out.contains("pw@"), "{out}");
+    }
+}

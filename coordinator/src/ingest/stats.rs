@@ -1,0 +1,103 @@
+//! Stats ingest: subscribes to `lull.stats.*`, validates each snapshot
+//! (size, JSON, rules, subject host = payload host) and hands it to the
+//! fleet actor. Every message is counted in `lull_stats_messages_total{result}`.
+
+use futures::StreamExt;
+use lull_common::msg::stats::SystemStatsSnapshot;
+use lull_common::runtime::now_unix;
+use lull_common::{decode, Subjects};
+use tokio_util::sync::CancellationToken;
+
+use super::Rejection;
+use crate::fleet::FleetHandle;
+
+/// Checks one message: the subject names a host, the payload is a valid
+/// snapshot, and both name the same host.
+pub fn classify(
+    subjects: &Subjects,
+    subject: &str,
+    payload: &[u8],
+    max_payload: usize,
+) -> Result<SystemStatsSnapshot, Rejection> {
+    let host = subjects
+        .host_of_stats(subject)
+        .ok_or_else(|| Rejection::BadSubject(subject.to_string()))?;
+    let snap: SystemStatsSnapshot = decode(payload, max_payload)?;
+    if snap.host_id != host {
+        return Err(Rejection::HostMismatch {
+            subject: host.to_string(),
+            payload: snap.host_id,
+        });
+    }
+    Ok(snap)
+}
+
+/// Runs until `shutdown`: every accepted snapshot goes to the fleet actor.
+pub async fn run(
+    client: async_nats::Client,
+    subjects: Subjects,
+    fleet: FleetHandle,
+    max_payload: usize,
+    shutdown: CancellationToken,
+) -> Result<(), async_nats::SubscribeError> {
+    let mut sub = client.subscribe(subjects.stats_all()).await?;
+    loop {
+        let msg = tokio::select! {
+            m = sub.next() => match m { Some(m) => m, None => break },
+            _ = shutdown.cancelled() => break,
+        };
+        let result = match classify(&subjects, msg.subject.as_str(), &msg.payload, max_payload) {
+            Ok(snap) => {
+                let lag = now_unix() - snap.collected_at;
+                metrics::histogram!("lull_stats_ingest_lag_seconds").record(lag.max(0.0));
+                if fleet.snapshot(snap, now_unix()) {
+                    "accepted"
+                } else {
+                    "dropped"
+                }
+            }
+            Err(rejection) => {
+                tracing::debug!(subject = %msg.subject, %rejection, "stats message rejected");
+                rejection.label()
+            }
+        };
+        metrics::counter!("lull_stats_messages_total", "result" => result).increment(1);
+    }
+    let _ = sub.unsubscribe().await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lull_common::msg::stats::example_snapshot;
+
+    fn bytes(s: &SystemStatsSnapshot) -> Vec<u8> {
+        serde_json::to_vec(s).unwrap()
+    }
+
+    #[test]
+    fn accepts_a_matching_snapshot() {
+        let s = Subjects::default();
+        let snap = example_snapshot("web-1", 1, 100.0);
+        assert!(classify(&s, "lull.stats.web-1", &bytes(&snap), 1 << 16).is_ok());
+    }
+
+    #[test]
+    fn rejects_each_kind_of_bad_input() {
+        let s = Subjects::default();
+        let snap = example_snapshot("web-1", 1, 100.0);
+        let r = classify(&s, "lull.stats.web-2", &bytes(&snap), 1 << 16).unwrap_err();
+        assert_eq!(r.label(), "host_mismatch");
+        let r = classify(&s, "lull.stats.web-1", b"{oops", 1 << 16).unwrap_err();
+        assert_eq!(r.label(), "bad_json");
+        let r = classify(&s, "lull.stats.web-1", &bytes(&snap), 10).unwrap_err();
+        assert_eq!(r.label(), "too_large");
+        let mut bad = snap.clone();
+        bad.host.mem_used_pct = 250.0;
+        let r = classify(&s, "lull.stats.web-1", &bytes(&bad), 1 << 16).unwrap_err();
+        assert_eq!(r.label(), "invalid");
+        let r = classify(&s, "lull.other.web-1", &bytes(&snap), 1 << 16).unwrap_err();
+        assert_eq!(r.label(), "bad_subject");
+    }
+}
