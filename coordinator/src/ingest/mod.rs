@@ -2,6 +2,7 @@
 //! NATS (soft state), and durable reports from JetStream.
 
 pub mod agent_health;
+pub mod reports;
 pub mod stats;
 
 /// Why a message from the network was not accepted; also the `result`

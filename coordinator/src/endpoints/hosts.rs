@@ -1,28 +1,14 @@
-//! The table of `lull.v1.*` endpoints: each name bound to a thin handler
-//! that asks the owning actor and shapes the reply.
+//! Host endpoints: `hosts.list` and `hosts.get`, answered by the fleet actor.
 
 use lull_common::error::ErrorCode;
 use lull_common::msg::hosts::HostGetRequest;
 use lull_common::subjects::endpoints as ep;
 
-use crate::fleet::{FleetGone, FleetHandle};
+use super::{gone, Deps};
 use crate::service::{err, typed, Empty, Handler};
 
-/// Handles the endpoints need.
-#[derive(Clone)]
-pub struct Deps {
-    /// The fleet actor.
-    pub fleet: FleetHandle,
-    /// Largest accepted request.
-    pub max_payload: usize,
-}
-
-fn gone(_: FleetGone) -> lull_common::ErrorReply {
-    err(ErrorCode::Unavailable, "the coordinator is shutting down")
-}
-
-/// Every endpoint with its handler.
-pub fn all(deps: &Deps) -> Vec<(&'static str, Handler)> {
+/// The host endpoints with their handlers.
+pub fn endpoints(deps: &Deps) -> Vec<(&'static str, Handler)> {
     let max = deps.max_payload;
     let fleet = deps.fleet.clone();
     let list = typed(max, move |_: Empty| {

@@ -1,0 +1,31 @@
+//! The table of `lull.v1.*` endpoints, one file per domain: each binds an
+//! endpoint name to a thin handler that asks the owning actor and shapes
+//! the reply.
+
+mod hosts;
+
+use lull_common::error::ErrorCode;
+
+use crate::fleet::FleetHandle;
+use crate::service::{err, Handler};
+
+/// Handles the endpoints need.
+#[derive(Clone)]
+pub struct Deps {
+    /// The fleet actor.
+    pub fleet: FleetHandle,
+    /// Largest accepted request.
+    pub max_payload: usize,
+}
+
+/// The reply when an actor has stopped (the coordinator is shutting down).
+pub(crate) fn gone<E>(_: E) -> lull_common::ErrorReply {
+    err(ErrorCode::Unavailable, "the coordinator is shutting down")
+}
+
+/// Every endpoint with its handler.
+pub fn all(deps: &Deps) -> Vec<(&'static str, Handler)> {
+    let mut v = Vec::new();
+    v.extend(hosts::endpoints(deps));
+    v
+}

@@ -1,0 +1,313 @@
+//! Durable report ingest: a durable pull consumer on the `LULL_REPORTS`
+//! stream. Each fetched batch is decoded and validated; invalid records are
+//! terminated (never redelivered), counted and logged with their id; valid
+//! ones are handed to the owning actor of their domain (regions or workers),
+//! which commits them to Postgres. Messages are acked only after that
+//! commit, and nak'ed for redelivery when it fails, so a crash anywhere
+//! loses nothing; the actors upsert by record id, so nothing counts twice.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer::pull, AckKind};
+use futures::StreamExt;
+use lull_common::msg::region::{BuildRecord, FatigueEventReport};
+use lull_common::msg::worker::WorkerExecutionReport;
+use lull_common::runtime::now_unix;
+use lull_common::{decode, Subjects, ValidationError};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::Rejection;
+
+/// A region report.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RegionReport {
+    /// A build record (`lull.report.build.<region>`).
+    Build(Box<BuildRecord>),
+    /// A fatigue event with no build (`lull.report.fatigue.<region>`).
+    Fatigue(Box<FatigueEventReport>),
+}
+
+/// A decoded report of any kind.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Report {
+    /// Region reports.
+    Region(RegionReport),
+    /// A worker execution report (`lull.report.worker.<worker>`).
+    Worker(Box<WorkerExecutionReport>),
+}
+
+impl Report {
+    /// Kind label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Report::Region(RegionReport::Build(_)) => "build",
+            Report::Region(RegionReport::Fatigue(_)) => "fatigue",
+            Report::Worker(_) => "worker",
+        }
+    }
+}
+
+/// A batch handed to a domain actor; it answers on `done` after its commit.
+#[derive(Debug)]
+pub struct Batch<T> {
+    /// The records, in stream order.
+    pub items: Vec<T>,
+    /// `Ok` once committed, `Err` with the reason otherwise.
+    pub done: oneshot::Sender<Result<(), String>>,
+}
+
+/// Where decoded reports go.
+#[derive(Debug, Clone)]
+pub struct Sinks {
+    /// The regions actor.
+    pub regions: mpsc::Sender<Batch<RegionReport>>,
+    /// The workers actor.
+    pub workers: mpsc::Sender<Batch<WorkerExecutionReport>>,
+}
+
+/// Tunables of the consumer.
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    /// Durable consumer name.
+    pub durable: String,
+    /// Most messages per fetch (one database transaction per domain).
+    pub batch: usize,
+    /// How long a fetch waits for messages.
+    pub fetch_wait: Duration,
+    /// How long the server waits for an ack before redelivering.
+    pub ack_wait: Duration,
+    /// Delay asked for when nak'ing after a failed commit.
+    pub retry_delay: Duration,
+}
+
+/// Decodes one report by its subject: `<prefix>.report.<kind>.<key>`. The
+/// key must equal the record's region or worker name.
+pub fn classify(
+    subjects: &Subjects,
+    subject: &str,
+    payload: &[u8],
+    max_payload: usize,
+) -> Result<Report, Rejection> {
+    let (kind, key) = subjects
+        .report_parts(subject)
+        .ok_or_else(|| Rejection::BadSubject(subject.to_string()))?;
+    let mismatch = |field: &str, value: &str| {
+        Rejection::Invalid(ValidationError::Invalid {
+            field: field.to_string(),
+            reason: format!("{value:?} does not match the subject's {key:?}"),
+        })
+    };
+    match kind {
+        "build" => {
+            let r: BuildRecord = decode(payload, max_payload)?;
+            if r.region != key {
+                return Err(mismatch("region", &r.region));
+            }
+            Ok(Report::Region(RegionReport::Build(Box::new(r))))
+        }
+        "fatigue" => {
+            let r: FatigueEventReport = decode(payload, max_payload)?;
+            if r.region != key {
+                return Err(mismatch("region", &r.region));
+            }
+            Ok(Report::Region(RegionReport::Fatigue(Box::new(r))))
+        }
+        "worker" => {
+            let r: WorkerExecutionReport = decode(payload, max_payload)?;
+            if r.worker_name != key {
+                return Err(mismatch("worker_name", &r.worker_name));
+            }
+            Ok(Report::Worker(Box::new(r)))
+        }
+        _ => Err(Rejection::BadSubject(subject.to_string())),
+    }
+}
+
+/// Best-effort id of a record, for logging a rejected one.
+fn record_id(payload: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(payload)
+        .ok()
+        .and_then(|v| {
+            ["build_id", "event_id", "execution_id"]
+                .iter()
+                .find_map(|k| v.get(*k).and_then(|x| x.as_str()).map(str::to_string))
+        })
+        .unwrap_or_else(|| "?".into())
+}
+
+/// Creates (idempotently) the durable consumer and runs until `shutdown`.
+pub async fn run(
+    client: async_nats::Client,
+    subjects: Subjects,
+    sinks: Sinks,
+    cfg: ConsumerConfig,
+    max_payload: usize,
+    shutdown: CancellationToken,
+) -> Result<(), async_nats::Error> {
+    let js = jetstream::new(client);
+    let stream = js
+        .get_stream(lull_common::subjects::REPORTS_STREAM)
+        .await?;
+    let consumer: jetstream::consumer::PullConsumer = stream
+        .get_or_create_consumer(
+            &cfg.durable,
+            pull::Config {
+                durable_name: Some(cfg.durable.clone()),
+                filter_subject: subjects.reports_all(),
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                ack_wait: cfg.ack_wait,
+                max_ack_pending: (cfg.batch * 4) as i64,
+                ..Default::default()
+            },
+        )
+        .await?;
+    while !shutdown.is_cancelled() {
+        let fetched = tokio::select! {
+            f = consumer.fetch().max_messages(cfg.batch).expires(cfg.fetch_wait).messages() => f,
+            _ = shutdown.cancelled() => break,
+        };
+        let mut batch = match fetched {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "fetching reports failed; retrying");
+                tokio::time::sleep(cfg.retry_delay).await;
+                continue;
+            }
+        };
+        let mut messages = Vec::with_capacity(cfg.batch);
+        while let Some(m) = batch.next().await {
+            match m {
+                Ok(m) => messages.push(m),
+                Err(e) => {
+                    tracing::debug!(error = %e, "batch ended early");
+                    break;
+                }
+            }
+        }
+        if !messages.is_empty() {
+            process(&subjects, &sinks, &cfg, max_payload, messages).await;
+        }
+    }
+    Ok(())
+}
+
+async fn process(
+    subjects: &Subjects,
+    sinks: &Sinks,
+    cfg: &ConsumerConfig,
+    max_payload: usize,
+    messages: Vec<jetstream::Message>,
+) {
+    let mut regions = (Vec::new(), Vec::new());
+    let mut workers = (Vec::new(), Vec::new());
+    for m in messages {
+        if let Ok(info) = m.info() {
+            let published = info.published.unix_timestamp_nanos() as f64 / 1e9;
+            metrics::histogram!("lull_reports_ingest_lag_seconds")
+                .record((now_unix() - published).max(0.0));
+        }
+        match classify(subjects, m.subject.as_str(), &m.payload, max_payload) {
+            Ok(Report::Region(r)) => {
+                regions.0.push(r);
+                regions.1.push(m);
+            }
+            Ok(Report::Worker(r)) => {
+                workers.0.push(*r);
+                workers.1.push(m);
+            }
+            Err(rejection) => {
+                let kind = match subjects.report_parts(m.subject.as_str()).map(|(k, _)| k) {
+                    Some("build") => "build",
+                    Some("fatigue") => "fatigue",
+                    Some("worker") => "worker",
+                    _ => "unknown",
+                };
+                tracing::warn!(subject = %m.subject, id = %record_id(&m.payload), %rejection, "report rejected");
+                metrics::counter!("lull_reports_total", "kind" => kind, "result" => "invalid")
+                    .increment(1);
+                if let Err(e) = m.ack_with(AckKind::Term).await {
+                    tracing::warn!(error = %e, "terminating an invalid report failed");
+                }
+            }
+        }
+    }
+    let region_kinds: Vec<&'static str> = regions
+        .0
+        .iter()
+        .map(|r| match r {
+            RegionReport::Build(_) => "build",
+            RegionReport::Fatigue(_) => "fatigue",
+        })
+        .collect();
+    let worker_kinds = vec!["worker"; workers.0.len()];
+    tokio::join!(
+        deliver(&sinks.regions, regions.0, regions.1, region_kinds, cfg),
+        deliver(&sinks.workers, workers.0, workers.1, worker_kinds, cfg),
+    );
+}
+
+/// Hands one domain's records to its actor, then acks or naks them.
+async fn deliver<T>(
+    sink: &mpsc::Sender<Batch<T>>,
+    items: Vec<T>,
+    messages: Vec<jetstream::Message>,
+    kinds: Vec<&'static str>,
+    cfg: &ConsumerConfig,
+) {
+    if items.is_empty() {
+        return;
+    }
+    let (tx, rx) = oneshot::channel();
+    let outcome = match sink.send(Batch { items, done: tx }).await {
+        Ok(()) => rx
+            .await
+            .unwrap_or_else(|_| Err("the actor stopped before committing".into())),
+        Err(_) => Err("the actor has stopped".into()),
+    };
+    match outcome {
+        Ok(()) => {
+            for (m, kind) in messages.iter().zip(kinds) {
+                metrics::counter!("lull_reports_total", "kind" => kind, "result" => "accepted")
+                    .increment(1);
+                if let Err(e) = m.ack().await {
+                    // The commit stands; a redelivery is an idempotent no-op.
+                    tracing::debug!(error = %e, "ack failed after commit");
+                }
+            }
+        }
+        Err(reason) => {
+            tracing::warn!(%reason, n = messages.len(), "committing reports failed; will retry");
+            for (m, kind) in messages.iter().zip(kinds) {
+                metrics::counter!("lull_reports_total", "kind" => kind, "result" => "retried")
+                    .increment(1);
+                let _ = m.ack_with(AckKind::Nak(Some(cfg.retry_delay))).await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classify_checks_subject_against_payload() {
+        let s = Subjects::default();
+        let fatigue = serde_json::json!({
+            "event_id": "e1", "region": "us-west2", "fatigue_reason": "Pool creation timeout",
+            "fatigue_reason_code": "beacon-timeout", "fatigue_time": 1763026500.0,
+            "fatigue_duration_hours": 4, "fatigue_type": "FATIGUED", "error_message": null
+        });
+        let body = serde_json::to_vec(&fatigue).unwrap();
+        let r = classify(&s, "lull.report.fatigue.us-west2", &body, 1 << 16).unwrap();
+        assert_eq!(r.kind(), "fatigue");
+        let e = classify(&s, "lull.report.fatigue.eu-west1", &body, 1 << 16).unwrap_err();
+        assert_eq!(e.label(), "invalid");
+        let e = classify(&s, "lull.report.nope.x", &body, 1 << 16).unwrap_err();
+        assert_eq!(e.label(), "bad_subject");
+        let e = classify(&s, "lull.report.build.us-west2", b"{}", 1 << 16).unwrap_err();
+        assert_eq!(e.label(), "bad_json");
+        assert_eq!(record_id(&body), "e1");
+    }
+}
