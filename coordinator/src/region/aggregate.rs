@@ -783,3 +783,510 @@ pub fn recompute(
     }
     c
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const T0: f64 = 1_763_026_000.0;
+
+    fn build(region: &str, id: &str, t: f64, ok: bool) -> BuildRecord {
+        BuildRecord {
+            timestamp: t,
+            build_id: id.into(),
+            region: region.into(),
+            build_type: Some("pytorch-clean".into()),
+            machine_type: Some("c3-standard-176".into()),
+            success: ok,
+            status: Some(if ok { "SUCCESS" } else { "FAILURE" }.into()),
+            duration_seconds: Some(600.0),
+            duration_minutes: Some(10.0),
+            queue_wait_seconds: Some(60.0),
+            queue_wait_minutes: Some(1.0),
+            working_seconds: Some(540.0),
+            total_steps: Some(72),
+            failed_step: None,
+            spot_price_per_hour: Some(6.0),
+            cost_usd: None,
+            error: (!ok).then(|| format!("error of {id}")),
+            timeout_reason: None,
+            fatigues: vec![],
+        }
+    }
+
+    fn fatigue(t: f64, reason: &str, code: &str) -> BuildFatigue {
+        BuildFatigue {
+            fatigue_reason: reason.into(),
+            fatigue_reason_code: Some(code.into()),
+            fatigue_time: t,
+            fatigue_duration_hours: Some(4.0),
+            fatigue_type: FatigueType::Fatigued,
+        }
+    }
+
+    fn event(region: &str, id: &str, t: f64) -> FatigueEventReport {
+        FatigueEventReport {
+            event_id: id.into(),
+            region: region.into(),
+            fatigue_reason: "Pool creation timeout".into(),
+            fatigue_reason_code: Some("beacon-timeout".into()),
+            fatigue_time: t,
+            fatigue_duration_hours: None,
+            fatigue_type: FatigueType::Fatigued,
+            error_message: Some("beacon never answered".into()),
+        }
+    }
+
+    fn stats_after(builds: &[BuildRecord], events: &[FatigueEventReport]) -> RegionStats {
+        let cfg = RegionConfig::default();
+        let mut c = Campaign::new();
+        for b in builds {
+            c.apply_build(b, &cfg);
+        }
+        for e in events {
+            c.apply_fatigue_event(e, &cfg);
+        }
+        c.region("r")
+            .map(RegionAggregate::stats)
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn scenario_1_a_builds_fatigue_counts_for_the_region() {
+        let mut b = build("r", "abc123-xyz789", T0, false);
+        b.status = Some("TIMEOUT".into());
+        b.error = Some("Build stuck in QUEUED for 45 minutes".into());
+        b.timeout_reason = Some("QUEUED".into());
+        b.fatigues = vec![fatigue(T0, "Queue timeout - 45min QUEUED", "queue-timeout")];
+        let s = stats_after(&[b], &[]);
+        assert_eq!((s.total_builds, s.failures, s.current_streak), (1, 1, -1));
+        assert_eq!(s.fatigue_incidents, 1);
+        assert_eq!(
+            s.last_fatigue_reason.as_deref(),
+            Some("Queue timeout - 45min QUEUED")
+        );
+        assert_eq!(s.last_fatigue_reason_code.as_deref(), Some("queue-timeout"));
+        assert_eq!(s.last_fatigue_time, Some(T0));
+        assert_eq!(
+            s.last_error.as_deref(),
+            Some("Build stuck in QUEUED for 45 minutes")
+        );
+        assert_eq!(s.recent_builds[0].fatigues.len(), 1);
+    }
+
+    #[test]
+    fn several_fatigues_in_one_build_each_count() {
+        let mut b = build("r", "b", T0, false);
+        b.fatigues = vec![
+            fatigue(T0 + 5.0, "second", "queue-timeout"),
+            fatigue(T0, "first", "beacon-timeout"),
+        ];
+        let s = stats_after(&[b], &[]);
+        assert_eq!(s.fatigue_incidents, 2);
+        assert_eq!(s.last_fatigue_reason.as_deref(), Some("second"));
+    }
+
+    #[test]
+    fn scenario_2_a_bare_fatigue_event_touches_only_fatigue_fields() {
+        let s = stats_after(&[], &[event("r", "e1", T0)]);
+        assert_eq!(s.total_builds, 0);
+        assert_eq!(s.fatigue_incidents, 1);
+        assert_eq!(
+            s.last_fatigue_reason.as_deref(),
+            Some("Pool creation timeout")
+        );
+        assert_eq!(
+            s.last_fatigue_reason_code.as_deref(),
+            Some("beacon-timeout")
+        );
+        assert_eq!(s.last_fatigue_time, Some(T0));
+        assert_eq!(
+            (s.last_used, s.last_error.clone(), s.current_streak),
+            (None, None, 0)
+        );
+        assert_eq!(
+            (s.fastest_minutes, s.success_rate, s.avg_duration_minutes),
+            (None, 0.0, 0.0)
+        );
+        assert!(s.recent_builds.is_empty());
+    }
+
+    #[test]
+    fn scenario_3_a_normal_failure_changes_no_fatigue_field() {
+        let before = stats_after(&[], &[event("r", "e1", T0)]);
+        let after = stats_after(
+            &[build("r", "b", T0 + 60.0, false)],
+            &[event("r", "e1", T0)],
+        );
+        assert_eq!(after.fatigue_incidents, before.fatigue_incidents);
+        assert_eq!(after.last_fatigue_reason, before.last_fatigue_reason);
+        assert_eq!(
+            after.last_fatigue_reason_code,
+            before.last_fatigue_reason_code
+        );
+        assert_eq!(after.last_fatigue_time, before.last_fatigue_time);
+        assert_eq!(after.failures, 1);
+    }
+
+    #[test]
+    fn counts_rates_and_timings() {
+        let mut bs = vec![
+            build("r", "a", T0, true),
+            build("r", "b", T0 + 1.0, true),
+            build("r", "c", T0 + 2.0, false),
+        ];
+        for (b, m) in bs.iter_mut().zip([8.2, 12.5, 18.7]) {
+            b.duration_minutes = Some(m);
+        }
+        bs[2].duration_minutes = None;
+        bs[2].duration_seconds = Some(18.7 * 60.0);
+        let s = stats_after(&bs, &[]);
+        assert_eq!((s.total_builds, s.successes, s.failures), (3, 2, 1));
+        assert_eq!(s.success_rate, 66.7);
+        assert_eq!(s.total_duration_minutes, 39.4);
+        assert_eq!(s.avg_duration_minutes, 13.13);
+        assert_eq!(s.total_queue_wait_minutes, 3.0);
+        assert_eq!(s.avg_queue_wait_minutes, 1.0);
+        assert_eq!(
+            (s.fastest_minutes, s.slowest_minutes),
+            (Some(8.2), Some(18.7))
+        );
+        assert_eq!(s.current_streak, -1);
+        assert_eq!(s.last_used, Some(T0 + 2.0));
+    }
+
+    #[test]
+    fn last_error_is_concise_and_names_the_step() {
+        let mut b = build("r", "b", T0, false);
+        b.error = Some(format!("{}\nstack trace line", "x".repeat(200)));
+        b.failed_step = Some(45);
+        let s = stats_after(&[b.clone()], &[]);
+        let e = s.last_error.unwrap();
+        assert_eq!(e.chars().count(), LAST_ERROR_MAX_CHARS);
+        assert!(e.ends_with("x (step 45/72)"), "{e}");
+        assert_eq!(s.last_error_time, Some(T0));
+
+        b.error = None;
+        b.failed_step = None;
+        b.timeout_reason = Some("QUEUED".into());
+        assert_eq!(error_summary(&b), "Timed out in QUEUED");
+        b.timeout_reason = None;
+        assert_eq!(error_summary(&b), "Build ended FAILURE");
+        b.status = None;
+        assert_eq!(error_summary(&b), "Build failed");
+    }
+
+    #[test]
+    fn last_fatigue_reason_is_cut_to_60_chars() {
+        let mut b = build("r", "b", T0, false);
+        b.fatigues = vec![fatigue(T0, &"y".repeat(100), "c")];
+        let s = stats_after(&[b], &[]);
+        assert_eq!(s.last_fatigue_reason.unwrap().chars().count(), 60);
+    }
+
+    #[test]
+    fn order_dependent_fields_follow_the_timestamp() {
+        let newer = build("r", "n", T0 + 100.0, false);
+        let mut older = build("r", "o", T0, false);
+        older.fatigues = vec![fatigue(T0, "old", "old")];
+        let mut newer_f = newer.clone();
+        newer_f.fatigues = vec![fatigue(T0 + 100.0, "new", "new")];
+        let s = stats_after(&[newer_f, older], &[event("r", "e-old", T0 - 50.0)]);
+        assert_eq!(s.last_error.as_deref(), Some("error of n"));
+        assert_eq!(s.last_error_time, Some(T0 + 100.0));
+        assert_eq!(s.last_used, Some(T0 + 100.0));
+        assert_eq!(s.last_fatigue_reason.as_deref(), Some("new"));
+        assert_eq!(s.fatigue_incidents, 3);
+        assert_eq!(s.current_streak, -2);
+        let ids: Vec<_> = s
+            .recent_builds
+            .iter()
+            .map(|b| b.build_id.as_str())
+            .collect();
+        assert_eq!(ids, ["n", "o"]);
+    }
+
+    /// The streak of outcomes sorted by key, computed the obvious way.
+    fn naive_streak(mut outcomes: Vec<(f64, String, bool)>) -> i64 {
+        outcomes.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        let Some(last) = outcomes.last().map(|o| o.2) else {
+            return 0;
+        };
+        let n = outcomes.iter().rev().take_while(|o| o.2 == last).count() as i64;
+        if last {
+            n
+        } else {
+            -n
+        }
+    }
+
+    #[test]
+    fn late_arrivals_fix_the_streak() {
+        // arrival order, (time offset, success)
+        let cases: &[&[(f64, bool)]] = &[
+            &[(1.0, true), (2.0, true), (3.0, true), (1.5, false)], // splits the run: +2
+            &[(1.0, true), (2.0, true), (3.0, false), (0.5, false)], // before the breaker: -1
+            &[(1.0, false), (5.0, true), (6.0, true), (3.0, true)], // joins the run: +3
+            &[
+                (5.0, true),
+                (4.0, true),
+                (3.0, false),
+                (6.0, false),
+                (5.5, false),
+            ], // -2
+            &[(2.0, false), (1.0, true)],                           // older, other: -1
+            &[(2.0, true), (2.0, false)],                           // same time: id decides
+        ];
+        for (n, case) in cases.iter().enumerate() {
+            let builds: Vec<BuildRecord> = case
+                .iter()
+                .enumerate()
+                .map(|(i, (dt, ok))| build("r", &format!("b{i}"), T0 + dt, *ok))
+                .collect();
+            let expect = naive_streak(
+                builds
+                    .iter()
+                    .map(|b| (b.timestamp, b.build_id.clone(), b.success))
+                    .collect(),
+            );
+            assert_eq!(stats_after(&builds, &[]).current_streak, expect, "case {n}");
+        }
+    }
+
+    #[test]
+    fn duplicates_are_ignored() {
+        let cfg = RegionConfig::default();
+        let mut c = Campaign::new();
+        let b = build("r", "b1", T0, true);
+        assert_eq!(c.apply_build(&b, &cfg), Applied::New);
+        let mut changed = b.clone();
+        changed.success = false;
+        assert_eq!(c.apply_build(&changed, &cfg), Applied::Duplicate);
+        let e = event("r", "e1", T0);
+        assert_eq!(c.apply_fatigue_event(&e, &cfg), Applied::New);
+        assert_eq!(c.apply_fatigue_event(&e, &cfg), Applied::Duplicate);
+        let s = c.region("r").unwrap().stats();
+        assert_eq!(
+            (s.total_builds, s.successes, s.fatigue_incidents),
+            (1, 1, 1)
+        );
+        assert!(c.knows_build("b1") && c.knows_event("e1") && !c.knows_build("e1"));
+    }
+
+    #[test]
+    fn recent_builds_keep_the_newest_100_newest_first() {
+        let builds: Vec<_> = (0..150)
+            .rev()
+            .map(|i| build("r", &format!("b{i:03}"), T0 + f64::from(i), true))
+            .collect();
+        let s = stats_after(&builds, &[]);
+        assert_eq!(s.recent_builds.len(), RECENT_BUILDS_LIMIT);
+        assert_eq!(s.recent_builds[0].build_id, "b149");
+        assert_eq!(s.recent_builds[99].build_id, "b050");
+        assert!(s.recent_builds.iter().all(|b| b.region.is_empty()));
+        assert_eq!(s.total_builds, 150);
+    }
+
+    #[test]
+    fn windows_cost_and_price() {
+        let cfg = RegionConfig::default();
+        let mut c = Campaign::new();
+        let mut a = build("r", "a", T0, true);
+        a.cost_usd = Some(3.0);
+        let mut b = build("r", "b", T0 + 7200.0, false);
+        b.spot_price_per_hour = Some(9.0); // cost 9 * 10/60 = 1.5
+        c.apply_build(&b, &cfg);
+        c.apply_build(&a, &cfg);
+        let r = c.region("r").unwrap();
+        assert_eq!(r.latest_spot_price(), Some(9.0));
+        assert_eq!(r.cost().total_usd(), 4.5);
+        assert_eq!(r.cost().per_success_usd(), Some(4.5));
+        let w = r.window(T0 - 3600.0, T0 + 3600.0);
+        assert_eq!((w.builds, w.successes), (1, 1));
+        assert_eq!(r.window(T0 - 3600.0, T0 + 3.0 * 3600.0).builds, 2);
+    }
+
+    #[test]
+    fn history_is_cut_relative_to_the_newest_fact() {
+        let cfg = RegionConfig::default();
+        let mut c = Campaign::new();
+        let day = 86_400.0;
+        c.apply_fatigue_event(&event("r", "new", T0 + 40.0 * day), &cfg);
+        c.apply_fatigue_event(&event("r", "old", T0), &cfg);
+        let r = c.region("r").unwrap();
+        assert_eq!(r.fatigue_marks().count(), 1);
+        assert_eq!(r.fatigue_incidents(), 2, "the count keeps everything");
+    }
+
+    fn baseline() -> Baselines {
+        let stats = RegionStats {
+            total_builds: 10,
+            successes: 7,
+            failures: 3,
+            total_duration_minutes: 100.0,
+            total_queue_wait_minutes: 10.0,
+            fastest_minutes: Some(5.0),
+            slowest_minutes: Some(20.0),
+            last_error: Some("old error".into()),
+            last_error_time: Some(T0 + 20.0 * 3600.0),
+            fatigue_incidents: 2,
+            last_fatigue_reason: Some("Queue timeout".into()),
+            last_fatigue_time: Some(T0 + 10.0 * 3600.0),
+            current_streak: 3,
+            last_used: Some(T0 + 30.0 * 3600.0),
+            recent_builds: vec![BuildRecord {
+                region: String::new(),
+                ..build("r0", "imported-1", T0 + 30.0 * 3600.0, true)
+            }],
+            ..Default::default()
+        };
+        Baselines {
+            campaign: CampaignBaseline {
+                campaign_start: Some(T0 - 1000.0),
+                last_updated: Some(T0 + 31.0 * 3600.0),
+                unattributed_builds: 1,
+            },
+            regions: BTreeMap::from([("r0".to_string(), stats)]),
+        }
+    }
+
+    /// Tiny deterministic generator for shuffles and duplicates.
+    struct Lcg(u64);
+
+    impl Lcg {
+        fn next(&mut self) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            self.0 >> 33
+        }
+    }
+
+    type BuildSpec = (u8, u32, bool, u8, u16);
+
+    #[derive(Clone, Copy)]
+    enum Arrival<'a> {
+        Build(&'a BuildRecord),
+        Event(&'a FatigueEventReport),
+    }
+
+    fn make_builds(specs: &[BuildSpec]) -> Vec<BuildRecord> {
+        specs
+            .iter()
+            .enumerate()
+            .map(|(i, (region, slot, ok, nf, minutes))| {
+                let t = T0 + f64::from(*slot) * 1800.0;
+                let mut b = build(&format!("r{region}"), &format!("b{i}"), t, *ok);
+                b.duration_minutes = Some(f64::from(*minutes) / 7.0);
+                b.failed_step = (!ok).then_some(u32::from(*minutes % 72));
+                b.fatigues = (0..*nf)
+                    .map(|k| {
+                        let mut f =
+                            fatigue(t + f64::from(k), &format!("f{i}.{k}"), "queue-timeout");
+                        if k == 1 {
+                            f.fatigue_type = FatigueType::Exhausted;
+                            f.fatigue_duration_hours = None;
+                        }
+                        f
+                    })
+                    .collect();
+                b
+            })
+            .collect()
+    }
+
+    fn shuffled_with_duplicates<T: Clone>(items: &[T], rng: &mut Lcg) -> Vec<T> {
+        let mut out: Vec<T> = items.to_vec();
+        for item in items {
+            if rng.next() % 4 == 0 {
+                out.push(item.clone());
+            }
+        }
+        for i in (1..out.len()).rev() {
+            let j = (rng.next() % (i as u64 + 1)) as usize;
+            out.swap(i, j);
+        }
+        out
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn shuffled_duplicated_input_equals_recompute(
+            specs in proptest::collection::vec(
+                (0u8..3, 0u32..3000, any::<bool>(), 0u8..3, 1u16..600), 0..260),
+            event_specs in proptest::collection::vec((0u8..3, 0u32..3000), 0..20),
+            seed in any::<u64>(),
+            with_baseline in any::<bool>(),
+        ) {
+            let cfg = RegionConfig::default();
+            let builds = make_builds(&specs);
+            let events: Vec<FatigueEventReport> = event_specs
+                .iter()
+                .enumerate()
+                .map(|(i, (r, slot))| event(&format!("r{r}"), &format!("e{i}"), T0 + f64::from(*slot) * 1800.0))
+                .collect();
+            let base = if with_baseline { baseline() } else { Baselines::default() };
+
+            let mut rng = Lcg(seed);
+            let all: Vec<Arrival> = builds
+                .iter()
+                .map(Arrival::Build)
+                .chain(events.iter().map(Arrival::Event))
+                .collect();
+            let arrivals = shuffled_with_duplicates(&all, &mut rng);
+            let mut live = Campaign::from_baselines(&base, &cfg);
+            let (mut arrived_builds, mut arrived_events) = (Vec::new(), Vec::new());
+            for a in &arrivals {
+                match a {
+                    Arrival::Build(b) => {
+                        live.apply_build(b, &cfg);
+                        arrived_builds.push((*b).clone());
+                    }
+                    Arrival::Event(e) => {
+                        live.apply_fatigue_event(e, &cfg);
+                        arrived_events.push((*e).clone());
+                    }
+                }
+            }
+            let reference = recompute(&base, &arrived_builds, &arrived_events, &cfg);
+            prop_assert_eq!(&live, &reference);
+
+            // and the seed figures agree with the obvious definitions
+            for r in 0..3u8 {
+                let name = format!("r{r}");
+                let mine: Vec<&BuildRecord> = builds.iter().filter(|b| b.region == name).collect();
+                let evs = events.iter().filter(|e| e.region == name).count() as u64;
+                let Some(agg) = live.region(&name) else {
+                    prop_assert!(mine.is_empty() && evs == 0);
+                    continue;
+                };
+                if with_baseline && r == 0 {
+                    continue;
+                }
+                let s = agg.stats();
+                prop_assert_eq!(s.total_builds, mine.len() as u64);
+                prop_assert_eq!(s.successes, mine.iter().filter(|b| b.success).count() as u64);
+                let fatigues: u64 = mine.iter().map(|b| b.fatigues.len() as u64).sum();
+                prop_assert_eq!(s.fatigue_incidents, fatigues + evs);
+                prop_assert_eq!(
+                    s.current_streak,
+                    naive_streak(mine.iter().map(|b| (b.timestamp, b.build_id.clone(), b.success)).collect())
+                );
+                let last_fail = mine.iter().filter(|b| !b.success)
+                    .max_by(|a, b| a.timestamp.total_cmp(&b.timestamp).then(a.build_id.cmp(&b.build_id)));
+                prop_assert_eq!(s.last_error_time, last_fail.map(|b| b.timestamp));
+                prop_assert_eq!(s.last_used, mine.iter().map(|b| b.timestamp).reduce(f64::max));
+                let newest_fatigue = mine.iter().flat_map(|b| b.fatigues.iter().map(|f| f.fatigue_time))
+                    .chain(events.iter().filter(|e| e.region == name).map(|e| e.fatigue_time))
+                    .reduce(f64::max);
+                prop_assert_eq!(s.last_fatigue_time, newest_fatigue);
+                prop_assert!(s.recent_builds.len() <= RECENT_BUILDS_LIMIT);
+                prop_assert!(s.recent_builds.windows(2).all(|w| w[0].timestamp >= w[1].timestamp));
+            }
+        }
+    }
+}
