@@ -68,6 +68,15 @@ pub struct QuietInputs {
     pub error_rate: Option<f64>,
     /// API p95 latency in ms, when reported.
     pub p95_ms: Option<f64>,
+    /// CPU pressure (PSI `cpu some avg10`), when the host reports PSI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_pressure: Option<f64>,
+    /// Memory pressure (PSI `memory some avg10`), when the host reports PSI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mem_pressure: Option<f64>,
+    /// Full memory stall (PSI `memory full avg10`), when the host reports PSI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mem_full_pressure: Option<f64>,
 }
 
 /// A host's quiet score, state and the reasons for it.
