@@ -1,0 +1,339 @@
+//! The agent's shell: builds the collectors from the configuration, runs
+//! them (the runner), assembles a snapshot every tick, feeds the outbox,
+//! publishes loop telemetry, runs the spool hand-off, and shuts down
+//! gracefully. Also the `--once` and `report` entry points.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::{Client, Event};
+use bytes::Bytes;
+use lull_common::msg::stats::SystemStatsSnapshot;
+use lull_common::msg::telemetry::LoopHealth;
+use lull_common::runtime::now_unix;
+use lull_common::Subjects;
+use tokio::sync::watch;
+
+use crate::collect::addons::{AddonDirsCollector, AddonHealthCollector, AddonsCollector};
+use crate::collect::api::ApiCollector;
+use crate::collect::disk::DiskCollector;
+use crate::collect::host::HostCollector;
+use crate::collect::pressure::PressureCollector;
+use crate::collect::process::ProcessCollector;
+use crate::collect::Collector;
+use crate::config::{secs, AgentConfig, Schedule};
+use crate::metrics as m;
+use crate::outbox::{Envelope, Kind};
+use crate::publisher::{self, Transport};
+use crate::runner::{self, Board, Runner};
+use crate::snapshot::{self, TickError, TickInfo};
+use crate::spool::{self, SpoolRun};
+use crate::telemetry::{self, FailureInput, FailureStreak};
+
+/// Collectors whose figures are deltas between two runs; `--once` runs
+/// them twice.
+pub const DELTA_COLLECTORS: &[&str] = &["host", "pressure", "process", "api"];
+
+/// The enabled collectors with their schedules.
+pub fn build_collectors(cfg: &AgentConfig) -> Vec<(Box<dyn Collector>, Schedule)> {
+    let c = &cfg.collectors;
+    let mut out: Vec<(Box<dyn Collector>, Schedule)> = Vec::new();
+    let mut add = |on: bool, col: Box<dyn Collector>, s: Schedule| {
+        if on && s.enabled {
+            out.push((col, s));
+        }
+    };
+    add(true, Box::new(HostCollector::new(cfg.net.clone())), c.host);
+    add(true, Box::new(DiskCollector::new(cfg.disk.clone())), c.disk);
+    add(true, Box::<PressureCollector>::default(), c.pressure);
+    add(
+        true,
+        Box::new(ProcessCollector::new(
+            cfg.process.clone(),
+            cfg.watch.clone(),
+        )),
+        c.process,
+    );
+    let has_addons = !cfg.addons.is_empty();
+    add(
+        has_addons,
+        Box::new(AddonsCollector::new(
+            cfg.addons.clone(),
+            cfg.addon.clone(),
+            cfg.process.resolve_interval_sec,
+        )),
+        c.addons,
+    );
+    let checks = cfg
+        .addons
+        .iter()
+        .any(|a| a.enabled && (a.health_url.is_some() || a.health_command.is_some()));
+    add(
+        checks,
+        Box::new(AddonHealthCollector::new(cfg.addons.clone(), &cfg.addon)),
+        c.addon_health,
+    );
+    let dirs = cfg.addons.iter().any(|a| a.runtime_dir.is_some());
+    add(
+        dirs,
+        Box::new(AddonDirsCollector::new(&cfg.addons, &cfg.addon)),
+        c.addon_dirs,
+    );
+    if let Some(api) = &cfg.api {
+        match ApiCollector::new(api.clone()) {
+            Ok(col) => add(true, Box::new(col), c.api),
+            Err(e) => tracing::error!(error = %e, "api collector disabled"),
+        }
+    }
+    out
+}
+
+fn tick_info<'a>(cfg: &'a AgentConfig, seq: u64, now: f64) -> TickInfo<'a> {
+    TickInfo {
+        host_id: &cfg.host_id,
+        seq,
+        now,
+        interval_sec: cfg.interval_sec,
+        stale_after_intervals: cfg.stale_after_intervals,
+    }
+}
+
+/// `--once`: runs every collector (the delta ones twice, `once_warmup_ms`
+/// apart) and assembles one snapshot. Needs no NATS.
+pub async fn once(cfg: &AgentConfig) -> Result<SystemStatsSnapshot, TickError> {
+    let board: Board = Default::default();
+    let mut cols = build_collectors(cfg);
+    futures::future::join_all(cols.iter_mut().map(|(c, s)| {
+        let board = &board;
+        async move { runner::run_once(c.as_mut(), s, board).await }
+    }))
+    .await;
+    tokio::time::sleep(Duration::from_millis(cfg.once_warmup_ms)).await;
+    futures::future::join_all(
+        cols.iter_mut()
+            .filter(|(c, _)| DELTA_COLLECTORS.contains(&c.name()))
+            .map(|(c, s)| {
+                let board = &board;
+                async move { runner::run_once(c.as_mut(), s, board).await }
+            }),
+    )
+    .await;
+    let b = board.lock().unwrap_or_else(|e| e.into_inner());
+    snapshot::assemble(&tick_info(cfg, 1, now_unix()), &b)
+}
+
+/// `lull-agent report FILE`: validates the report and drops it into the
+/// spool atomically (`-` reads standard input). Returns the spool path.
+pub fn report(cfg: &AgentConfig, file: &Path) -> Result<std::path::PathBuf, spool::SpoolError> {
+    let bytes = if file == Path::new("-") {
+        use std::io::Read;
+        let mut b = Vec::new();
+        std::io::stdin()
+            .take(cfg.common.max_payload_bytes as u64 + 1)
+            .read_to_end(&mut b)
+            .map_err(|source| spool::SpoolError::Io {
+                path: file.to_path_buf(),
+                source,
+            })?;
+        b
+    } else {
+        std::fs::read(file).map_err(|source| spool::SpoolError::Io {
+            path: file.to_path_buf(),
+            source,
+        })?
+    };
+    spool::write_report(
+        &cfg.spool_dir,
+        &bytes,
+        &Subjects::new(&cfg.common.subject_prefix),
+        cfg.common.max_payload_bytes,
+    )
+}
+
+async fn connect(cfg: &AgentConfig) -> anyhow::Result<Client> {
+    let opts = lull_common::nats::options(&cfg.common, &format!("lull-agent {}", cfg.host_id))
+        .await?
+        .client_capacity(cfg.outbox.client_capacity.max(1))
+        .retry_on_initial_connect()
+        .event_callback(|ev| async move {
+            let label = match &ev {
+                Event::Connected => "connected",
+                Event::Disconnected => "disconnected",
+                Event::LameDuckMode => "lame_duck",
+                Event::Draining => "draining",
+                Event::Closed => "closed",
+                Event::SlowConsumer(_) => "slow_consumer",
+                Event::ServerError(_) => "server_error",
+                Event::ClientError(_) => "client_error",
+            };
+            match ev {
+                Event::Connected => {
+                    metrics::gauge!(m::NATS_CONNECTED).set(1.0);
+                    tracing::info!("connected to NATS");
+                }
+                Event::Disconnected | Event::Closed => {
+                    metrics::gauge!(m::NATS_CONNECTED).set(0.0);
+                    tracing::warn!(event = label, "NATS connection lost; reconnecting");
+                }
+                other => tracing::info!(event = %other, "NATS event"),
+            }
+            metrics::counter!(m::NATS_EVENTS, "event" => label).increment(1);
+        });
+    Ok(opts.connect(cfg.common.nats_url.as_str()).await?)
+}
+
+/// Runs the agent until SIGTERM/SIGINT, then stops collecting, flushes the
+/// outbox (bounded by `shutdown_flush_timeout_sec`) and returns.
+pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
+    let _handle = lull_common::runtime::install_metrics(
+        cfg.common.metrics_addr,
+        &[
+            (m::COLLECTOR_DURATION, m::DURATION_BUCKETS),
+            (m::FLUSH_DURATION, m::DURATION_BUCKETS),
+            (m::TICK_DURATION, m::DURATION_BUCKETS),
+        ],
+    )?;
+    m::describe();
+    metrics::gauge!(m::NATS_CONNECTED).set(0.0);
+    let subjects = Subjects::new(&cfg.common.subject_prefix);
+    let client = connect(&cfg).await?;
+    tracing::info!(
+        host_id = %cfg.host_id,
+        nats = %cfg.common.nats_url,
+        metrics = %cfg.common.metrics_addr,
+        spool = %cfg.spool_dir.display(),
+        "lull-agent started"
+    );
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let transport = Transport::new(&cfg.outbox, cfg.common.auth_enabled());
+    let runner = Runner::start(build_collectors(&cfg), stop_rx.clone());
+    let publisher = tokio::spawn(publisher::run(
+        Arc::clone(&transport),
+        client.clone(),
+        cfg.outbox.clone(),
+        stop_rx.clone(),
+    ));
+    let spooler = tokio::spawn(spool::run(
+        SpoolRun {
+            dir: cfg.spool_dir.clone(),
+            cfg: cfg.spool.clone(),
+            subjects: subjects.clone(),
+            max_bytes: cfg.common.max_payload_bytes,
+        },
+        client.clone(),
+        stop_rx.clone(),
+    ));
+
+    tick_loop(&cfg, &subjects, &transport, &runner.board()).await;
+
+    tracing::info!("shutting down: flushing the outbox");
+    let _ = stop_tx.send(true);
+    runner.abort();
+    let _ = publisher.await;
+    let left = publisher::drain(
+        &transport,
+        &client,
+        &cfg.outbox,
+        secs(cfg.shutdown_flush_timeout_sec),
+    )
+    .await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), spooler).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), client.flush()).await;
+    if left > 0 {
+        tracing::warn!(left, "messages left unpublished at shutdown");
+    }
+    tracing::info!("lull-agent stopped");
+    Ok(())
+}
+
+async fn tick_loop(cfg: &AgentConfig, subjects: &Subjects, transport: &Transport, board: &Board) {
+    let interval = secs(cfg.interval_sec);
+    // The first tick comes one interval in, when the collectors have run.
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let signal = lull_common::runtime::shutdown_signal();
+    tokio::pin!(signal);
+    let stats_subject = subjects.stats(&cfg.host_id);
+    let health_subject = subjects.agent_health(&cfg.host_id);
+    let failure_subject = subjects.agent_failure(&cfg.host_id);
+    let mut tick = 0u64;
+    let mut seq = 0u64;
+    let mut streak = FailureStreak::default();
+    let mut last_health: Option<LoopHealth> = None;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = &mut signal => return,
+        }
+        tick += 1;
+        let started = Instant::now();
+        let now = now_unix();
+        let built = {
+            let b = board.lock().unwrap_or_else(|e| e.into_inner());
+            snapshot::assemble(&tick_info(cfg, seq + 1, now), &b)
+                .and_then(|s| snapshot::encode(&s, cfg.common.max_payload_bytes))
+        };
+        match built {
+            Ok(bytes) => {
+                seq += 1;
+                streak.ok();
+                transport.enqueue(Envelope {
+                    kind: Kind::Stats,
+                    subject: stats_subject.clone(),
+                    payload: Bytes::from(bytes),
+                });
+                metrics::counter!(m::TICKS, "result" => "ok").increment(1);
+                metrics::gauge!(m::SNAPSHOT_SEQ).set(seq as f64);
+                if telemetry::health_due(tick, cfg.health_every_n_ticks) {
+                    let collectors = {
+                        let b = board.lock().unwrap_or_else(|e| e.into_inner());
+                        runner::collectors_health(&b)
+                    };
+                    let h = telemetry::health(
+                        tick,
+                        started.elapsed().as_secs_f64() * 1000.0,
+                        transport.status(),
+                        collectors,
+                    );
+                    if let Ok(p) = serde_json::to_vec(&h) {
+                        transport.enqueue(Envelope {
+                            kind: Kind::Health,
+                            subject: health_subject.clone(),
+                            payload: Bytes::from(p),
+                        });
+                    }
+                    last_health = Some(h);
+                }
+            }
+            Err(e) => {
+                let failure_count = streak.failed();
+                tracing::warn!(tick, failure_count, error = %e, "tick failed");
+                metrics::counter!(m::TICKS, "result" => "failed").increment(1);
+                let f = telemetry::failure(FailureInput {
+                    tick,
+                    duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+                    failure_count,
+                    error: e.to_string(),
+                    transport: transport.status(),
+                    global_context: telemetry::global_context(
+                        &cfg.host_id,
+                        seq,
+                        cfg.interval_sec,
+                        now,
+                    ),
+                    last_health: last_health.as_ref(),
+                });
+                if let Ok(p) = serde_json::to_vec(&telemetry::failure_wire(&f)) {
+                    transport.enqueue(Envelope {
+                        kind: Kind::Failure,
+                        subject: failure_subject.clone(),
+                        payload: Bytes::from(p),
+                    });
+                }
+            }
+        }
+        metrics::histogram!(m::TICK_DURATION).record(started.elapsed().as_secs_f64());
+    }
+}
