@@ -336,3 +336,268 @@ fn fatigue_window(
 fn round4(v: f64) -> f64 {
     (v * 10_000.0).round() / 10_000.0
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lull_common::msg::region::{BuildFatigue, BuildRecord, FatigueEventReport, FatigueType};
+
+    const NOW: f64 = 1_763_026_000.0;
+
+    fn build(region: &str, id: &str, t: f64, ok: bool, minutes: f64, cost: f64) -> BuildRecord {
+        BuildRecord {
+            timestamp: t,
+            build_id: id.into(),
+            region: region.into(),
+            build_type: None,
+            machine_type: None,
+            success: ok,
+            status: None,
+            duration_seconds: None,
+            duration_minutes: Some(minutes),
+            queue_wait_seconds: None,
+            queue_wait_minutes: None,
+            working_seconds: None,
+            total_steps: None,
+            failed_step: None,
+            spot_price_per_hour: None,
+            cost_usd: Some(cost),
+            error: None,
+            timeout_reason: None,
+            fatigues: vec![],
+        }
+    }
+
+    fn fatigue(t: f64) -> BuildFatigue {
+        BuildFatigue {
+            fatigue_reason: "Worker pool timeout".into(),
+            fatigue_reason_code: Some("queue-timeout".into()),
+            fatigue_time: t,
+            fatigue_duration_hours: None,
+            fatigue_type: FatigueType::Fatigued,
+        }
+    }
+
+    /// Adds `outcomes` to `region`, one build per hour ending `hours_ago` hours before NOW.
+    fn add(
+        c: &mut Campaign,
+        region: &str,
+        hours_ago: f64,
+        outcomes: &[bool],
+        minutes: f64,
+        cost: f64,
+    ) {
+        let cfg = RegionConfig::default();
+        for (i, ok) in outcomes.iter().enumerate() {
+            let t = NOW - (hours_ago + i as f64) * HOUR;
+            let id = format!("{region}-{hours_ago}-{i}");
+            c.apply_build(&build(region, &id, t, *ok, minutes, cost), &cfg);
+        }
+    }
+
+    fn fleet() -> Campaign {
+        let cfg = RegionConfig::default();
+        let mut c = Campaign::new();
+        let nine_of_ten = [true, true, true, true, false, true, true, true, true, true];
+        add(&mut c, "us-west2", 30.0, &nine_of_ten, 12.5, 2.0);
+        add(&mut c, "europe-north1", 30.0, &[true; 5], 9.5, 3.0);
+        let seven_of_ten = [
+            true, false, true, false, true, true, false, true, true, true,
+        ];
+        add(&mut c, "us-central1", 30.0, &seven_of_ten, 11.0, 1.0);
+        for i in 0..5 {
+            let t = NOW - 20.0 * 86_400.0 - i as f64 * HOUR;
+            let mut b = build("asia-northeast1", &format!("a{i}"), t, false, 45.0, 6.0);
+            if i < 4 {
+                b.fatigues = vec![fatigue(t)];
+            }
+            c.apply_build(&b, &cfg);
+        }
+        let beacon = FatigueEventReport {
+            event_id: "beacon-1".into(),
+            region: "us-central1".into(),
+            fatigue_reason: "Pool creation timeout".into(),
+            fatigue_reason_code: Some("beacon-timeout".into()),
+            fatigue_time: NOW - HOUR,
+            fatigue_duration_hours: None,
+            fatigue_type: FatigueType::Fatigued,
+            error_message: None,
+        };
+        c.apply_fatigue_event(&beacon, &cfg);
+        c
+    }
+
+    fn run(c: &Campaign, window: Option<f64>) -> RegionInsights {
+        insights(c, &BTreeMap::new(), &RegionConfig::default(), NOW, window)
+    }
+
+    fn names<T>(list: &[T], f: impl Fn(&T) -> &str) -> Vec<String> {
+        list.iter().map(|x| f(x).to_string()).collect()
+    }
+
+    #[test]
+    fn best_and_problematic_regions() {
+        let i = run(&fleet(), None);
+        assert_eq!(names(&i.best, |s| &s.region), ["europe-north1", "us-west2"]);
+        assert_eq!(i.best[1].success_rate, 90.0);
+        assert_eq!(i.best[1].current_streak, 4);
+        let p = names(&i.problematic, |p| &p.summary.region);
+        assert_eq!(p, ["asia-northeast1", "us-central1"]);
+        let asia = &i.problematic[0];
+        assert!(asia.outlawed);
+        assert_eq!(
+            asia.summary.state,
+            lull_common::msg::region::RegionState::Outlawed
+        );
+        assert!(
+            asia.reasons[0].starts_with("OUTLAWED: 4 fatigue incidents"),
+            "{:?}",
+            asia.reasons
+        );
+        let central = &i.problematic[1];
+        assert!(!central.outlawed);
+        assert_eq!(central.reasons.len(), 2, "{:?}", central.reasons);
+        assert!(central.reasons[0].starts_with("FATIGUED until"));
+        assert_eq!(central.reasons[1], "70% success (7/10) under 80%");
+    }
+
+    #[test]
+    fn a_pardon_clears_the_outlaw_from_the_lists() {
+        let c = fleet();
+        let cfg = RegionConfig::default();
+        let p = super::super::fatigue::pardon(c.region("asia-northeast1").unwrap(), NOW);
+        let pardons = BTreeMap::from([("asia-northeast1".to_string(), p)]);
+        let i = insights(&c, &pardons, &cfg, NOW, None);
+        let asia = i
+            .problematic
+            .iter()
+            .find(|p| p.summary.region == "asia-northeast1")
+            .unwrap();
+        assert!(!asia.outlawed);
+        assert_eq!(asia.reasons, ["0% success (0/5) under 80%"]);
+    }
+
+    #[test]
+    fn speed_champions_and_badges() {
+        let i = run(&fleet(), None);
+        let speed = names(&i.speed_champions, |s| &s.region);
+        assert_eq!(
+            speed,
+            ["europe-north1", "us-central1", "us-west2"],
+            "outlaws are left out"
+        );
+        let b: Vec<_> = i
+            .badges
+            .iter()
+            .map(|b| (b.badge, b.region.as_str(), b.value))
+            .collect();
+        assert_eq!(
+            b,
+            [
+                (BadgeKind::SpeedKing, "europe-north1", 9.5),
+                (BadgeKind::ReliabilityChampion, "europe-north1", 100.0),
+                (BadgeKind::CostLeader, "us-central1", round4(10.0 / 7.0)),
+            ]
+        );
+        assert_eq!(i.badges[0].title, "Speed King");
+        assert_eq!(i.badges[0].detail, "9.5min avg");
+        assert_eq!(i.badges[1].detail, "100% success (5/5)");
+    }
+
+    #[test]
+    fn cost_per_success_cheapest_first() {
+        let i = run(&fleet(), None);
+        let c: Vec<_> = i
+            .cost_per_success
+            .iter()
+            .map(|e| (e.region.as_str(), e.cost_per_success_usd))
+            .collect();
+        assert_eq!(
+            c,
+            [
+                ("us-central1", Some(round4(10.0 / 7.0))),
+                ("us-west2", Some(round4(20.0 / 9.0))),
+                ("europe-north1", Some(3.0)),
+                ("asia-northeast1", None),
+            ]
+        );
+        assert_eq!(i.cost_per_success[3].total_cost_usd, 30.0);
+    }
+
+    #[test]
+    fn trends_compare_the_last_week_with_the_one_before() {
+        let mut c = Campaign::new();
+        let week = 7.0 * 24.0;
+        add(
+            &mut c,
+            "better",
+            week + 5.0,
+            &[false, false, true, false],
+            10.0,
+            1.0,
+        );
+        add(&mut c, "better", 5.0, &[true, true, true, true], 10.0, 1.0);
+        add(&mut c, "worse", week + 5.0, &[true, true, true], 10.0, 1.0);
+        add(&mut c, "worse", 5.0, &[true, false, false], 10.0, 1.0);
+        add(&mut c, "steady", week + 5.0, &[true, true, true], 10.0, 1.0);
+        add(&mut c, "steady", 5.0, &[true, true, true], 10.0, 1.0);
+        add(&mut c, "thin", week + 5.0, &[false], 10.0, 1.0);
+        add(&mut c, "thin", 5.0, &[true, true, true], 10.0, 1.0);
+        let i = run(&c, None);
+        let t: Vec<_> = i
+            .trends
+            .iter()
+            .map(|t| (t.region.as_str(), t.trend, t.enough_data))
+            .collect();
+        assert_eq!(
+            t,
+            [
+                ("better", Trend::Improving, true),
+                ("steady", Trend::Stable, true),
+                ("thin", Trend::Stable, false),
+                ("worse", Trend::Declining, true),
+            ]
+        );
+        let better = &i.trends[0];
+        assert_eq!((better.recent.builds, better.recent.successes), (4, 4));
+        assert_eq!(better.previous.success_rate, Some(25.0));
+        assert_eq!(better.delta_success_rate, Some(75.0));
+        assert_eq!(better.recent.avg_duration_minutes, Some(10.0));
+    }
+
+    #[test]
+    fn fatigue_counts_in_a_window() {
+        let c = fleet();
+        let i = run(&c, None);
+        assert_eq!(i.fatigue.window_hours, 168.0);
+        assert_eq!(i.fatigue.since, NOW - 168.0 * HOUR);
+        let f: Vec<_> = i
+            .fatigue
+            .regions
+            .iter()
+            .map(|f| (f.region.as_str(), f.incidents, f.total_incidents))
+            .collect();
+        assert_eq!(f, [("us-central1", 1, 1), ("asia-northeast1", 0, 4)]);
+        assert_eq!(i.fatigue.total, 1);
+        assert_eq!(
+            i.fatigue.regions[0].last_fatigue_reason_code.as_deref(),
+            Some("beacon-timeout")
+        );
+        assert_eq!(i.fatigue.regions[0].until, Some(NOW + 3.0 * HOUR));
+
+        let month = run(&c, Some(21.0 * 24.0));
+        assert_eq!(month.fatigue.total, 5);
+        let short = run(&c, Some(0.5));
+        assert_eq!(short.fatigue.total, 0);
+        let clamped = run(&c, Some(10_000.0));
+        assert_eq!(clamped.fatigue.window_hours, 30.0 * 24.0);
+    }
+
+    #[test]
+    fn an_empty_campaign_has_empty_insights() {
+        let i = run(&Campaign::new(), None);
+        assert!(i.best.is_empty() && i.badges.is_empty() && i.trends.is_empty());
+        assert_eq!(i.fatigue.total, 0);
+        assert_eq!(i.generated_at, NOW);
+    }
+}
