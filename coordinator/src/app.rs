@@ -48,9 +48,11 @@ pub async fn run(cfg: CoordinatorConfig, stop: CancellationToken) -> anyhow::Res
             hosts_flush: Duration::from_secs_f64(cfg.ingest.hosts_flush_sec.max(0.1)),
             sweep: Duration::from_secs_f64(cfg.ingest.sweep_sec.max(0.1)),
             quiet: std::sync::Arc::new(cfg.quiet.clone()),
+            views_flush: Duration::from_secs_f64(cfg.ingest.views_flush_sec.max(0.01)),
         },
         Some(pool.clone()),
         known,
+        None,
         actors.clone(),
     );
 

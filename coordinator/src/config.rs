@@ -44,6 +44,9 @@ pub struct IngestConfig {
     pub reports_duplicate_window_sec: u64,
     /// Concurrent requests handled per endpoint. Default 256.
     pub endpoint_concurrency: usize,
+    /// How often changed host states are pushed from the fleet to the
+    /// lease book, seconds. Default 0.2.
+    pub views_flush_sec: f64,
 }
 
 impl Default for IngestConfig {
@@ -54,6 +57,7 @@ impl Default for IngestConfig {
             sweep_sec: 1.0,
             reports_duplicate_window_sec: 3600,
             endpoint_concurrency: 256,
+            views_flush_sec: 0.2,
         }
     }
 }

@@ -3,7 +3,7 @@
 //! sweeps for stale hosts, keeps the per-host gauges, and batches the host
 //! table to Postgres through a writer task so the database never slows it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::Pool;
@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Command, FleetHandle};
 use crate::quiet::config::QuietConfig;
+use crate::lease::policy::HostView;
 use crate::quiet::tracker::HostTracker;
 use crate::store::hosts::HostRow;
 
@@ -30,6 +31,8 @@ pub struct FleetConfig {
     pub sweep: Duration,
     /// Quiet engine configuration.
     pub quiet: std::sync::Arc<QuietConfig>,
+    /// How often changed host views are pushed to the lease book.
+    pub views_flush: Duration,
 }
 
 struct HostEntry {
@@ -47,16 +50,22 @@ struct Fleet {
     cfg: FleetConfig,
     hosts: HashMap<String, HostEntry>,
     first_seen: HashMap<String, f64>,
+    /// Hosts whose lease view changed since the last push.
+    changed: HashSet<String>,
+    /// Where host views go (the lease book), if anywhere.
+    views: Option<mpsc::Sender<Vec<HostView>>>,
 }
 
 /// Starts the actor (and, with a pool, its host-table writer). `known` are
 /// hosts loaded from the database, so `first_seen` survives restarts.
+/// Changed host views are pushed to `views` (the lease book) in batches.
 /// Returns the handle and the task, which ends after a final flush once
 /// `shutdown` is cancelled.
 pub fn spawn(
     cfg: FleetConfig,
     pool: Option<Pool>,
     known: Vec<HostRow>,
+    views: Option<mpsc::Sender<Vec<HostView>>>,
     shutdown: CancellationToken,
 ) -> (FleetHandle, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(cfg.queue.max(16));
@@ -67,6 +76,8 @@ pub fn spawn(
             .collect(),
         cfg,
         hosts: HashMap::new(),
+        changed: HashSet::new(),
+        views,
     };
     let task = tokio::spawn(fleet.run(rx, pool, shutdown));
     (FleetHandle { tx }, task)
@@ -83,6 +94,7 @@ impl Fleet {
         let writer = pool.map(|p| tokio::spawn(write_hosts(p, wrx)));
         let mut sweep = tokio::time::interval(self.cfg.sweep);
         let mut flush = tokio::time::interval(self.cfg.hosts_flush);
+        let mut push_views = tokio::time::interval(self.cfg.views_flush);
         loop {
             tokio::select! {
                 cmd = rx.recv() => match cmd {
@@ -90,6 +102,7 @@ impl Fleet {
                     None => break,
                 },
                 _ = sweep.tick() => self.sweep(now_unix()),
+                _ = push_views.tick() => self.push_views(now_unix()),
                 _ = flush.tick() => {
                     let rows = self.dirty_rows();
                     if !rows.is_empty() {
@@ -166,6 +179,7 @@ impl Fleet {
             metrics::gauge!("lull_host_stale", "host" => host_id.clone()).set(0.0);
         }
         publish_state(&host_id, Some(before), &entry.quiet);
+        self.changed.insert(host_id);
     }
 
     fn add_host(&mut self, snap: SystemStatsSnapshot, at: f64) {
@@ -175,6 +189,7 @@ impl Fleet {
         let quiet = tracker.observe(&snap, at);
         publish_state(&host_id, None, &quiet);
         tracing::info!(host = %host_id, state = %quiet.state, "new host");
+        self.changed.insert(host_id.clone());
         self.hosts.insert(
             host_id,
             HostEntry {
@@ -197,6 +212,7 @@ impl Fleet {
             let is_stale = e.tracker.is_stale(now);
             if is_stale != e.stale {
                 e.stale = is_stale;
+                self.changed.insert(id.clone());
                 metrics::gauge!("lull_host_stale", "host" => id.clone())
                     .set(if is_stale { 1.0 } else { 0.0 });
                 if is_stale {
@@ -213,6 +229,26 @@ impl Fleet {
                 .set(counts.get(&s).copied().unwrap_or(0) as f64);
         }
         metrics::gauge!("lull_hosts_stale").set(stale as f64);
+    }
+
+    /// Sends the views of changed hosts to the lease book. When its queue
+    /// is full the hosts stay marked and go with the next push.
+    fn push_views(&mut self, now: f64) {
+        let Some(tx) = &self.views else {
+            self.changed.clear();
+            return;
+        };
+        if self.changed.is_empty() {
+            return;
+        }
+        let views: Vec<HostView> = self
+            .changed
+            .iter()
+            .filter_map(|id| self.hosts.get(id).map(|e| view_of(id, e, now)))
+            .collect();
+        if tx.try_send(views).is_ok() {
+            self.changed.clear();
+        }
     }
 
     fn list(&self) -> Vec<HostSummary> {
@@ -264,6 +300,27 @@ impl Fleet {
             }
         }
     }
+}
+
+/// What the lease book needs to know of a host.
+fn view_of(id: &str, e: &HostEntry, now: f64) -> HostView {
+    let i = &e.quiet.inputs;
+    let mut v = HostView::new(
+        id,
+        e.quiet.state,
+        e.quiet.quiet_score,
+        e.snapshot.host.cpu_count,
+        e.last_seen,
+    );
+    v.stale = e.stale;
+    v.cooldown_until = e.tracker.in_cooldown(now).map(|left| now + left);
+    v.cpu_avg_pct = Some(i.cpu_avg_2m);
+    v.load_per_core = Some(i.load_per_core);
+    v.mem_pct = Some(i.mem_pct);
+    v.io_pressure = i.io_pressure;
+    v.disk_free_pct = i.disk_free_pct;
+    v.net_bps = Some(e.snapshot.host.net_bps());
+    v
 }
 
 /// Updates the per-host gauges; the state gauge only on a change.
