@@ -47,8 +47,16 @@ pub async fn run(ctx: &Ctx, args: HostsArgs) -> anyhow::Result<i32> {
                     h.state.to_string(),
                     format!("{:.1}", h.quiet_score),
                     ago(h.last_seen),
-                    if h.stale { "stale".into() } else { String::new() },
-                    if h.blocked { "blocked".into() } else { String::new() },
+                    if h.stale {
+                        "stale".into()
+                    } else {
+                        String::new()
+                    },
+                    if h.blocked {
+                        "blocked".into()
+                    } else {
+                        String::new()
+                    },
                 ]
             })
             .collect();

@@ -129,6 +129,11 @@ async fn ensure_reports_stream(
         ..Default::default()
     })
     .await
-    .map_err(|e| anyhow::anyhow!("creating the {} stream: {e}", lull_common::subjects::REPORTS_STREAM))?;
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "creating the {} stream: {e}",
+            lull_common::subjects::REPORTS_STREAM
+        )
+    })?;
     Ok(())
 }

@@ -6,12 +6,12 @@ use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
 
 /// Histograms that need buckets other than the defaults of
 /// `lull_common::runtime::install_metrics`.
-pub const EXTRA_BUCKETS: &[(&str, &[f64])] = &[
-    (
-        "lull_stats_ingest_lag_seconds",
-        &[0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0],
-    ),
-];
+pub const EXTRA_BUCKETS: &[(&str, &[f64])] = &[(
+    "lull_stats_ingest_lag_seconds",
+    &[
+        0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0,
+    ],
+)];
 
 /// Describes every metric and sets `lull_build_info`.
 pub fn describe() {
@@ -56,7 +56,10 @@ pub fn describe() {
         "lull_host_state",
         "Quiet state of each host: 1 for the current state, 0 for the others."
     );
-    describe_gauge!("lull_host_stale", "1 when a host has sent no snapshot for 3 intervals.");
+    describe_gauge!(
+        "lull_host_stale",
+        "1 when a host has sent no snapshot for 3 intervals."
+    );
     describe_gauge!("lull_hosts", "Number of known hosts in each quiet state.");
     describe_gauge!("lull_hosts_stale", "Number of stale hosts.");
 
@@ -66,7 +69,10 @@ pub fn describe() {
         Unit::Seconds,
         "Duration of one batched database write, by table."
     );
-    describe_histogram!("lull_db_batch_rows", "Rows in one batched database write, by table.");
+    describe_histogram!(
+        "lull_db_batch_rows",
+        "Rows in one batched database write, by table."
+    );
     describe_counter!(
         "lull_db_write_errors_total",
         "Failed batched database writes, by table."

@@ -96,7 +96,10 @@ pub async fn start(
     let service = client
         .service_builder()
         .description("Lull coordinator: quiet state, heavy-work leases, regions and workers")
-        .start(lull_common::subjects::SERVICE_NAME, env!("CARGO_PKG_VERSION"))
+        .start(
+            lull_common::subjects::SERVICE_NAME,
+            env!("CARGO_PKG_VERSION"),
+        )
         .await?;
     let group = service.group(subjects.service_group());
     let mut tasks = Vec::new();
@@ -148,7 +151,9 @@ async fn respond(
             );
             metrics::counter!("lull_request_errors_total", "endpoint" => endpoint, "code" => err.error.code.as_str())
                 .increment(1);
-            let body = serde_json::to_vec(&err).map(Bytes::from).unwrap_or_default();
+            let body = serde_json::to_vec(&err)
+                .map(Bytes::from)
+                .unwrap_or_default();
             (body, h, "error")
         }
     };

@@ -61,18 +61,30 @@ cleanup() {
 }
 trap cleanup INT TERM EXIT
 
+port_open() { (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null; }
+
+# Refuse to start on a port something else already listens on.
+for p in "$NATS_PORT" "$PG_PORT" "${COORD_METRICS##*:}" "${AGENT_METRICS##*:}"; do
+  if port_open "$p"; then
+    echo "port $p is already in use; choose others with LULL_LOCAL_*_PORT / *_METRICS" >&2
+    exit 1
+  fi
+done
+
+# Waits until our process $1 listens on port $2 (and is still alive).
 wait_port() {
   for _ in $(seq 1 100); do
-    (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0
+    kill -0 "$1" 2>/dev/null || { echo "process $1 exited; see $STATE/logs" >&2; return 1; }
+    port_open "$2" && return 0
     sleep 0.1
   done
-  echo "port $1 did not open; see $STATE/logs" >&2
+  echo "port $2 did not open; see $STATE/logs" >&2
   return 1
 }
 
 "$NATS" -a 127.0.0.1 -p "$NATS_PORT" -js -sd "$STATE/nats" >"$STATE/logs/nats.log" 2>&1 &
 PIDS+=($!)
-wait_port "$NATS_PORT"
+wait_port "${PIDS[-1]}" "$NATS_PORT"
 
 if [ ! -f "$STATE/pg/PG_VERSION" ]; then
   mkdir -p "$STATE/pg" "$STATE/pgsock"
@@ -83,7 +95,7 @@ mkdir -p "$STATE/pgsock"; [ "$(id -u)" -eq 0 ] && chown postgres:postgres "$STAT
 "${AS_PG[@]}" "$POSTGRES" -D "$STATE/pg" -p "$PG_PORT" -k "$STATE/pgsock" \
   -c listen_addresses=127.0.0.1 >"$STATE/logs/postgres.log" 2>&1 &
 PIDS+=($!)
-wait_port "$PG_PORT"
+wait_port "${PIDS[-1]}" "$PG_PORT"
 for _ in $(seq 1 50); do
   "$(pg_bin psql)" -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -tAc "select 1" >/dev/null 2>&1 && break
   sleep 0.2
@@ -98,7 +110,7 @@ export LULL_SPOOL_DIR="$STATE/spool"
 
 LULL_METRICS_ADDR="$COORD_METRICS" "$BIN_DIR/lull-coordinator" >"$STATE/logs/coordinator.log" 2>&1 &
 PIDS+=($!)
-wait_port "${COORD_METRICS##*:}"
+wait_port "${PIDS[-1]}" "${COORD_METRICS##*:}"
 LULL_METRICS_ADDR="$AGENT_METRICS" "$BIN_DIR/lull-agent" >"$STATE/logs/agent.log" 2>&1 &
 PIDS+=($!)
 

@@ -28,19 +28,32 @@ async fn agent_to_coordinator_end_to_end() {
             let hosts: Vec<HostSummary> = call(&client, ep::HOSTS_LIST, &serde_json::json!({}))
                 .await
                 .ok()?;
-            hosts.iter().any(|h| h.host_id == "e2e-host").then_some(hosts)
+            hosts
+                .iter()
+                .any(|h| h.host_id == "e2e-host")
+                .then_some(hosts)
         }
     })
     .await
-    .unwrap_or_else(|_| panic!("host never listed\ncoordinator:\n{}\nagent:\n{}", coord.svc.logs(), agent.logs()));
+    .unwrap_or_else(|_| {
+        panic!(
+            "host never listed\ncoordinator:\n{}\nagent:\n{}",
+            coord.svc.logs(),
+            agent.logs()
+        )
+    });
     let h = hosts.iter().find(|h| h.host_id == "e2e-host").unwrap();
     assert!((0.0..=100.0).contains(&h.quiet_score));
     assert!(!h.stale);
 
     // hosts.get has the snapshot and the assessment.
-    let d: HostDetail = call(&client, ep::HOSTS_GET, &serde_json::json!({"host_id": "e2e-host"}))
-        .await
-        .unwrap();
+    let d: HostDetail = call(
+        &client,
+        ep::HOSTS_GET,
+        &serde_json::json!({"host_id": "e2e-host"}),
+    )
+    .await
+    .unwrap();
     assert_eq!(d.snapshot.host_id, "e2e-host");
     assert!(d.snapshot.host.cpu_count >= 1);
     assert_eq!(d.quiet.state, h.state);
@@ -53,7 +66,10 @@ async fn agent_to_coordinator_end_to_end() {
     );
     assert!(text.contains("# HELP lull_host_quiet_score"));
     assert!(metric(&text, "lull_build_info", &[]).is_some());
-    assert!(text.contains("lull_request_duration_seconds_bucket"), "{text}");
+    assert!(
+        text.contains("lull_request_duration_seconds_bucket"),
+        "{text}"
+    );
     // The agent serves its own metrics.
     let agent_text = scrape(&format!("http://127.0.0.1:{agent_port}/metrics"))
         .await
@@ -67,14 +83,20 @@ async fn agent_to_coordinator_end_to_end() {
         .unwrap();
     let other = example_snapshot("host-b", 1, lull_common::runtime::now_unix());
     client
-        .publish("lull.stats.host-a", serde_json::to_vec(&other).unwrap().into())
+        .publish(
+            "lull.stats.host-a",
+            serde_json::to_vec(&other).unwrap().into(),
+        )
         .await
         .unwrap();
     let mut out_of_range: SystemStatsSnapshot =
         example_snapshot("host-c", 1, lull_common::runtime::now_unix());
     out_of_range.host.cpu_pct = 900.0;
     client
-        .publish("lull.stats.host-c", serde_json::to_vec(&out_of_range).unwrap().into())
+        .publish(
+            "lull.stats.host-c",
+            serde_json::to_vec(&out_of_range).unwrap().into(),
+        )
         .await
         .unwrap();
     client.flush().await.unwrap();
@@ -84,8 +106,11 @@ async fn agent_to_coordinator_end_to_end() {
         async move {
             let t = scrape(&url).await.unwrap_or_default();
             metric(&t, "lull_stats_messages_total", &[("result", "bad_json")]) == Some(1.0)
-                && metric(&t, "lull_stats_messages_total", &[("result", "host_mismatch")])
-                    == Some(1.0)
+                && metric(
+                    &t,
+                    "lull_stats_messages_total",
+                    &[("result", "host_mismatch")],
+                ) == Some(1.0)
                 && metric(&t, "lull_stats_messages_total", &[("result", "invalid")]) == Some(1.0)
         }
     })
@@ -100,8 +125,12 @@ async fn agent_to_coordinator_end_to_end() {
         .unwrap();
     let ids: Vec<&str> = hosts.iter().map(|h| h.host_id.as_str()).collect();
     assert_eq!(ids, vec!["e2e-host"]);
-    match call::<_, HostDetail>(&client, ep::HOSTS_GET, &serde_json::json!({"host_id": "nope"}))
-        .await
+    match call::<_, HostDetail>(
+        &client,
+        ep::HOSTS_GET,
+        &serde_json::json!({"host_id": "nope"}),
+    )
+    .await
     {
         Err(lull_common::client::request::RequestError::Service { code, .. }) => {
             assert_eq!(code, ErrorCode::NotFound)
@@ -121,7 +150,11 @@ async fn agent_to_coordinator_end_to_end() {
     let status = agent.terminate(Duration::from_secs(10)).await.unwrap();
     assert!(status.success(), "agent exit {status:?}\n{}", agent.logs());
     let status = coord.svc.terminate(Duration::from_secs(10)).await.unwrap();
-    assert!(status.success(), "coordinator exit {status:?}\n{}", coord.svc.logs());
+    assert!(
+        status.success(),
+        "coordinator exit {status:?}\n{}",
+        coord.svc.logs()
+    );
     let pg = infra.pg.client().await.unwrap();
     let row = pg
         .query_one(
@@ -160,9 +193,19 @@ async fn agent_once_prints_a_valid_snapshot() {
 async fn migrations_are_idempotent_across_restarts() {
     let infra = Infra::start().await.expect("infra");
     let mut c1 = start_coordinator(&infra, &[]).await;
-    assert!(c1.svc.terminate(Duration::from_secs(10)).await.unwrap().success());
+    assert!(c1
+        .svc
+        .terminate(Duration::from_secs(10))
+        .await
+        .unwrap()
+        .success());
     let mut c2 = start_coordinator(&infra, &[]).await;
-    assert!(c2.svc.terminate(Duration::from_secs(10)).await.unwrap().success());
+    assert!(c2
+        .svc
+        .terminate(Duration::from_secs(10))
+        .await
+        .unwrap()
+        .success());
     let pg = infra.pg.client().await.unwrap();
     let n: i64 = pg
         .query_one("SELECT count(*) FROM schema_migrations", &[])

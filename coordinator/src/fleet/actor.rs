@@ -15,8 +15,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::{Command, FleetHandle};
-use crate::quiet::config::QuietConfig;
 use crate::lease::policy::HostView;
+use crate::quiet::config::QuietConfig;
 use crate::quiet::tracker::HostTracker;
 use crate::store::hosts::HostRow;
 
@@ -167,7 +167,8 @@ impl Fleet {
             return;
         }
         if snap.seq > entry.snapshot.seq + 1 {
-            metrics::counter!("lull_stats_seq_gaps_total").increment(snap.seq - entry.snapshot.seq - 1);
+            metrics::counter!("lull_stats_seq_gaps_total")
+                .increment(snap.seq - entry.snapshot.seq - 1);
         }
         let before = entry.quiet.state;
         entry.quiet = entry.tracker.observe(&snap, at);
@@ -213,8 +214,11 @@ impl Fleet {
             if is_stale != e.stale {
                 e.stale = is_stale;
                 self.changed.insert(id.clone());
-                metrics::gauge!("lull_host_stale", "host" => id.clone())
-                    .set(if is_stale { 1.0 } else { 0.0 });
+                metrics::gauge!("lull_host_stale", "host" => id.clone()).set(if is_stale {
+                    1.0
+                } else {
+                    0.0
+                });
                 if is_stale {
                     tracing::warn!(host = %id, last_seen = e.last_seen, "host went stale");
                 }

@@ -63,7 +63,10 @@ impl FleetHandle {
     /// Every known host, sorted by id.
     pub async fn list(&self) -> Result<Vec<HostSummary>, FleetGone> {
         let (tx, rx) = oneshot::channel();
-        self.tx.send(Command::List(tx)).await.map_err(|_| FleetGone)?;
+        self.tx
+            .send(Command::List(tx))
+            .await
+            .map_err(|_| FleetGone)?;
         rx.await.map_err(|_| FleetGone)
     }
 

@@ -146,9 +146,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), async_nats::Error> {
     let js = jetstream::new(client);
-    let stream = js
-        .get_stream(lull_common::subjects::REPORTS_STREAM)
-        .await?;
+    let stream = js.get_stream(lull_common::subjects::REPORTS_STREAM).await?;
     let consumer: jetstream::consumer::PullConsumer = stream
         .get_or_create_consumer(
             &cfg.durable,

@@ -49,7 +49,11 @@ pub async fn start_coordinator_on(
         async move { ping(&client).await }
     })
     .await;
-    assert!(ok.is_ok(), "coordinator did not answer $SRV.PING:\n{}", svc.logs());
+    assert!(
+        ok.is_ok(),
+        "coordinator did not answer $SRV.PING:\n{}",
+        svc.logs()
+    );
     Coordinator {
         svc,
         metrics_url: format!("http://127.0.0.1:{port}/metrics"),
@@ -60,12 +64,7 @@ pub async fn start_coordinator_on(
 /// Whether `lull-coordinator` answers `$SRV.PING`.
 pub async fn ping(client: &async_nats::Client) -> bool {
     let subject = format!("$SRV.PING.{}", lull_common::subjects::SERVICE_NAME);
-    match tokio::time::timeout(
-        Duration::from_secs(1),
-        client.request(subject, "".into()),
-    )
-    .await
-    {
+    match tokio::time::timeout(Duration::from_secs(1), client.request(subject, "".into())).await {
         Ok(Ok(msg)) => serde_json::from_slice::<serde_json::Value>(&msg.payload)
             .map(|v| v["name"] == lull_common::subjects::SERVICE_NAME)
             .unwrap_or(false),
@@ -123,8 +122,7 @@ pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .filter(|l| {
-            l.starts_with(name)
-                && matches!(l.as_bytes().get(name.len()), Some(b'{') | Some(b' '))
+            l.starts_with(name) && matches!(l.as_bytes().get(name.len()), Some(b'{') | Some(b' '))
         })
         .find(|l| {
             labels
