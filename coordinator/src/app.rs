@@ -10,7 +10,7 @@ use lull_common::Subjects;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::CoordinatorConfig;
-use crate::{endpoints, fleet, ingest, service, store};
+use crate::{endpoints, fleet, ingest, lease, scheduler, service, store};
 
 /// Runs the coordinator until `stop` is cancelled.
 pub async fn run(cfg: CoordinatorConfig, stop: CancellationToken) -> anyhow::Result<()> {
@@ -42,6 +42,26 @@ pub async fn run(cfg: CoordinatorConfig, stop: CancellationToken) -> anyhow::Res
         .await
         .context("loading the host table")?;
     let actors = CancellationToken::new();
+    let (views_tx, views_rx) = tokio::sync::mpsc::channel(64);
+    let book = open_book(&pool, &cfg).await?;
+    let (scheduler, scheduler_task) = scheduler::spawn(
+        book,
+        scheduler::SchedulerConfig {
+            queue: cfg.scheduler.queue,
+            tick: secs(cfg.scheduler.tick_sec),
+            gauges: secs(cfg.scheduler.gauges_sec),
+            effects: scheduler::EffectsConfig {
+                queue: cfg.scheduler.effects_queue,
+                audit_batch: cfg.scheduler.audit_batch.max(1),
+                audit_flush: secs(cfg.scheduler.audit_flush_sec),
+            },
+        },
+        views_rx,
+        client.clone(),
+        subjects.clone(),
+        Some(pool.clone()),
+        actors.clone(),
+    );
     let (fleet, fleet_task) = fleet::spawn(
         fleet::FleetConfig {
             queue: cfg.ingest.fleet_queue,
@@ -52,7 +72,7 @@ pub async fn run(cfg: CoordinatorConfig, stop: CancellationToken) -> anyhow::Res
         },
         Some(pool.clone()),
         known,
-        None,
+        Some(views_tx),
         actors.clone(),
     );
 
@@ -74,6 +94,7 @@ pub async fn run(cfg: CoordinatorConfig, stop: CancellationToken) -> anyhow::Res
     ));
     let deps = endpoints::Deps {
         fleet: fleet.clone(),
+        scheduler: scheduler.clone(),
         max_payload: max,
     };
     let svc = service::start(
@@ -95,9 +116,48 @@ pub async fn run(cfg: CoordinatorConfig, stop: CancellationToken) -> anyhow::Res
     let _ = agent_task.await;
     actors.cancel();
     let _ = fleet_task.await;
+    let _ = scheduler_task.await;
     let _ = client.flush().await;
     tracing::info!("shutdown complete");
     Ok(())
+}
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s.max(0.001))
+}
+
+/// Builds the lease book: the signing key comes from the database (created
+/// on first start), and recently ended leases are remembered so they cannot
+/// be re-asserted. On the very first start there is nothing to re-assert,
+/// so the grace period is skipped.
+async fn open_book(
+    pool: &deadpool_postgres::Pool,
+    cfg: &CoordinatorConfig,
+) -> anyhow::Result<lease::Book> {
+    cfg.lease
+        .validate()
+        .map_err(|e| anyhow::anyhow!("invalid [lease] configuration: {e}"))?;
+    let now = lull_common::runtime::now_unix();
+    let fresh = hex::encode(rand::random::<[u8; 32]>());
+    let (hex, created) = store::leases::load_or_create_key(pool, &fresh, now)
+        .await
+        .context("loading the lease signing key")?;
+    let key = lease::LeaseKey::from_hex(&hex)
+        .map_err(|e| anyhow::anyhow!("the stored lease key is unusable: {e}"))?;
+    let mut book = lease::Book::new(cfg.lease.clone(), key, "L", now);
+    if created {
+        book.skip_grace();
+    } else {
+        tracing::info!(
+            grace_sec = cfg.lease.grace_period(),
+            "grace period: holders may re-assert their leases; new grants wait"
+        );
+    }
+    let ended = store::leases::ended_since(pool, now - cfg.scheduler.ended_lookback_sec)
+        .await
+        .context("loading recently ended leases")?;
+    book.restore_tombstones(ended);
+    Ok(book)
 }
 
 async fn wait_for_db(pool: &deadpool_postgres::Pool, timeout: Duration) -> anyhow::Result<()> {

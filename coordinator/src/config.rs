@@ -24,6 +24,47 @@ pub struct CoordinatorConfig {
     pub ingest: IngestConfig,
     /// Quiet engine thresholds (see docs/quiet.md).
     pub quiet: crate::quiet::config::QuietConfig,
+    /// Lease scheduler policy (see docs/leases.md).
+    pub lease: crate::lease::LeaseConfig,
+    /// Shell tunables of the lease scheduler.
+    pub scheduler: SchedulerTunables,
+}
+
+/// Tunables of the scheduler task around the lease book.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SchedulerTunables {
+    /// Period of the book's timer, seconds: leases expire at most this late.
+    /// Default 0.25.
+    pub tick_sec: f64,
+    /// Period of the lease gauges, seconds. Default 2.
+    pub gauges_sec: f64,
+    /// Capacity of the scheduler's command channel. Default 4096.
+    pub queue: usize,
+    /// Capacity of the effects channel (events and audit). Default 65536.
+    pub effects_queue: usize,
+    /// Largest batch of lease audit rows. Default 500.
+    pub audit_batch: usize,
+    /// Longest time an audit row waits before it is written, seconds.
+    /// Default 1.
+    pub audit_flush_sec: f64,
+    /// How far back ended leases are loaded at start so they cannot be
+    /// re-asserted, seconds. Default 3600.
+    pub ended_lookback_sec: f64,
+}
+
+impl Default for SchedulerTunables {
+    fn default() -> Self {
+        SchedulerTunables {
+            tick_sec: 0.25,
+            gauges_sec: 2.0,
+            queue: 4096,
+            effects_queue: 65_536,
+            audit_batch: 500,
+            audit_flush_sec: 1.0,
+            ended_lookback_sec: 3600.0,
+        }
+    }
 }
 
 /// Tunables of the stats ingest and the host table.
@@ -70,6 +111,8 @@ impl Default for CoordinatorConfig {
             db_pool_size: 8,
             ingest: IngestConfig::default(),
             quiet: Default::default(),
+            lease: Default::default(),
+            scheduler: Default::default(),
         }
     }
 }

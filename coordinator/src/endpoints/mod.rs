@@ -3,6 +3,7 @@
 //! the reply.
 
 mod hosts;
+mod lease;
 
 use lull_common::error::ErrorCode;
 
@@ -14,6 +15,8 @@ use crate::service::{err, Handler};
 pub struct Deps {
     /// The fleet actor.
     pub fleet: FleetHandle,
+    /// The lease scheduler.
+    pub scheduler: crate::scheduler::SchedulerHandle,
     /// Largest accepted request.
     pub max_payload: usize,
 }
@@ -27,5 +30,6 @@ pub(crate) fn gone<E>(_: E) -> lull_common::ErrorReply {
 pub fn all(deps: &Deps) -> Vec<(&'static str, Handler)> {
     let mut v = Vec::new();
     v.extend(hosts::endpoints(deps));
+    v.extend(lease::endpoints(deps));
     v
 }

@@ -57,13 +57,36 @@ pub struct Batch<T> {
     pub done: oneshot::Sender<Result<(), String>>,
 }
 
-/// Where decoded reports go.
+/// Where decoded reports go: the owning actor of each domain.
 #[derive(Debug, Clone)]
 pub struct Sinks {
     /// The regions actor.
     pub regions: mpsc::Sender<Batch<RegionReport>>,
     /// The workers actor.
     pub workers: mpsc::Sender<Batch<WorkerExecutionReport>>,
+}
+
+impl Sinks {
+    /// Sinks and the receivers their actors read from.
+    #[allow(clippy::type_complexity)]
+    pub fn channel(
+        capacity: usize,
+    ) -> (
+        Sinks,
+        mpsc::Receiver<Batch<RegionReport>>,
+        mpsc::Receiver<Batch<WorkerExecutionReport>>,
+    ) {
+        let (rtx, rrx) = mpsc::channel(capacity.max(1));
+        let (wtx, wrx) = mpsc::channel(capacity.max(1));
+        (
+            Sinks {
+                regions: rtx,
+                workers: wtx,
+            },
+            rrx,
+            wrx,
+        )
+    }
 }
 
 /// Tunables of the consumer.

@@ -16,11 +16,18 @@ pub struct Migration {
 }
 
 /// Every migration, in order. Append only: never edit one that has shipped.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "hosts",
-    sql: include_str!("migrations/0001_hosts.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "hosts",
+        sql: include_str!("migrations/0001_hosts.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "leases",
+        sql: include_str!("migrations/0004_leases.sql"),
+    },
+];
 
 /// Advisory lock key used while migrating ("lull" in ASCII).
 const LOCK_KEY: i64 = 0x6c75_6c6c;

@@ -2,6 +2,7 @@
 //! one module per table family.
 
 pub mod hosts;
+pub mod leases;
 pub mod migrations;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
