@@ -1200,7 +1200,7 @@ mod tests {
     fn shuffled_with_duplicates<T: Clone>(items: &[T], rng: &mut Lcg) -> Vec<T> {
         let mut out: Vec<T> = items.to_vec();
         for item in items {
-            if rng.next() % 4 == 0 {
+            if rng.next() & 3 == 0 {
                 out.push(item.clone());
             }
         }
