@@ -251,10 +251,18 @@ pub struct LeaseHandle {
     pub token: String,
 }
 
+/// Longest accepted lease token (a token carries the lease's terms, so it is
+/// longer than an id).
+pub const MAX_TOKEN_LEN: usize = 1024;
+
 fn validate_handle(lease_id: &str, token: &str) -> Result<(), ValidationError> {
     v::subject_token("lease_id", lease_id)?;
-    v::id("token", token)?;
-    v::text("token", token, 1024)
+    if token.trim().is_empty() {
+        return Err(ValidationError::Missing {
+            field: "token".to_string(),
+        });
+    }
+    v::text("token", token, MAX_TOKEN_LEN)
 }
 
 impl Validate for LeaseHandle {
@@ -276,6 +284,11 @@ pub struct HeartbeatResponse {
     /// Why not ok.
     #[serde(default)]
     pub reason: Option<String>,
+    /// A replacement token: when present, the holder must use it from now
+    /// on (sent once to a waiter granted from the queue, whose queue ticket
+    /// cannot re-assert the lease after a coordinator restart).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
 }
 
 /// `lull.v1.lease.release` body.
@@ -545,6 +558,16 @@ mod tests {
     fn handles_are_validated() {
         assert!(decode::<LeaseHandle>(br#"{"lease_id":"L1","token":""}"#, 1024).is_err());
         assert!(decode::<LeaseHandle>(br#"{"lease_id":"L1","token":"t"}"#, 1024).is_ok());
+        let long = format!(
+            r#"{{"lease_id":"L1","token":"{}"}}"#,
+            "t".repeat(MAX_TOKEN_LEN)
+        );
+        assert!(decode::<LeaseHandle>(long.as_bytes(), 4096).is_ok());
+        let too_long = format!(
+            r#"{{"lease_id":"L1","token":"{}"}}"#,
+            "t".repeat(MAX_TOKEN_LEN + 1)
+        );
+        assert!(decode::<LeaseHandle>(too_long.as_bytes(), 4096).is_err());
         let bad = r#"{"lease_id":"L1","token":"t","progress_pct":120}"#;
         assert!(decode::<ProgressReport>(bad.as_bytes(), 1024).is_err());
     }
