@@ -132,3 +132,137 @@ pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
 }
+
+/// Load of a synthetic host, as published by a [`Feeder`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Load {
+    /// CPU percent.
+    pub cpu_pct: f64,
+    /// Memory used percent.
+    pub mem_pct: f64,
+    /// Cores.
+    pub cpu_count: u32,
+}
+
+impl Load {
+    /// An idle host with `cores` cores.
+    pub fn idle(cores: u32) -> Load {
+        Load {
+            cpu_pct: 2.0,
+            mem_pct: 20.0,
+            cpu_count: cores,
+        }
+    }
+
+    /// A CPU-busy host (quiet score about 35: BUSY).
+    pub fn busy(cores: u32) -> Load {
+        Load {
+            cpu_pct: 90.0,
+            mem_pct: 50.0,
+            cpu_count: cores,
+        }
+    }
+
+    /// A host out of memory (a PANIC trigger).
+    pub fn panic(cores: u32) -> Load {
+        Load {
+            cpu_pct: 50.0,
+            mem_pct: 98.0,
+            cpu_count: cores,
+        }
+    }
+}
+
+/// Publishes synthetic snapshots for a set of hosts every `period`, with
+/// loads that the test can change or remove (a removed host goes silent).
+pub struct Feeder {
+    hosts: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, Load>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Feeder {
+    /// Starts publishing on `client` every `period`.
+    pub fn start(client: async_nats::Client, period: Duration) -> Feeder {
+        let hosts: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, Load>>> =
+            Default::default();
+        let shared = hosts.clone();
+        let task = tokio::spawn(async move {
+            let mut seq = 0u64;
+            loop {
+                seq += 1;
+                let now = lull_common::runtime::now_unix();
+                let batch: Vec<(String, Load)> = shared
+                    .lock()
+                    .map(|m| m.iter().map(|(k, v)| (k.clone(), *v)).collect())
+                    .unwrap_or_default();
+                for (host, load) in batch {
+                    let mut s = lull_common::msg::stats::example_snapshot(&host, seq, now);
+                    s.interval_sec = Some(period.as_secs_f64());
+                    s.host.cpu_pct = load.cpu_pct;
+                    s.host.mem_used_pct = load.mem_pct;
+                    s.host.cpu_count = load.cpu_count;
+                    s.host.load_avg = [load.cpu_pct / 100.0 * load.cpu_count as f64, 0.0, 0.0];
+                    if let Ok(body) = serde_json::to_vec(&s) {
+                        let _ = client
+                            .publish(Subjects::default().stats(&host), body.into())
+                            .await;
+                    }
+                }
+                let _ = client.flush().await;
+                tokio::time::sleep(period).await;
+            }
+        });
+        Feeder { hosts, task }
+    }
+
+    /// Sets (or adds) a host's load.
+    pub fn set(&self, host: &str, load: Load) {
+        if let Ok(mut m) = self.hosts.lock() {
+            m.insert(host.to_string(), load);
+        }
+    }
+
+    /// Stops publishing for a host.
+    pub fn silence(&self, host: &str) {
+        if let Ok(mut m) = self.hosts.lock() {
+            m.remove(host);
+        }
+    }
+}
+
+impl Drop for Feeder {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Waits until `host` is listed in `state`.
+pub async fn wait_state(
+    client: &async_nats::Client,
+    host: &str,
+    state: lull_common::msg::hosts::QuietState,
+) {
+    let client = client.clone();
+    let host = host.to_string();
+    let r = lull_tests::wait_until(Duration::from_secs(15), || {
+        let client = client.clone();
+        let host = host.clone();
+        async move {
+            let hosts: Vec<lull_common::msg::hosts::HostSummary> = match call(
+                &client,
+                lull_common::subjects::endpoints::HOSTS_LIST,
+                &serde_json::json!({}),
+            )
+            .await
+            {
+                Ok(h) => h,
+                Err(_) => return false,
+            };
+            hosts
+                .iter()
+                .any(|h| h.host_id == host && h.state == state && !h.stale)
+        }
+    })
+    .await;
+    assert!(r.is_ok(), "host {host} never reached {state}");
+}

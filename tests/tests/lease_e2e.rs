@@ -1,0 +1,597 @@
+//! End-to-end: the lease API against a real coordinator, NATS and Postgres.
+//! Grants, every denial reason code we can provoke with synthetic hosts,
+//! heartbeat, report, release, revoke delivered to the holder, expiry, the
+//! queue, placement, bad requests changing nothing, and the restart grace
+//! period after a kill -9.
+
+mod support;
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use lull_common::client::request::RequestError;
+use lull_common::msg::hosts::QuietState;
+use lull_common::msg::lease::{
+    DenyReason, HeartbeatResponse, HeavyLeaseResponse, LeaseEvent, LeaseEventKind, LeaseState,
+    OkResponse, SchedulerStatus,
+};
+use lull_common::subjects::endpoints as ep;
+use lull_common::{ErrorCode, Subjects};
+use lull_tests::{wait_until, Infra};
+use serde_json::json;
+use support::*;
+
+const TTL: &str = "2";
+
+fn lease_env<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut v = vec![
+        ("LULL_LEASE__HEARTBEAT_TTL_SEC", TTL),
+        ("LULL_LEASE__RATE_PER_SEC", "100"),
+        ("LULL_LEASE__BURST", "100"),
+        ("LULL_QUIET__PANIC_COOLDOWN_SEC", "120"),
+        ("LULL_SCHEDULER__GAUGES_SEC", "0.2"),
+    ];
+    v.extend_from_slice(extra);
+    v
+}
+
+async fn request(client: &async_nats::Client, body: serde_json::Value) -> HeavyLeaseResponse {
+    call(client, ep::LEASE_REQUEST, &body)
+        .await
+        .expect("lease.request reply")
+}
+
+async fn denied(
+    client: &async_nats::Client,
+    body: serde_json::Value,
+    code: DenyReason,
+) -> HeavyLeaseResponse {
+    let r = request(client, body.clone()).await;
+    assert!(!r.approved, "expected a denial for {body}, got {r:?}");
+    assert_eq!(r.reason_code, Some(code), "{body} -> {r:?}");
+    assert!(r.reason.as_deref().is_some_and(|s| !s.is_empty()));
+    assert!(r.retry_after_sec.is_some_and(|s| s > 0.0), "{r:?}");
+    r
+}
+
+async fn status(client: &async_nats::Client) -> SchedulerStatus {
+    call(client, ep::SCHEDULER_STATUS, &json!({}))
+        .await
+        .unwrap()
+}
+
+async fn events(client: &async_nats::Client, lease_id: &str) -> async_nats::Subscriber {
+    client
+        .subscribe(Subjects::default().lease_events(lease_id))
+        .await
+        .unwrap()
+}
+
+async fn next_event(sub: &mut async_nats::Subscriber) -> LeaseEvent {
+    let msg = tokio::time::timeout(Duration::from_secs(10), sub.next())
+        .await
+        .expect("an event in time")
+        .expect("subscription open");
+    serde_json::from_slice(&msg.payload).expect("a lease event")
+}
+
+fn service_code(e: RequestError) -> ErrorCode {
+    match e {
+        RequestError::Service { code, .. } => code,
+        other => panic!("expected an error reply, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_lifecycle_denials_queue_and_placement() {
+    let infra = Infra::start().await.expect("infra");
+    let coord = start_coordinator(&infra, &lease_env(&[("LULL_LEASE__MAX_PER_ADDON", "3")])).await;
+    let client = infra.nats.connect().await.unwrap();
+    let feeder = Feeder::start(client.clone(), Duration::from_millis(300));
+    feeder.set("quiet-a", Load::idle(8));
+    feeder.set("quiet-b", Load::idle(4));
+    feeder.set("small", Load::idle(1));
+    feeder.set("busy", Load::busy(8));
+    feeder.set("panicky", Load::panic(8));
+    feeder.set("fading", Load::idle(8));
+    wait_state(&client, "quiet-a", QuietState::Quiet).await;
+    wait_state(&client, "small", QuietState::Quiet).await;
+    wait_state(&client, "busy", QuietState::Busy).await;
+    wait_state(&client, "panicky", QuietState::Panic).await;
+    // Let the fleet push its views to the scheduler.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Grant, heartbeat, report, release.
+    let g = request(&client, json!({"addon_id": "indexer", "job_type": "reindex", "host_id": "quiet-a", "cost_units": 10})).await;
+    assert!(g.approved, "{g:?}\n{}", coord.svc.logs());
+    assert_eq!(g.host_id.as_deref(), Some("quiet-a"));
+    let id = g.lease_id.clone().unwrap();
+    let token = g.token.clone().unwrap();
+    let limits = g.limits.unwrap();
+    assert_eq!(limits.heartbeat_ttl_sec, 2.0);
+    assert!(g.expires_at.unwrap() > lull_common::runtime::now_unix());
+    let mut ev = events(&client, &id).await;
+
+    let hb: HeartbeatResponse = call(
+        &client,
+        ep::LEASE_HEARTBEAT,
+        &json!({"lease_id": id, "token": token}),
+    )
+    .await
+    .unwrap();
+    assert!(hb.ok);
+    assert_eq!(hb.state, LeaseState::Active);
+    let wrong = call::<_, HeartbeatResponse>(
+        &client,
+        ep::LEASE_HEARTBEAT,
+        &json!({"lease_id": id, "token": "not-the-token"}),
+    )
+    .await;
+    assert_eq!(service_code(wrong.unwrap_err()), ErrorCode::Forbidden);
+    let unknown = call::<_, HeartbeatResponse>(
+        &client,
+        ep::LEASE_HEARTBEAT,
+        &json!({"lease_id": "L999999", "token": "x"}),
+    )
+    .await;
+    assert_eq!(service_code(unknown.unwrap_err()), ErrorCode::NotFound);
+    let rep: OkResponse = call(
+        &client,
+        ep::LEASE_REPORT,
+        &json!({"lease_id": id, "token": token, "progress_pct": 50.0, "message": "half"}),
+    )
+    .await
+    .unwrap();
+    assert!(rep.ok);
+    let st = status(&client).await;
+    let active = st
+        .leases
+        .active
+        .iter()
+        .find(|l| l.lease_id == id)
+        .expect("active lease listed");
+    assert_eq!(active.progress_pct, Some(50.0));
+    let quiet_a = st.hosts.iter().find(|h| h.host_id == "quiet-a").unwrap();
+    assert_eq!(quiet_a.used_units, 10);
+    assert!(quiet_a.capacity_units >= 10);
+    let rel: OkResponse = call(
+        &client,
+        ep::LEASE_RELEASE,
+        &json!({"lease_id": id, "token": token, "outcome": "success"}),
+    )
+    .await
+    .unwrap();
+    assert!(rel.ok);
+    assert_eq!(next_event(&mut ev).await.event, LeaseEventKind::Released);
+    let hb: HeartbeatResponse = call(
+        &client,
+        ep::LEASE_HEARTBEAT,
+        &json!({"lease_id": id, "token": token}),
+    )
+    .await
+    .unwrap();
+    assert!(!hb.ok);
+    assert_eq!(hb.state, LeaseState::Released);
+
+    // Revoke reaches the holder at once.
+    let g = request(&client, json!({"addon_id": "indexer", "job_type": "reindex", "host_id": "quiet-a", "cost_units": 10})).await;
+    assert!(g.approved, "{g:?}");
+    let id = g.lease_id.clone().unwrap();
+    let token = g.token.clone().unwrap();
+    let mut ev = events(&client, &id).await;
+    let r: OkResponse = call(
+        &client,
+        ep::LEASE_REVOKE,
+        &json!({"lease_id": id, "reason": "maintenance"}),
+    )
+    .await
+    .unwrap();
+    assert!(r.ok);
+    let e = next_event(&mut ev).await;
+    assert_eq!(e.event, LeaseEventKind::Revoked);
+    let hb: HeartbeatResponse = call(
+        &client,
+        ep::LEASE_HEARTBEAT,
+        &json!({"lease_id": id, "token": token}),
+    )
+    .await
+    .unwrap();
+    assert!(!hb.ok);
+    assert_eq!(hb.state, LeaseState::Revoked);
+
+    // Expiry: no heartbeat for the TTL (2 s) expires within a second.
+    let g = request(&client, json!({"addon_id": "indexer", "job_type": "reindex", "host_id": "quiet-a", "cost_units": 10})).await;
+    let id = g.lease_id.clone().unwrap();
+    let token = g.token.clone().unwrap();
+    let mut ev = events(&client, &id).await;
+    let e = next_event(&mut ev).await;
+    assert_eq!(e.event, LeaseEventKind::Expired);
+    assert!(
+        e.at <= g.expires_at.unwrap() + 1.0,
+        "expired late: {e:?} vs {g:?}"
+    );
+    let hb: HeartbeatResponse = call(
+        &client,
+        ep::LEASE_HEARTBEAT,
+        &json!({"lease_id": id, "token": token}),
+    )
+    .await
+    .unwrap();
+    assert_eq!((hb.ok, hb.state), (false, LeaseState::Expired));
+
+    // Denials, each with its code, a reason and a retry hint.
+    denied(
+        &client,
+        json!({"addon_id": "a1", "job_type": "j", "host_id": "busy", "cost_units": 5}),
+        DenyReason::NotQuiet,
+    )
+    .await;
+    let high = request(&client, json!({"addon_id": "a1", "job_type": "j", "host_id": "busy", "cost_units": 5, "priority": "HIGH"})).await;
+    assert!(
+        high.approved || high.reason_code == Some(DenyReason::CapacityExceeded),
+        "HIGH may use a BUSY host: {high:?}"
+    );
+    denied(&client, json!({"addon_id": "a1", "job_type": "j", "host_id": "panicky", "cost_units": 5, "priority": "HIGH"}), DenyReason::Panic).await;
+    denied(
+        &client,
+        json!({"addon_id": "a1", "job_type": "j", "host_id": "ghost", "cost_units": 5}),
+        DenyReason::UnknownHost,
+    )
+    .await;
+    let cap = denied(
+        &client,
+        json!({"addon_id": "a1", "job_type": "j", "host_id": "small", "cost_units": 100}),
+        DenyReason::CapacityExceeded,
+    )
+    .await;
+    assert!(cap
+        .reason
+        .unwrap()
+        .starts_with("Capacity exceeded: used=0, requested=100, capacity="));
+    for _ in 0..3 {
+        let g = request(
+            &client,
+            json!({"addon_id": "greedy", "job_type": "j", "host_id": "quiet-a", "cost_units": 1}),
+        )
+        .await;
+        assert!(g.approved, "{g:?}");
+        // Keep them alive for the rest of the test.
+        let (id, token) = (g.lease_id.unwrap(), g.token.unwrap());
+        let c = client.clone();
+        tokio::spawn(async move {
+            loop {
+                let _: Result<HeartbeatResponse, _> = call(
+                    &c,
+                    ep::LEASE_HEARTBEAT,
+                    &json!({"lease_id": id, "token": token}),
+                )
+                .await;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        });
+    }
+    denied(
+        &client,
+        json!({"addon_id": "greedy", "job_type": "j", "host_id": "quiet-a", "cost_units": 1}),
+        DenyReason::AddonLimit,
+    )
+    .await;
+
+    // Stale: a host that stops reporting is refused.
+    feeder.silence("fading");
+    let c = client.clone();
+    wait_until(Duration::from_secs(10), || {
+        let c = c.clone();
+        async move {
+            let r = request(
+                &c,
+                json!({"addon_id": "a2", "job_type": "j", "host_id": "fading", "cost_units": 1}),
+            )
+            .await;
+            r.reason_code == Some(DenyReason::StaleHost)
+        }
+    })
+    .await
+    .expect("stale host refused");
+
+    // PANIC cool-down: the host recovers but stays off limits for a while.
+    feeder.set("panicky", Load::idle(8));
+    let c = client.clone();
+    wait_until(Duration::from_secs(15), || {
+        let c = c.clone();
+        async move {
+            let r = request(&c, json!({"addon_id": "a3", "job_type": "j", "host_id": "panicky", "cost_units": 1, "priority": "HIGH"})).await;
+            r.reason_code == Some(DenyReason::PanicCooldown)
+        }
+    })
+    .await
+    .expect("panic cool-down refused");
+
+    // Placement: no host named → the quietest eligible host with room.
+    let p = request(
+        &client,
+        json!({"addon_id": "placer", "job_type": "j", "cost_units": 20}),
+    )
+    .await;
+    assert!(p.approved, "{p:?}");
+    let placed = p.host_id.clone().unwrap();
+    assert!(
+        ["quiet-a", "quiet-b", "small"].contains(&placed.as_str()),
+        "placed on {placed}"
+    );
+    let _: OkResponse = call(
+        &client,
+        ep::LEASE_RELEASE,
+        &json!({"lease_id": p.lease_id, "token": p.token}),
+    )
+    .await
+    .unwrap();
+    // A request too large for the small host but fine elsewhere never lands there.
+    let p = request(
+        &client,
+        json!({"addon_id": "placer", "job_type": "j", "cost_units": 60}),
+    )
+    .await;
+    assert!(p.approved, "{p:?}");
+    assert_ne!(p.host_id.as_deref(), Some("small"));
+    let _: OkResponse = call(
+        &client,
+        ep::LEASE_RELEASE,
+        &json!({"lease_id": p.lease_id, "token": p.token}),
+    )
+    .await
+    .unwrap();
+
+    // Queue: fill the small host, park a waiter, release → the waiter is granted.
+    let full = request(
+        &client,
+        json!({"addon_id": "filler", "job_type": "j", "host_id": "small", "cost_units": 40}),
+    )
+    .await;
+    assert!(full.approved, "{full:?}");
+    let q = request(&client, json!({"addon_id": "waiter", "job_type": "j", "host_id": "small", "cost_units": 40, "wait": true, "wait_timeout_sec": 30})).await;
+    assert!(!q.approved && q.queued, "{q:?}");
+    let qid = q.lease_id.clone().expect("queued lease id");
+    let mut qev = events(&client, &qid).await;
+    assert_eq!(status(&client).await.queue_length, 1);
+    let _: OkResponse = call(
+        &client,
+        ep::LEASE_RELEASE,
+        &json!({"lease_id": full.lease_id, "token": full.token}),
+    )
+    .await
+    .unwrap();
+    let granted = next_event(&mut qev).await;
+    assert_eq!(granted.event, LeaseEventKind::Granted);
+    assert_eq!(granted.host_id.as_deref(), Some("small"));
+    let hb: HeartbeatResponse = call(
+        &client,
+        ep::LEASE_HEARTBEAT,
+        &json!({"lease_id": qid, "token": q.token}),
+    )
+    .await
+    .unwrap();
+    assert!(hb.ok);
+
+    // Bad requests get error replies and change nothing.
+    let before = status(&client).await;
+    for bad in [
+        json!({"addon_id": "a", "job_type": "j", "host_id": "quiet-a", "cost_units": 0}),
+        json!({"addon_id": "a", "job_type": "j", "host_id": "quiet-a", "cost_units": 101}),
+        json!({"addon_id": "a", "job_type": "j", "host_id": "quiet-a", "cost_units": "ten"}),
+        json!({"addon_id": 7, "job_type": "j", "cost_units": 5}),
+        json!({"addon_id": "a", "job_type": "j", "cost_units": 5, "priority": "URGENT"}),
+        json!({"addon_id": "a", "job_type": "j", "cost_units": 5, "padding": "x".repeat(300 * 1024)}),
+    ] {
+        let e = call::<_, HeavyLeaseResponse>(&client, ep::LEASE_REQUEST, &bad)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            service_code(e),
+            ErrorCode::InvalidRequest,
+            "{}",
+            &bad.to_string()[..80.min(bad.to_string().len())]
+        );
+    }
+    let reply = call_raw(&client, ep::LEASE_RELEASE, b"not json".to_vec()).await;
+    assert!(reply.headers.is_some());
+    let e = call::<_, OkResponse>(
+        &client,
+        ep::LEASE_RELEASE,
+        &json!({"lease_id": qid, "token": "wrong"}),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(service_code(e), ErrorCode::Forbidden);
+    let e = call::<_, OkResponse>(&client, ep::LEASE_REVOKE, &json!({"lease_id": "nope"}))
+        .await
+        .unwrap_err();
+    assert_eq!(service_code(e), ErrorCode::NotFound);
+    let after = status(&client).await;
+    assert_eq!(before.leases.active.len(), after.leases.active.len());
+    assert_eq!(
+        before.hosts.iter().map(|h| h.used_units).sum::<u32>(),
+        after.hosts.iter().map(|h| h.used_units).sum::<u32>()
+    );
+
+    // The decisions are in the metrics, by reason.
+    let text = lull_tests::scrape(&coord.metrics_url).await.unwrap();
+    for code in [
+        "not_quiet",
+        "panic",
+        "unknown_host",
+        "capacity_exceeded",
+        "addon_limit",
+        "stale_host",
+        "panic_cooldown",
+    ] {
+        assert!(
+            metric(
+                &text,
+                "lull_lease_decisions_total",
+                &[("result", "denied"), ("reason", code)]
+            )
+            .is_some(),
+            "no denial metric for {code}"
+        );
+    }
+    assert!(metric(
+        &text,
+        "lull_lease_decisions_total",
+        &[("result", "granted")]
+    )
+    .is_some());
+    assert!(text.contains("lull_request_duration_seconds_bucket{endpoint=\"lease.request\""));
+    // Audit rows reach Postgres in batches.
+    let pg = infra.pg.client().await.unwrap();
+    let pgc = &pg;
+    wait_until(Duration::from_secs(5), || async move {
+        pgc.query_one(
+            "SELECT count(*) FROM lease_events WHERE kind = 'denied'",
+            &[],
+        )
+        .await
+        .map(|r| r.get::<_, i64>(0) >= 7)
+        .unwrap_or(false)
+    })
+    .await
+    .expect("audit rows written");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_and_global_limits() {
+    let infra = Infra::start().await.expect("infra");
+    let _coord = start_coordinator(
+        &infra,
+        &[
+            ("LULL_LEASE__RATE_PER_SEC", "0.01"),
+            ("LULL_LEASE__BURST", "3"),
+            ("LULL_LEASE__MAX_GLOBAL", "2"),
+        ],
+    )
+    .await;
+    let client = infra.nats.connect().await.unwrap();
+    let feeder = Feeder::start(client.clone(), Duration::from_millis(300));
+    feeder.set("h1", Load::idle(8));
+    wait_state(&client, "h1", QuietState::Quiet).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let a = request(
+        &client,
+        json!({"addon_id": "one", "job_type": "j", "host_id": "h1", "cost_units": 1}),
+    )
+    .await;
+    let b = request(
+        &client,
+        json!({"addon_id": "two", "job_type": "j", "host_id": "h1", "cost_units": 1}),
+    )
+    .await;
+    assert!(a.approved && b.approved, "{a:?} {b:?}");
+    denied(
+        &client,
+        json!({"addon_id": "three", "job_type": "j", "host_id": "h1", "cost_units": 1}),
+        DenyReason::GlobalLimit,
+    )
+    .await;
+    // "one" has used 1 of its burst of 3; two more are allowed, then it is throttled.
+    for _ in 0..2 {
+        let r = request(
+            &client,
+            json!({"addon_id": "one", "job_type": "j", "host_id": "h1", "cost_units": 1}),
+        )
+        .await;
+        assert_ne!(r.reason_code, Some(DenyReason::RateLimited), "{r:?}");
+    }
+    denied(
+        &client,
+        json!({"addon_id": "one", "job_type": "j", "host_id": "h1", "cost_units": 1}),
+        DenyReason::RateLimited,
+    )
+    .await;
+    drop(feeder);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_restart_keeps_heartbeating_leases_and_refuses_new_grants_in_grace() {
+    let infra = Infra::start().await.expect("infra");
+    let env = lease_env(&[("LULL_LEASE__GRACE_PERIOD_SEC", "3")]);
+    let mut coord = start_coordinator(&infra, &env).await;
+    let client = infra.nats.connect().await.unwrap();
+    let feeder = Feeder::start(client.clone(), Duration::from_millis(300));
+    feeder.set("h1", Load::idle(2));
+    wait_state(&client, "h1", QuietState::Quiet).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let g = request(
+        &client,
+        json!({"addon_id": "keeper", "job_type": "j", "host_id": "h1", "cost_units": 30}),
+    )
+    .await;
+    assert!(g.approved, "{g:?}");
+    let (id, token) = (g.lease_id.clone().unwrap(), g.token.clone().unwrap());
+    let cap = status(&client).await.hosts[0].capacity_units;
+
+    coord.svc.kill9();
+    let coord2 = start_coordinator_on(&infra, coord.metrics_port, &env).await;
+    // During the grace period new grants are refused...
+    denied(
+        &client,
+        json!({"addon_id": "newcomer", "job_type": "j", "host_id": "h1", "cost_units": 1}),
+        DenyReason::GracePeriod,
+    )
+    .await;
+    // ...and the holder re-asserts its lease with a heartbeat.
+    let hb: HeartbeatResponse = call(
+        &client,
+        ep::LEASE_HEARTBEAT,
+        &json!({"lease_id": id, "token": token}),
+    )
+    .await
+    .unwrap();
+    assert!(hb.ok, "{hb:?}\n{}", coord2.svc.logs());
+    assert_eq!(hb.state, LeaseState::Active);
+    // A forged token is refused even in grace.
+    let forged = format!("{token}x");
+    let e = call::<_, HeartbeatResponse>(
+        &client,
+        ep::LEASE_HEARTBEAT,
+        &json!({"lease_id": id, "token": forged}),
+    )
+    .await;
+    assert!(e.is_err() || !e.unwrap().ok);
+    // After the grace period, capacity accounts for the re-asserted lease:
+    // never over-granted.
+    let c = client.clone();
+    let (id2, token2) = (id.clone(), token.clone());
+    let hb_task = tokio::spawn(async move {
+        loop {
+            let _: Result<HeartbeatResponse, _> = call(
+                &c,
+                ep::LEASE_HEARTBEAT,
+                &json!({"lease_id": id2, "token": token2}),
+            )
+            .await;
+            tokio::time::sleep(Duration::from_millis(400)).await;
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let st = status(&client).await;
+    assert!(st.leases.active.iter().any(|l| l.lease_id == id), "{st:?}");
+    let h = st.hosts.iter().find(|h| h.host_id == "h1").unwrap();
+    assert_eq!(h.used_units, 30);
+    let room = cap.saturating_sub(30) + 1;
+    let over = request(&client, json!({"addon_id": "newcomer", "job_type": "j", "host_id": "h1", "cost_units": room.min(100)})).await;
+    if room <= 100 {
+        assert_eq!(
+            over.reason_code,
+            Some(DenyReason::CapacityExceeded),
+            "{over:?}"
+        );
+    }
+    let fits = request(
+        &client,
+        json!({"addon_id": "newcomer", "job_type": "j", "host_id": "h1", "cost_units": 1}),
+    )
+    .await;
+    assert!(fits.approved, "{fits:?}");
+    hb_task.abort();
+    drop(feeder);
+}
