@@ -97,6 +97,12 @@ pub struct CommonConfig {
     pub nats_token: Option<Secret>,
     /// CA certificate (PEM) to verify the NATS server's TLS. Env `LULL_NATS_CA`.
     pub nats_ca: Option<PathBuf>,
+    /// Prefix of this client's reply subjects. Env `LULL_NATS_INBOX_PREFIX`.
+    /// Default: none, which means NATS' `_INBOX`. A locked-down server gives
+    /// each user its own (for example `_INBOX.agent-web1`, see
+    /// `deploy/nats/`), so that no client can read another's replies.
+    #[serde(deserialize_with = "opt_string_like")]
+    pub nats_inbox_prefix: Option<String>,
     /// Prefix of every subject. Env `LULL_SUBJECT_PREFIX`.
     pub subject_prefix: String,
     /// Prometheus listener. Env `LULL_METRICS_ADDR`.
@@ -120,6 +126,7 @@ impl CommonConfig {
             nats_password: None,
             nats_token: None,
             nats_ca: None,
+            nats_inbox_prefix: None,
             subject_prefix: crate::subjects::DEFAULT_PREFIX.into(),
             metrics_addr,
             log: "info".into(),
@@ -266,6 +273,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API returns figment::Error
     fn precedence_is_flags_then_file_then_env() {
         figment::Jail::expect_with(|jail| {
             jail.set_env("LULL_NATS_URL", "nats://env:1");

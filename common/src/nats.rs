@@ -50,6 +50,9 @@ pub async fn options(cfg: &CommonConfig, name: &str) -> Result<ConnectOptions, N
     if let Some(token) = &cfg.nats_token {
         opts = opts.token(token.expose().to_string());
     }
+    if let Some(prefix) = &cfg.nats_inbox_prefix {
+        opts = opts.custom_inbox_prefix(prefix);
+    }
     if let Some(ca) = &cfg.nats_ca {
         opts = opts.add_root_certificates(ca.clone()).require_tls(true);
     }
