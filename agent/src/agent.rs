@@ -221,6 +221,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
             cfg: cfg.spool.clone(),
             subjects: subjects.clone(),
             max_bytes: cfg.common.max_payload_bytes,
+            host_id: cfg.host_id.clone(),
         },
         client.clone(),
         stop_rx.clone(),

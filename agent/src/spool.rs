@@ -111,6 +111,19 @@ pub fn route(bytes: &[u8], subjects: &Subjects, max_bytes: usize) -> Result<Rout
     })
 }
 
+/// A worker report without `host_id` gets this agent's host id (the
+/// report came from this host). Returns the new payload, or `None` when
+/// nothing needs to change.
+pub fn with_host_id(bytes: &[u8], host_id: &str) -> Option<Vec<u8>> {
+    let mut v: Value = serde_json::from_slice(bytes).ok()?;
+    let obj = v.as_object_mut()?;
+    if !matches!(obj.get("host_id"), None | Some(Value::Null)) {
+        return None;
+    }
+    obj.insert("host_id".into(), Value::String(host_id.to_string()));
+    serde_json::to_vec(&v).ok()
+}
+
 /// What to do with a spool file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -306,6 +319,8 @@ pub struct SpoolRun {
     pub subjects: Subjects,
     /// Largest report, bytes.
     pub max_bytes: usize,
+    /// This host, filled into worker reports that lack `host_id`.
+    pub host_id: String,
 }
 
 enum Pass {
@@ -403,6 +418,10 @@ async fn handle_chunk(
                 let Some(js) = js else {
                     checked.insert((e.path.clone(), e.modified));
                     continue;
+                };
+                let bytes = match route.kind {
+                    ReportKind::Worker => with_host_id(&bytes, &run.host_id).unwrap_or(bytes),
+                    _ => bytes,
                 };
                 let mut headers = async_nats::HeaderMap::new();
                 headers.insert(async_nats::header::NATS_MESSAGE_ID, route.id.as_str());
@@ -582,6 +601,17 @@ mod tests {
         assert!(why(br#"{"build_id": "b", "region": "us.west"}"#).contains("region"));
         assert!(why(br#"{"build_id": " ", "region": "r"}"#).contains("build_id"));
         assert!(why(&vec![b' '; 1001]).contains("1000"));
+    }
+
+    #[test]
+    fn worker_reports_get_the_host_id() {
+        let b = with_host_id(br#"{"execution_id": "e", "worker_name": "w"}"#, "web-1").unwrap();
+        let v: Value = serde_json::from_slice(&b).unwrap();
+        assert_eq!(v["host_id"], "web-1");
+        assert_eq!(v["execution_id"], "e");
+        assert!(with_host_id(br#"{"execution_id": "e", "host_id": "other"}"#, "web-1").is_none());
+        let b = with_host_id(br#"{"host_id": null}"#, "web-1").unwrap();
+        assert!(String::from_utf8(b).unwrap().contains("web-1"));
     }
 
     #[test]

@@ -98,7 +98,6 @@ fn worker_report(i: usize) -> serde_json::Value {
     serde_json::json!({
         "execution_id": format!("exec-{i:03}"),
         "worker_name": "spool_test",
-        "host_id": "spool-host",
         "started_at": 1_763_026_000.0 + i as f64,
         "completed_at": 1_763_026_010.0 + i as f64,
         "outcome": "SUCCESS",
@@ -200,6 +199,21 @@ async fn spool_delivers_every_report_exactly_once_across_a_nats_outage() {
         ),
     };
     assert_eq!(n, 100, "each report exactly once");
+    // Stored with the record id as Nats-Msg-Id, and the agent's host id
+    // filled in (the reports had none).
+    let js = nats.jetstream().await.unwrap();
+    let stream = js
+        .get_stream(lull_common::subjects::REPORTS_STREAM)
+        .await
+        .unwrap();
+    let first = stream.get_raw_message(1).await.unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&first.payload).unwrap();
+    assert_eq!(body["host_id"], "spool-host");
+    assert_eq!(
+        first.headers.get("Nats-Msg-Id").map(|v| v.as_str()),
+        body["execution_id"].as_str()
+    );
+    assert_eq!(first.subject.as_str(), "lull.report.worker.spool_test");
 
     // A resend of a delivered report is dropped by the stream (Nats-Msg-Id).
     drop_report(&agent.spool, "again.json", &worker_report(7));
