@@ -47,19 +47,23 @@ else
   cargo build --bins -q; BIN_DIR=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys;print(json.load(sys.stdin)["target_directory"])')/debug
 fi
 
+# Every part runs in its own session, so a Ctrl-C reaches only this script,
+# which then stops the parts in reverse order (agent, coordinator, Postgres,
+# NATS) and waits for each.
 PIDS=()
 cleanup() {
   trap - INT TERM EXIT
   echo; echo "stopping..."
   for ((i=${#PIDS[@]}-1; i>=0; i--)); do
     kill -TERM "${PIDS[i]}" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "${PIDS[i]}" 2>/dev/null || break; sleep 0.1; done
+    for _ in $(seq 1 100); do kill -0 "${PIDS[i]}" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "${PIDS[i]}" 2>/dev/null || true
     wait "${PIDS[i]}" 2>/dev/null || true
   done
   echo "stopped."
 }
-trap cleanup INT TERM EXIT
+trap cleanup EXIT
+trap 'cleanup; exit 0' INT TERM
 
 port_open() { (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null; }
 
@@ -82,7 +86,7 @@ wait_port() {
   return 1
 }
 
-"$NATS" -a 127.0.0.1 -p "$NATS_PORT" -js -sd "$STATE/nats" >"$STATE/logs/nats.log" 2>&1 &
+setsid "$NATS" -a 127.0.0.1 -p "$NATS_PORT" -js -sd "$STATE/nats" >"$STATE/logs/nats.log" 2>&1 &
 PIDS+=($!)
 wait_port "${PIDS[-1]}" "$NATS_PORT"
 
@@ -92,7 +96,7 @@ if [ ! -f "$STATE/pg/PG_VERSION" ]; then
   "${AS_PG[@]}" "$INITDB" -D "$STATE/pg" -A trust -U postgres --no-sync -E UTF8 >"$STATE/logs/initdb.log" 2>&1
 fi
 mkdir -p "$STATE/pgsock"; [ "$(id -u)" -eq 0 ] && chown postgres:postgres "$STATE/pgsock"
-"${AS_PG[@]}" "$POSTGRES" -D "$STATE/pg" -p "$PG_PORT" -k "$STATE/pgsock" \
+setsid "${AS_PG[@]}" "$POSTGRES" -D "$STATE/pg" -p "$PG_PORT" -k "$STATE/pgsock" \
   -c listen_addresses=127.0.0.1 >"$STATE/logs/postgres.log" 2>&1 &
 PIDS+=($!)
 wait_port "${PIDS[-1]}" "$PG_PORT"
@@ -108,10 +112,10 @@ export LULL_NATS_URL="nats://127.0.0.1:$NATS_PORT"
 export LULL_DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/lull"
 export LULL_SPOOL_DIR="$STATE/spool"
 
-LULL_METRICS_ADDR="$COORD_METRICS" "$BIN_DIR/lull-coordinator" >"$STATE/logs/coordinator.log" 2>&1 &
+LULL_METRICS_ADDR="$COORD_METRICS" setsid "$BIN_DIR/lull-coordinator" >"$STATE/logs/coordinator.log" 2>&1 &
 PIDS+=($!)
 wait_port "${PIDS[-1]}" "${COORD_METRICS##*:}"
-LULL_METRICS_ADDR="$AGENT_METRICS" "$BIN_DIR/lull-agent" >"$STATE/logs/agent.log" 2>&1 &
+LULL_METRICS_ADDR="$AGENT_METRICS" setsid "$BIN_DIR/lull-agent" >"$STATE/logs/agent.log" 2>&1 &
 PIDS+=($!)
 
 cat <<MSG
