@@ -232,12 +232,16 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     tracing::info!("shutting down: flushing the outbox");
     let _ = stop_tx.send(true);
     runner.abort();
-    let _ = publisher.await;
+    let budget = secs(cfg.shutdown_flush_timeout_sec);
+    let deadline = Instant::now() + budget;
+    if tokio::time::timeout(budget, publisher).await.is_err() {
+        tracing::warn!("the outbox publisher did not stop in time");
+    }
     let left = publisher::drain(
         &transport,
         &client,
         &cfg.outbox,
-        secs(cfg.shutdown_flush_timeout_sec),
+        deadline.saturating_duration_since(Instant::now()),
     )
     .await;
     let _ = tokio::time::timeout(Duration::from_secs(1), spooler).await;

@@ -237,6 +237,10 @@ pub async fn drain(
 ) -> usize {
     let deadline = Instant::now() + timeout;
     while transport.queue_len() > 0 && Instant::now() < deadline {
+        if client.connection_state() != State::Connected {
+            // Nothing can be sent; do not hold up the exit.
+            break;
+        }
         let left = deadline.saturating_duration_since(Instant::now());
         match tokio::time::timeout(left, transport.flush_once(client, cfg)).await {
             Ok(Ok(0)) => tokio::time::sleep(Duration::from_millis(50)).await,
