@@ -628,6 +628,11 @@ impl AgentConfig {
             if w.name.trim().is_empty() {
                 return bad(format!("watch[{i}]: name is required"));
             }
+            if let Err(e) =
+                validate::text(&format!("watch[{i}].name"), &w.name, validate::MAX_ID_LEN)
+            {
+                return bad(e.to_string());
+            }
         }
         let mut seen = std::collections::BTreeSet::new();
         for a in &self.addons {
@@ -830,6 +835,10 @@ health_url = "http://127.0.0.1:9000/health"
             process: Some("x".into()),
             pidfile: None,
         });
+        assert!(c.check().is_err());
+        c.watch[0].process = None;
+        assert!(c.check().is_ok());
+        c.watch[0].name = "n".repeat(200);
         assert!(c.check().is_err());
         c.watch.clear();
         c.addons.push(AddonConfig {
