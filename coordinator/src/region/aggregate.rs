@@ -42,6 +42,7 @@ const HOUR: f64 = 3600.0;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OrderKey {
     /// Unix seconds (`-inf` for imported facts without a time).
+    #[serde(with = "persist::key_time")]
     pub time: f64,
     /// Source id (`build_id`; `b:<build_id>` / `e:<event_id>` for fatigues;
     /// empty for imported facts, which sort before real records of the same time).
@@ -109,7 +110,7 @@ impl Ord for OrderKey {
 
 /// One fatigue of a region, from a build (scenario 1) or a bare event
 /// (scenario 2): the input of the fatigue state machine.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FatigueMark {
     /// Order key; its time is `fatigue_time`.
     pub key: OrderKey,
@@ -141,7 +142,7 @@ impl FatigueMark {
 }
 
 /// Builds of one clock hour (for trends and windows).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HourBucket {
     /// Builds.
     pub builds: u64,
@@ -152,7 +153,7 @@ pub struct HourBucket {
 }
 
 /// Cost of the builds whose cost is known (`cost_usd`, or spot price times duration).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CostBasis {
     /// Sum of costs, micro-dollars.
     pub micro_usd: u64,
@@ -174,13 +175,13 @@ impl CostBasis {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct LastError {
     key: OrderKey,
     text: String,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct LastFatigue {
     key: OrderKey,
     reason: Option<String>,
@@ -188,10 +189,11 @@ struct LastFatigue {
 }
 
 /// The current run of equal outcomes (see the module doc).
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 struct Streak {
     success: bool,
     len: u64,
+    #[serde(with = "persist::pairs")]
     run: BTreeMap<OrderKey, u64>,
     breaker: Option<OrderKey>,
 }
@@ -246,7 +248,10 @@ impl Streak {
 
 /// One region's aggregate: the seed 001 figures plus what fatigue, selection
 /// and insights need (fatigue marks, hourly buckets, cost, latest price).
-#[derive(Debug, Clone, Default, PartialEq)]
+///
+/// Serializable (JSON-safe: maps keyed by [`OrderKey`] are written as lists
+/// of pairs, `-inf` times as `null`) so the shell can persist it whole.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RegionAggregate {
     total_builds: u64,
     successes: u64,
@@ -261,7 +266,9 @@ pub struct RegionAggregate {
     last_used: Option<f64>,
     first_build: Option<f64>,
     newest: Option<f64>,
+    #[serde(with = "persist::pairs")]
     recent: BTreeMap<OrderKey, BuildRecord>,
+    #[serde(with = "persist::pairs")]
     marks: BTreeMap<OrderKey, FatigueMark>,
     hours: BTreeMap<i64, HourBucket>,
     cost: CostBasis,
@@ -612,6 +619,51 @@ fn avg2(micro: u64, n: u64) -> Option<f64> {
     (n > 0).then(|| (from_micro(micro) / n as f64 * 100.0).round() / 100.0)
 }
 
+/// Serde helpers that keep [`RegionAggregate`] JSON-safe.
+mod persist {
+    /// A map as a list of `[key, value]` pairs (JSON keys must be strings).
+    pub mod pairs {
+        use std::collections::BTreeMap;
+
+        use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+        pub fn serialize<K, V, S>(m: &BTreeMap<K, V>, s: S) -> Result<S::Ok, S::Error>
+        where
+            K: Serialize,
+            V: Serialize,
+            S: Serializer,
+        {
+            s.collect_seq(m.iter())
+        }
+
+        pub fn deserialize<'de, K, V, D>(d: D) -> Result<BTreeMap<K, V>, D::Error>
+        where
+            K: Deserialize<'de> + Ord,
+            V: Deserialize<'de>,
+            D: Deserializer<'de>,
+        {
+            Ok(Vec::<(K, V)>::deserialize(d)?.into_iter().collect())
+        }
+    }
+
+    /// A key time: finite as a number, `-inf` (imported, no time) as `null`.
+    pub mod key_time {
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        pub fn serialize<S: Serializer>(t: &f64, s: S) -> Result<S::Ok, S::Error> {
+            if t.is_finite() {
+                s.serialize_f64(*t)
+            } else {
+                s.serialize_none()
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+            Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NEG_INFINITY))
+        }
+    }
+}
+
 /// Whether a record changed anything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Applied {
@@ -684,6 +736,23 @@ impl Campaign {
 
     pub(crate) fn baselines_mut(&mut self) -> &mut Baselines {
         &mut self.baselines
+    }
+
+    /// A campaign assembled from persisted parts: the regions' aggregates and
+    /// the imported history. It knows no ids: the caller (a store that
+    /// upserts by id) must pass only new records from here on.
+    pub fn from_parts(regions: BTreeMap<String, RegionAggregate>, baselines: Baselines) -> Self {
+        Campaign {
+            regions,
+            baselines,
+            ..Campaign::default()
+        }
+    }
+
+    /// Replaces (or adds) one region's aggregate, e.g. a copy updated with
+    /// [`RegionAggregate::apply_new_build`] once its records are committed.
+    pub fn set_region(&mut self, name: &str, agg: RegionAggregate) {
+        self.regions.insert(name.to_string(), agg);
     }
 
     /// Counts a build record unless its `build_id` was seen before.
@@ -1254,6 +1323,13 @@ mod tests {
             }
             let reference = recompute(&base, &arrived_builds, &arrived_events, &cfg);
             prop_assert_eq!(&live, &reference);
+
+            // a persisted aggregate (JSON) reads back unchanged
+            for (_, agg) in live.regions() {
+                let text = serde_json::to_string(agg).unwrap();
+                let back: RegionAggregate = serde_json::from_str(&text).unwrap();
+                prop_assert_eq!(&back, agg);
+            }
 
             // and the seed figures agree with the obvious definitions
             for r in 0..3u8 {

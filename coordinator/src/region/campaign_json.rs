@@ -65,12 +65,22 @@ pub struct ImportPlan {
 
 /// Plans the import of a validated document into `existing`.
 pub fn plan_import(doc: &CampaignStats, existing: &Campaign) -> ImportPlan {
+    plan_import_with(doc, existing, |id| existing.knows_build(id))
+}
+
+/// Like [`plan_import`], with the known build ids given by `known` (for a
+/// shell whose store, not the campaign, remembers every `build_id`).
+pub fn plan_import_with(
+    doc: &CampaignStats,
+    existing: &Campaign,
+    known: impl Fn(&str) -> bool,
+) -> ImportPlan {
     let mut plan = ImportPlan::default();
     let mut in_file = HashSet::new();
     for (name, stats) in &doc.regions {
         let mut fresh = Vec::new();
         for b in &stats.recent_builds {
-            if existing.knows_build(&b.build_id) || !in_file.insert(b.build_id.clone()) {
+            if known(&b.build_id) || !in_file.insert(b.build_id.clone()) {
                 plan.report.builds_skipped += 1;
             } else {
                 fresh.push(BuildRecord {

@@ -14,7 +14,9 @@ pub mod insights;
 pub mod select;
 
 pub use aggregate::{recompute, Applied, Baselines, Campaign, CampaignBaseline, RegionAggregate};
-pub use campaign_json::{apply_import, campaign_stats, plan_import, ImportPlan, ImportReport};
+pub use campaign_json::{
+    apply_import, campaign_stats, plan_import, plan_import_with, ImportPlan, ImportReport,
+};
 pub use fatigue::{region_health, Pardon, RegionConfig, RegionHealth};
 pub use insights::insights;
 pub use select::select;

@@ -1,0 +1,615 @@
+//! The regions actor: owns the committed [`Campaign`] and the pardons,
+//! answers queries from memory, and runs one database job at a time
+//! (batches, imports, pardons, snapshots) in a task of its own, swapping the
+//! job's copies in only after its commit. Also keeps the region metrics.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use deadpool_postgres::Pool;
+use lull_common::msg::region::{
+    BuildRecord, CampaignStats, FatigueEventReport, RegionState, RECENT_BUILDS_LIMIT,
+};
+use lull_common::runtime::now_unix;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::writer::{self, ReportsDone, ReportsJob};
+use super::{
+    Command, RegionPardonReply, RegionStatsRequest, RegionsError, RegionsHandle, RegionsTunables,
+};
+use crate::ingest::reports::{Batch, RegionReport};
+use crate::region::fatigue::{pardon, Pardon};
+use crate::region::{
+    campaign_stats, insights, region_health, select, Baselines, Campaign, ImportReport,
+    RegionAggregate, RegionConfig,
+};
+use crate::store::regions::{self as db, StoredRecord};
+use crate::store::StoreError;
+
+const STATES: [RegionState; 4] = [
+    RegionState::Healthy,
+    RegionState::Fatigued,
+    RegionState::Exhausted,
+    RegionState::Outlawed,
+];
+
+/// What [`load`] found: the campaign to start from, its pardons, and the
+/// regions whose aggregates changed by the replay (to persist first).
+pub struct LoadedState {
+    campaign: Campaign,
+    pardons: BTreeMap<String, Pardon>,
+    replayed: BTreeSet<String>,
+}
+
+impl LoadedState {
+    /// The loaded campaign.
+    pub fn campaign(&self) -> &Campaign {
+        &self.campaign
+    }
+}
+
+/// Loads the persisted aggregates and replays the records committed after
+/// them (everything when an aggregate is missing or unreadable). Holds at
+/// most one record at a time besides the aggregates.
+pub async fn load(pool: &Pool, cfg: &RegionConfig) -> Result<LoadedState, StoreError> {
+    let started = Instant::now();
+    let stored = db::load(pool).await?;
+    let baselines = Baselines {
+        campaign: stored.campaign,
+        regions: stored.baselines,
+    };
+    let readable = stored.aggregates.values().all(Result::is_ok)
+        && baselines
+            .regions
+            .keys()
+            .all(|r| stored.aggregates.contains_key(r));
+    let (mut regions, from) = if readable {
+        let regions: BTreeMap<String, RegionAggregate> = stored
+            .aggregates
+            .into_iter()
+            .filter_map(|(k, v)| v.ok().map(|a| (k, a)))
+            .collect();
+        (regions, stored.through_seq)
+    } else {
+        tracing::warn!(
+            "persisted region aggregates are incomplete or unreadable; replaying every record"
+        );
+        let regions = baselines
+            .regions
+            .iter()
+            .map(|(name, s)| (name.clone(), RegionAggregate::from_baseline(name, s, cfg)))
+            .collect();
+        (regions, 0)
+    };
+    let mut replayed = BTreeSet::new();
+    let n = db::replay_after(pool, from, |r| match r {
+        StoredRecord::Build(b) => {
+            regions
+                .entry(b.region.clone())
+                .or_default()
+                .apply_new_build(&b, cfg);
+            replayed.insert(b.region);
+        }
+        StoredRecord::Event(e) => {
+            regions
+                .entry(e.region.clone())
+                .or_default()
+                .apply_new_fatigue_event(&e, cfg);
+            replayed.insert(e.region);
+        }
+    })
+    .await?;
+    tracing::info!(
+        regions = regions.len(),
+        replayed = n,
+        through_seq = from,
+        secs = started.elapsed().as_secs_f64(),
+        "region aggregates loaded"
+    );
+    Ok(LoadedState {
+        campaign: Campaign::from_parts(regions, baselines),
+        pardons: stored.pardons,
+        replayed,
+    })
+}
+
+/// A mutation waiting for the database.
+enum Mutation {
+    Batch(Batch<RegionReport>),
+    Pardon(
+        String,
+        oneshot::Sender<Result<RegionPardonReply, RegionsError>>,
+    ),
+    Import(
+        Box<CampaignStats>,
+        oneshot::Sender<Result<ImportReport, RegionsError>>,
+    ),
+}
+
+/// The result of a job, back to the actor.
+enum Done {
+    Reports(
+        Result<ReportsDone, StoreError>,
+        Option<oneshot::Sender<Result<(), String>>>,
+    ),
+    Pardon(
+        String,
+        Pardon,
+        bool,
+        Result<(), StoreError>,
+        oneshot::Sender<Result<RegionPardonReply, RegionsError>>,
+    ),
+    Import(
+        Box<Result<(Campaign, ImportReport), StoreError>>,
+        oneshot::Sender<Result<ImportReport, RegionsError>>,
+    ),
+}
+
+struct Regions {
+    cfg: Arc<RegionConfig>,
+    tun: RegionsTunables,
+    pool: Pool,
+    max_reply: usize,
+    campaign: Campaign,
+    pardons: BTreeMap<String, Pardon>,
+    /// Regions changed since their aggregate was last persisted.
+    dirty: BTreeSet<String>,
+    last_snapshot: Instant,
+    /// A job is running.
+    busy: bool,
+    pending: VecDeque<Mutation>,
+    /// The full stats document of the current campaign, once asked for.
+    stats_cache: Option<Bytes>,
+    outlawed: BTreeSet<String>,
+    done_tx: mpsc::Sender<Done>,
+}
+
+/// Starts the actor on a loaded state. `batches` is the regions receiver of
+/// the reports consumer's sinks; `max_reply` is the NATS message limit.
+/// Returns the handle and the task, which ends after the running job and a
+/// final snapshot once `shutdown` is cancelled.
+pub fn spawn(
+    cfg: RegionConfig,
+    tun: RegionsTunables,
+    pool: Pool,
+    loaded: LoadedState,
+    batches: mpsc::Receiver<Batch<RegionReport>>,
+    max_reply: usize,
+    shutdown: CancellationToken,
+) -> (RegionsHandle, JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel(tun.queue.max(16));
+    let (done_tx, done_rx) = mpsc::channel(4);
+    let mut actor = Regions {
+        cfg: Arc::new(cfg),
+        tun: tun.clone(),
+        pool,
+        max_reply,
+        campaign: loaded.campaign,
+        pardons: loaded.pardons,
+        dirty: loaded.replayed,
+        last_snapshot: Instant::now(),
+        busy: false,
+        pending: VecDeque::new(),
+        stats_cache: None,
+        outlawed: BTreeSet::new(),
+        done_tx,
+    };
+    actor.all_gauges();
+    let task = tokio::spawn(actor.run(rx, batches, done_rx, shutdown));
+    (RegionsHandle { tx, tunables: tun }, task)
+}
+
+impl Regions {
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Command>,
+        mut batches: mpsc::Receiver<Batch<RegionReport>>,
+        mut done_rx: mpsc::Receiver<Done>,
+        shutdown: CancellationToken,
+    ) {
+        let mut health =
+            tokio::time::interval(Duration::from_secs_f64(self.tun.health_sec.max(0.1)));
+        let snapshot_every = Duration::from_secs_f64(self.tun.snapshot_interval_sec.max(0.0));
+        let mut snap = tokio::time::interval(snapshot_every.max(Duration::from_millis(100)));
+        if !self.dirty.is_empty() {
+            // Persist what the replay rebuilt before anything else.
+            self.start_snapshot();
+        }
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                Some(done) = done_rx.recv() => self.finish(done),
+                cmd = rx.recv() => match cmd {
+                    Some(cmd) => self.command(cmd),
+                    None => break,
+                },
+                Some(batch) = batches.recv(), if !self.busy && self.pending.is_empty() => {
+                    self.pending.push_back(Mutation::Batch(batch));
+                }
+                _ = health.tick() => self.all_gauges(),
+                _ = snap.tick() => {
+                    if !self.busy && !self.dirty.is_empty() && self.last_snapshot.elapsed() >= snapshot_every {
+                        self.start_snapshot();
+                    }
+                }
+            }
+            self.pump();
+        }
+        // Let the running job finish, then persist what is still unpersisted.
+        while self.busy {
+            match done_rx.recv().await {
+                Some(done) => self.finish(done),
+                None => break,
+            }
+        }
+        for m in self.pending.drain(..) {
+            if let Mutation::Batch(b) = m {
+                let _ = b.done.send(Err("the coordinator is shutting down".into()));
+            }
+        }
+        if !self.dirty.is_empty() {
+            self.start_snapshot();
+            if let Some(done) = done_rx.recv().await {
+                self.finish(done);
+            }
+        }
+        tracing::info!("regions actor stopped");
+    }
+
+    fn command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Stats(req, reply) => {
+                let _ = reply.send(self.stats(&req));
+            }
+            Command::Select(req, reply) => {
+                let r = select(&req, &self.campaign, &self.pardons, &self.cfg, now_unix());
+                let _ = reply.send(Box::new(r));
+            }
+            Command::Insights(req, reply) => {
+                let r = insights(
+                    &self.campaign,
+                    &self.pardons,
+                    &self.cfg,
+                    now_unix(),
+                    req.fatigue_window_hours,
+                );
+                let _ = reply.send(Box::new(r));
+            }
+            Command::Pardon(region, reply) => {
+                self.pending.push_back(Mutation::Pardon(region, reply))
+            }
+            Command::Import(doc, reply) => self.pending.push_back(Mutation::Import(doc, reply)),
+        }
+    }
+
+    /// Starts the next waiting mutation when no job runs.
+    fn pump(&mut self) {
+        while !self.busy {
+            let Some(m) = self.pending.pop_front() else {
+                return;
+            };
+            match m {
+                Mutation::Batch(b) => self.start_batch(b),
+                Mutation::Pardon(region, reply) => self.start_pardon(region, reply),
+                Mutation::Import(doc, reply) => self.start_import(doc, reply),
+            }
+        }
+    }
+
+    fn snapshot_due(&self) -> bool {
+        self.last_snapshot.elapsed().as_secs_f64() >= self.tun.snapshot_interval_sec
+    }
+
+    fn start_batch(&mut self, batch: Batch<RegionReport>) {
+        let mut builds: Vec<BuildRecord> = Vec::new();
+        let mut events: Vec<FatigueEventReport> = Vec::new();
+        for item in batch.items {
+            match item {
+                RegionReport::Build(b) => builds.push(*b),
+                RegionReport::Fatigue(e) => events.push(*e),
+            }
+        }
+        let names: BTreeSet<String> = builds
+            .iter()
+            .map(|b| b.region.clone())
+            .chain(events.iter().map(|e| e.region.clone()))
+            .collect();
+        let regions = names
+            .iter()
+            .map(|n| {
+                (
+                    n.clone(),
+                    self.campaign.region(n).cloned().unwrap_or_default(),
+                )
+            })
+            .collect();
+        let job = self.reports_job(builds, events, regions, self.snapshot_due());
+        self.run_reports(job, Some(batch.done));
+    }
+
+    fn start_snapshot(&mut self) {
+        let job = self.reports_job(Vec::new(), Vec::new(), BTreeMap::new(), true);
+        self.run_reports(job, None);
+    }
+
+    fn reports_job(
+        &self,
+        builds: Vec<BuildRecord>,
+        events: Vec<FatigueEventReport>,
+        regions: BTreeMap<String, RegionAggregate>,
+        snapshot: bool,
+    ) -> ReportsJob {
+        let others = if snapshot {
+            self.dirty
+                .iter()
+                .filter(|n| !regions.contains_key(*n))
+                .filter_map(|n| self.campaign.region(n).map(|a| (n.clone(), a.clone())))
+                .collect()
+        } else {
+            BTreeMap::new()
+        };
+        ReportsJob {
+            builds,
+            events,
+            regions,
+            snapshot,
+            others,
+            baseline: self.campaign.baselines().campaign,
+            pardons: self.pardons.clone(),
+        }
+    }
+
+    fn run_reports(&mut self, job: ReportsJob, done: Option<oneshot::Sender<Result<(), String>>>) {
+        self.busy = true;
+        let (pool, cfg, tx) = (self.pool.clone(), self.cfg.clone(), self.done_tx.clone());
+        tokio::spawn(async move {
+            let r = writer::reports(&pool, &cfg, job).await;
+            let _ = tx.send(Done::Reports(r, done)).await;
+        });
+    }
+
+    fn start_pardon(
+        &mut self,
+        region: String,
+        reply: oneshot::Sender<Result<RegionPardonReply, RegionsError>>,
+    ) {
+        let Some(agg) = self.campaign.region(&region) else {
+            let _ = reply.send(Err(RegionsError::NotFound(region)));
+            return;
+        };
+        let now = now_unix();
+        let was = region_health(agg, self.pardons.get(&region), &self.cfg, now)
+            .outlaw
+            .is_some();
+        let p = pardon(agg, now);
+        self.busy = true;
+        let (pool, tx) = (self.pool.clone(), self.done_tx.clone());
+        tokio::spawn(async move {
+            let r = db::save_pardon(&pool, &region, &p).await;
+            let _ = tx.send(Done::Pardon(region, p, was, r, reply)).await;
+        });
+    }
+
+    fn start_import(
+        &mut self,
+        doc: Box<CampaignStats>,
+        reply: oneshot::Sender<Result<ImportReport, RegionsError>>,
+    ) {
+        self.busy = true;
+        let (pool, cfg, tx) = (self.pool.clone(), self.cfg.clone(), self.done_tx.clone());
+        let campaign = self.campaign.clone();
+        let pardons = self.pardons.clone();
+        tokio::spawn(async move {
+            let r = writer::import(&pool, &cfg, campaign, &doc, &pardons).await;
+            let _ = tx.send(Done::Import(Box::new(r), reply)).await;
+        });
+    }
+
+    fn finish(&mut self, done: Done) {
+        self.busy = false;
+        match done {
+            Done::Reports(Ok(d), reply) => {
+                let now = now_unix();
+                for b in &d.new_builds {
+                    record_build(b);
+                }
+                count_reports("build", d.new_builds.len() as u64, d.duplicate_builds);
+                count_reports("fatigue", d.new_events, d.duplicate_events);
+                let changed: Vec<String> = d.changed.keys().cloned().collect();
+                for (name, agg) in d.changed {
+                    self.campaign.set_region(&name, agg);
+                    self.dirty.insert(name);
+                }
+                if d.snapshot {
+                    self.dirty.clear();
+                    self.last_snapshot = Instant::now();
+                }
+                if !changed.is_empty() {
+                    self.stats_cache = None;
+                }
+                for name in &changed {
+                    self.region_gauges(name, now);
+                }
+                if let Some(reply) = reply {
+                    let _ = reply.send(Ok(()));
+                }
+            }
+            Done::Reports(Err(e), reply) => {
+                tracing::warn!(error = %e, "storing region reports failed");
+                metrics::counter!("lull_db_write_errors_total", "table" => "region_reports")
+                    .increment(1);
+                if let Some(reply) = reply {
+                    let _ = reply.send(Err(e.to_string()));
+                }
+            }
+            Done::Pardon(region, p, was, Ok(()), reply) => {
+                tracing::info!(%region, was_outlawed = was, "region pardoned");
+                self.pardons.insert(region.clone(), p.clone());
+                let now = now_unix();
+                self.region_gauges(&region, now);
+                let (state, until) = match self.campaign.region(&region) {
+                    Some(a) => {
+                        let h = region_health(a, Some(&p), &self.cfg, now);
+                        (h.state, h.until)
+                    }
+                    None => (RegionState::Healthy, None),
+                };
+                let _ = reply.send(Ok(RegionPardonReply {
+                    region,
+                    pardoned_at: p.pardoned_at,
+                    was_outlawed: was,
+                    state,
+                    until,
+                }));
+            }
+            Done::Pardon(_, _, _, Err(e), reply) => {
+                let _ = reply.send(Err(RegionsError::Store(e.to_string())));
+            }
+            Done::Import(r, reply) => match *r {
+                Ok((campaign, report)) => {
+                    tracing::info!(?report, "campaign imported");
+                    self.campaign = campaign;
+                    self.dirty.clear();
+                    self.last_snapshot = Instant::now();
+                    self.stats_cache = None;
+                    self.all_gauges();
+                    let _ = reply.send(Ok(report));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "importing a campaign failed");
+                    let _ = reply.send(Err(RegionsError::Store(e.to_string())));
+                }
+            },
+        }
+    }
+
+    /// The seed 000 document, whole (cached until the campaign changes) or
+    /// narrowed by the request.
+    fn stats(&mut self, req: &RegionStatsRequest) -> Result<Bytes, RegionsError> {
+        let whole = req.regions.is_empty()
+            && req
+                .recent_builds_limit
+                .is_none_or(|n| n >= RECENT_BUILDS_LIMIT);
+        let bytes = if whole {
+            match &self.stats_cache {
+                Some(b) => b.clone(),
+                None => {
+                    let b = encode(&campaign_stats(&self.campaign))?;
+                    self.stats_cache = Some(b.clone());
+                    b
+                }
+            }
+        } else {
+            let limit = req.recent_builds_limit.unwrap_or(RECENT_BUILDS_LIMIT);
+            let c = &self.campaign;
+            let mut doc = CampaignStats {
+                campaign_start: c.campaign_start(),
+                last_updated: c.last_updated(),
+                total_builds_all_regions: c.total_builds(),
+                regions: BTreeMap::new(),
+            };
+            for (name, agg) in c.regions() {
+                if req.regions.is_empty() || req.regions.contains(name) {
+                    let mut s = agg.stats();
+                    s.recent_builds.truncate(limit);
+                    doc.regions.insert(name.clone(), s);
+                }
+            }
+            encode(&doc)?
+        };
+        if bytes.len() > self.max_reply {
+            return Err(RegionsError::TooLarge {
+                size: bytes.len(),
+                max: self.max_reply,
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Every region's gauges (fatigue states change with time alone).
+    fn all_gauges(&mut self) {
+        let now = now_unix();
+        let names: Vec<String> = self.campaign.regions().map(|(n, _)| n.clone()).collect();
+        for name in names {
+            self.region_gauges(&name, now);
+        }
+    }
+
+    fn region_gauges(&mut self, name: &str, now: f64) {
+        let Some(agg) = self.campaign.region(name) else {
+            return;
+        };
+        let region = name.to_string();
+        let s = agg.stats();
+        metrics::counter!("lull_region_builds_total", "region" => region.clone(), "result" => "success")
+            .absolute(s.successes);
+        metrics::counter!("lull_region_builds_total", "region" => region.clone(), "result" => "failure")
+            .absolute(s.failures);
+        metrics::counter!("lull_region_fatigue_incidents_total", "region" => region.clone())
+            .absolute(s.fatigue_incidents);
+        let ratio = if s.total_builds > 0 {
+            s.successes as f64 / s.total_builds as f64
+        } else {
+            0.0
+        };
+        metrics::gauge!("lull_region_success_ratio", "region" => region.clone()).set(ratio);
+        metrics::gauge!("lull_region_streak", "region" => region.clone())
+            .set(s.current_streak as f64);
+        metrics::gauge!("lull_region_build_cost_usd_total", "region" => region.clone())
+            .set(agg.cost().total_usd());
+        let h = region_health(agg, self.pardons.get(name), &self.cfg, now);
+        for st in STATES {
+            let v = if st == h.state { 1.0 } else { 0.0 };
+            metrics::gauge!("lull_region_fatigue_state", "region" => region.clone(), "state" => st.as_str())
+                .set(v);
+        }
+        let outlawed = h.outlaw.is_some();
+        metrics::gauge!("lull_region_outlawed", "region" => region.clone()).set(if outlawed {
+            1.0
+        } else {
+            0.0
+        });
+        match (outlawed, self.outlawed.contains(name)) {
+            (true, false) => {
+                let reason = h.outlaw.map(|v| v.reason).unwrap_or_default();
+                tracing::warn!(%region, %reason, "region outlawed");
+                self.outlawed.insert(region);
+            }
+            (false, true) => {
+                tracing::info!(%region, "region no longer outlawed");
+                self.outlawed.remove(name);
+            }
+            _ => {}
+        }
+    }
+}
+
+fn encode<T: serde::Serialize>(v: &T) -> Result<Bytes, RegionsError> {
+    serde_json::to_vec(v)
+        .map(Bytes::from)
+        .map_err(|e| RegionsError::Store(format!("encoding the reply: {e}")))
+}
+
+fn record_build(b: &BuildRecord) {
+    let region = b.region.clone();
+    metrics::histogram!("lull_region_build_duration_seconds", "region" => region.clone())
+        .record(b.duration_minutes_value() * 60.0);
+    metrics::histogram!("lull_region_queue_wait_seconds", "region" => region)
+        .record(b.queue_wait_minutes_value() * 60.0);
+}
+
+fn count_reports(kind: &'static str, new: u64, duplicate: u64) {
+    if new > 0 {
+        metrics::counter!("lull_region_reports_total", "kind" => kind, "result" => "new")
+            .increment(new);
+    }
+    if duplicate > 0 {
+        metrics::counter!("lull_region_reports_total", "kind" => kind, "result" => "duplicate")
+            .increment(duplicate);
+    }
+}

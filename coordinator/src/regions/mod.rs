@@ -1,0 +1,270 @@
+//! The regions shell around the pure [`crate::region`] logic: one actor owns
+//! the per-region aggregates, the imported history and the pardons, and is
+//! the only writer of the region tables (see `store::regions`).
+//!
+//! - Build records and bare fatigue events arrive in batches from the
+//!   durable reports consumer. A batch is one transaction: the records are
+//!   inserted by id (`ON CONFLICT DO NOTHING RETURNING`), exactly the new
+//!   ones are applied to copies of the touched aggregates, the copies are
+//!   persisted (at most every `snapshot_interval_sec`), the transaction
+//!   commits, the copies replace the live aggregates, and only then is the
+//!   batch answered (so the consumer acks after the commit). Duplicates,
+//!   redeliveries and late arrivals change nothing (docs/regions.md).
+//! - The database work runs in a task of its own, one job at a time, so
+//!   queries (`regions.stats`, `.select`, `.insights`) are answered from
+//!   memory while a batch commits.
+//! - A restart loads the persisted aggregates and replays only the records
+//!   committed after them.
+
+mod actor;
+mod writer;
+
+pub use actor::{load, spawn};
+
+use bytes::Bytes;
+use lull_common::msg::region::{
+    CampaignStats, RegionInsights, RegionInsightsRequest, RegionSelectReply, RegionSelectRequest,
+    RegionState, MAX_CANDIDATES, RECENT_BUILDS_LIMIT,
+};
+use lull_common::validate::{self as v, Validate};
+use lull_common::ValidationError;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::region::ImportReport;
+
+/// Shell tunables of the regions actor (`[region_service]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RegionsTunables {
+    /// Capacity of the actor's command channel. Default 1024.
+    pub queue: usize,
+    /// Longest time a changed aggregate waits before it is persisted,
+    /// seconds; 0 persists with every batch. A restart replays the records
+    /// committed since. Default 1.
+    pub snapshot_interval_sec: f64,
+    /// Period of the health gauges (fatigue state, outlawed), seconds.
+    /// Default 5.
+    pub health_sec: f64,
+    /// Largest campaign document `regions.import` accepts, bytes (sent whole
+    /// or in parts). Default 67108864 (64 MiB).
+    pub import_max_bytes: usize,
+    /// How long an import sent in parts may take, seconds. Default 300.
+    pub upload_ttl_sec: f64,
+    /// Imports in parts that may be in progress at once. Default 4.
+    pub max_uploads: usize,
+}
+
+impl Default for RegionsTunables {
+    fn default() -> Self {
+        RegionsTunables {
+            queue: 1024,
+            snapshot_interval_sec: 1.0,
+            health_sec: 5.0,
+            import_max_bytes: 64 << 20,
+            upload_ttl_sec: 300.0,
+            max_uploads: 4,
+        }
+    }
+}
+
+/// `lull.v1.regions.stats` request (an empty body asks for everything).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RegionStatsRequest {
+    /// Only these regions (empty: every region). The campaign fields always
+    /// describe the whole campaign.
+    #[serde(default)]
+    pub regions: Vec<String>,
+    /// At most this many `recent_builds` per region (default and maximum 100).
+    #[serde(default)]
+    pub recent_builds_limit: Option<usize>,
+}
+
+impl Validate for RegionStatsRequest {
+    fn validate(&self) -> Result<(), ValidationError> {
+        v::max_items("regions", self.regions.len(), MAX_CANDIDATES)?;
+        for (i, r) in self.regions.iter().enumerate() {
+            v::subject_token(&format!("regions[{i}]"), r)?;
+        }
+        if let Some(n) = self.recent_builds_limit {
+            v::range(
+                "recent_builds_limit",
+                n as f64,
+                0.0,
+                RECENT_BUILDS_LIMIT as f64,
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// `lull.v1.regions.pardon` request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegionPardonRequest {
+    /// The region to pardon.
+    pub region: String,
+}
+
+impl Validate for RegionPardonRequest {
+    fn validate(&self) -> Result<(), ValidationError> {
+        v::subject_token("region", &self.region)
+    }
+}
+
+/// `lull.v1.regions.pardon` reply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegionPardonReply {
+    /// The region.
+    pub region: String,
+    /// Unix seconds of the pardon.
+    pub pardoned_at: f64,
+    /// Whether it was outlawed before.
+    pub was_outlawed: bool,
+    /// Its state now (a pardon lifts an outlaw, not a rest).
+    pub state: RegionState,
+    /// When its current rest ends, if it rests.
+    pub until: Option<f64>,
+}
+
+/// One part of a campaign document too large for one message
+/// (`lull.v1.regions.import` with `upload_id`). Parts are sent in order;
+/// the last one imports the joined document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImportPart {
+    /// Chosen by the sender; the same for every part of one document.
+    pub upload_id: String,
+    /// Index of this part, from 0.
+    pub part: u32,
+    /// Number of parts.
+    pub parts: u32,
+    /// This part of the document's JSON text.
+    pub data: String,
+}
+
+impl Validate for ImportPart {
+    fn validate(&self) -> Result<(), ValidationError> {
+        v::id("upload_id", &self.upload_id)?;
+        if self.parts == 0 || self.part >= self.parts {
+            return Err(ValidationError::Invalid {
+                field: "part".into(),
+                reason: format!("must be below parts ({} >= {})", self.part, self.parts),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Reply to a part that is not the last one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImportPartReply {
+    /// The upload.
+    pub upload_id: String,
+    /// Parts received so far.
+    pub received: u32,
+    /// Parts expected.
+    pub parts: u32,
+}
+
+/// Why a regions request failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RegionsError {
+    /// The actor has stopped (shutting down).
+    #[error("the regions actor has stopped")]
+    Gone,
+    /// No such region.
+    #[error("region {0:?} is not known")]
+    NotFound(String),
+    /// The database write failed; nothing changed.
+    #[error("storing failed: {0}")]
+    Store(String),
+    /// The reply would not fit in one NATS message.
+    #[error(
+        "the reply is {size} bytes, over the {max}-byte message limit; ask for fewer regions \
+         ({{\"regions\": [...]}}) or fewer recent builds ({{\"recent_builds_limit\": N}})"
+    )]
+    TooLarge {
+        /// Size of the reply.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+}
+
+/// A message to the regions actor.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Stats(
+        RegionStatsRequest,
+        oneshot::Sender<Result<Bytes, RegionsError>>,
+    ),
+    Select(
+        Box<RegionSelectRequest>,
+        oneshot::Sender<Box<RegionSelectReply>>,
+    ),
+    Insights(RegionInsightsRequest, oneshot::Sender<Box<RegionInsights>>),
+    Pardon(
+        String,
+        oneshot::Sender<Result<RegionPardonReply, RegionsError>>,
+    ),
+    Import(
+        Box<CampaignStats>,
+        oneshot::Sender<Result<ImportReport, RegionsError>>,
+    ),
+}
+
+/// Cheap, cloneable handle to the regions actor.
+#[derive(Debug, Clone)]
+pub struct RegionsHandle {
+    tx: mpsc::Sender<Command>,
+    tunables: RegionsTunables,
+}
+
+impl RegionsHandle {
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, RegionsError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(make(tx))
+            .await
+            .map_err(|_| RegionsError::Gone)?;
+        rx.await.map_err(|_| RegionsError::Gone)
+    }
+
+    /// The campaign stats document (seed 000), serialized.
+    pub async fn stats(&self, req: RegionStatsRequest) -> Result<Bytes, RegionsError> {
+        self.ask(|tx| Command::Stats(req, tx)).await?
+    }
+
+    /// Ranks the candidate regions.
+    pub async fn select(
+        &self,
+        req: RegionSelectRequest,
+    ) -> Result<RegionSelectReply, RegionsError> {
+        Ok(*self.ask(|tx| Command::Select(Box::new(req), tx)).await?)
+    }
+
+    /// The insights of seed 001.
+    pub async fn insights(
+        &self,
+        req: RegionInsightsRequest,
+    ) -> Result<RegionInsights, RegionsError> {
+        Ok(*self.ask(|tx| Command::Insights(req, tx)).await?)
+    }
+
+    /// Pardons a region (lifts an outlaw); persisted before the reply.
+    pub async fn pardon(&self, region: String) -> Result<RegionPardonReply, RegionsError> {
+        self.ask(|tx| Command::Pardon(region, tx)).await?
+    }
+
+    /// Imports a validated campaign document; committed before the reply.
+    pub async fn import(&self, doc: CampaignStats) -> Result<ImportReport, RegionsError> {
+        self.ask(|tx| Command::Import(Box::new(doc), tx)).await?
+    }
+
+    /// The shell tunables (import limits for the endpoint).
+    pub fn tunables(&self) -> &RegionsTunables {
+        &self.tunables
+    }
+}
