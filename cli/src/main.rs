@@ -2,7 +2,10 @@
 //! a human table or, with `--json`, the raw reply.
 
 mod hosts;
+mod leases;
 mod output;
+mod report;
+mod run;
 
 use std::time::Duration;
 
@@ -31,6 +34,16 @@ struct Cli {
 enum Command {
     /// List hosts with their quiet state.
     Hosts(hosts::HostsArgs),
+    /// Scheduler status: leases, host capacity, per-addon decisions.
+    Status(leases::StatusArgs),
+    /// List active (and with --recent, ended) leases.
+    Leases(leases::LeasesArgs),
+    /// Revoke a lease (its holder is told at once).
+    Revoke(leases::RevokeArgs),
+    /// Run a command under a heavy-work lease.
+    Run(run::RunArgs),
+    /// Publish a durable report (build, fatigue or worker) from a JSON file.
+    Report(report::ReportArgs),
 }
 
 /// What every command gets: a connection, the subjects and output options.
@@ -68,6 +81,11 @@ async fn main() -> anyhow::Result<()> {
     };
     let code = match cli.command {
         Command::Hosts(a) => hosts::run(&ctx, a).await?,
+        Command::Status(a) => leases::status(&ctx, a).await?,
+        Command::Leases(a) => leases::leases(&ctx, a).await?,
+        Command::Revoke(a) => leases::revoke(&ctx, a).await?,
+        Command::Run(a) => run::run(&ctx, a).await?,
+        Command::Report(a) => report::run(&ctx, a).await?,
     };
     let _ = ctx.client.flush().await;
     std::process::exit(code);

@@ -1,0 +1,236 @@
+//! `lullctl status`, `lullctl leases` and `lullctl revoke`: the scheduler's
+//! view (leases, host capacity, per-addon decisions) and the operator's
+//! revoke.
+
+use clap::Args;
+use lull_common::msg::lease::{LeaseInfo, OkResponse, RevokeRequest, SchedulerStatus};
+use lull_common::subjects::endpoints as ep;
+use lull_common::validate::Validate;
+
+use crate::output::{ago, call, json, table};
+use crate::Ctx;
+
+/// Arguments of `lullctl status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {}
+
+/// Arguments of `lullctl leases`.
+#[derive(Debug, Args)]
+pub struct LeasesArgs {
+    /// Also list recently ended leases.
+    #[arg(long)]
+    pub recent: bool,
+}
+
+/// Arguments of `lullctl revoke`.
+#[derive(Debug, Args)]
+pub struct RevokeArgs {
+    /// The lease to revoke.
+    pub lease_id: String,
+    /// Why (shown to the holder).
+    #[arg(long)]
+    pub reason: Option<String>,
+}
+
+/// Seconds from now, for expiries: `in 12s`, or `ago` when past.
+fn until(t: f64) -> String {
+    let d = t - lull_common::runtime::now_unix();
+    if d >= 0.0 {
+        format!("in {:.0}s", d)
+    } else {
+        ago(t)
+    }
+}
+
+fn opt_pct(p: Option<f64>) -> String {
+    p.map(|p| format!("{p:.0}%")).unwrap_or_else(|| "-".into())
+}
+
+/// Rows of the active-lease table.
+pub fn active_rows(leases: &[LeaseInfo]) -> Vec<Vec<String>> {
+    leases
+        .iter()
+        .map(|l| {
+            vec![
+                l.lease_id.clone(),
+                l.addon_id.clone(),
+                l.job_type.clone(),
+                l.host_id.clone(),
+                l.cost_units.to_string(),
+                format!("{:?}", l.priority).to_uppercase(),
+                ago(l.granted_at),
+                until(l.expires_at),
+                opt_pct(l.progress_pct),
+            ]
+        })
+        .collect()
+}
+
+const ACTIVE_HEADERS: [&str; 9] = [
+    "LEASE", "ADDON", "JOB", "HOST", "UNITS", "PRIORITY", "GRANTED", "EXPIRES", "PROGRESS",
+];
+
+/// Rows of the recent-lease table.
+pub fn recent_rows(leases: &[LeaseInfo]) -> Vec<Vec<String>> {
+    leases
+        .iter()
+        .map(|l| {
+            vec![
+                l.lease_id.clone(),
+                l.addon_id.clone(),
+                l.job_type.clone(),
+                l.host_id.clone(),
+                l.state.as_str().to_string(),
+                l.ended_at.map(ago).unwrap_or_else(|| "-".into()),
+                l.outcome.clone().unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect()
+}
+
+const RECENT_HEADERS: [&str; 7] = ["LEASE", "ADDON", "JOB", "HOST", "STATE", "ENDED", "OUTCOME"];
+
+async fn fetch(ctx: &Ctx) -> anyhow::Result<SchedulerStatus> {
+    call(ctx, ep::SCHEDULER_STATUS, &serde_json::json!({})).await
+}
+
+/// `lullctl status`: leases, hosts with capacity, per-addon decisions.
+pub async fn status(ctx: &Ctx, _args: StatusArgs) -> anyhow::Result<i32> {
+    let st = fetch(ctx).await?;
+    if ctx.json {
+        json(&st)?;
+        return Ok(0);
+    }
+    let now = lull_common::runtime::now_unix();
+    let mut head = format!(
+        "leases: {} active, {} queued",
+        st.leases.active.len(),
+        st.queue_length
+    );
+    if let Some(g) = st.grace_until.filter(|g| *g > now) {
+        head.push_str(&format!(
+            "; restart grace period: new grants refused for {:.0}s",
+            g - now
+        ));
+    }
+    println!("{head}\n");
+    println!("HOSTS");
+    let hosts: Vec<Vec<String>> = st
+        .hosts
+        .iter()
+        .map(|h| {
+            vec![
+                h.host_id.clone(),
+                h.state.to_string(),
+                format!("{:.1}", h.quiet_score),
+                format!("{}/{}", h.used_units, h.capacity_units),
+            ]
+        })
+        .collect();
+    table(&["HOST", "STATE", "SCORE", "USED/CAPACITY"], &hosts);
+    println!("\nACTIVE LEASES");
+    table(&ACTIVE_HEADERS, &active_rows(&st.leases.active));
+    println!("\nADDONS");
+    let addons: Vec<Vec<String>> = st
+        .addons
+        .iter()
+        .map(|a| {
+            vec![
+                a.addon_id.clone(),
+                a.granted.to_string(),
+                a.denied.to_string(),
+                a.last_reason.clone().unwrap_or_else(|| "-".into()),
+                a.cooldown_until
+                    .filter(|c| *c > now)
+                    .map(until)
+                    .unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    table(
+        &["ADDON", "GRANTED", "DENIED", "LAST REASON", "COOL-DOWN"],
+        &addons,
+    );
+    Ok(0)
+}
+
+/// `lullctl leases`: active leases (and recent ones with `--recent`).
+pub async fn leases(ctx: &Ctx, args: LeasesArgs) -> anyhow::Result<i32> {
+    let st = fetch(ctx).await?;
+    if ctx.json {
+        if args.recent {
+            json(&st.leases)?;
+        } else {
+            json(&st.leases.active)?;
+        }
+        return Ok(0);
+    }
+    table(&ACTIVE_HEADERS, &active_rows(&st.leases.active));
+    if args.recent {
+        println!("\nRECENT");
+        table(&RECENT_HEADERS, &recent_rows(&st.leases.recent));
+    }
+    Ok(0)
+}
+
+/// `lullctl revoke LEASE_ID [--reason R]`: exit 0 when revoked, 1 when the
+/// coordinator said no (already ended).
+pub async fn revoke(ctx: &Ctx, args: RevokeArgs) -> anyhow::Result<i32> {
+    let body = RevokeRequest {
+        lease_id: args.lease_id.clone(),
+        reason: args.reason,
+    };
+    body.validate()
+        .map_err(|e| anyhow::anyhow!("invalid revoke: {e}"))?;
+    let r: OkResponse = call(ctx, ep::LEASE_REVOKE, &body).await?;
+    if ctx.json {
+        json(&r)?;
+    } else if r.ok {
+        match &r.reason {
+            Some(why) => println!("revoked {} ({why})", args.lease_id),
+            None => println!("revoked {}", args.lease_id),
+        }
+    } else {
+        println!(
+            "not revoked: {}",
+            r.reason.as_deref().unwrap_or("refused by the coordinator")
+        );
+    }
+    Ok(if r.ok { 0 } else { 1 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lull_common::msg::lease::{LeaseState, Priority};
+
+    fn info() -> LeaseInfo {
+        LeaseInfo {
+            lease_id: "L1".into(),
+            addon_id: "indexer".into(),
+            job_type: "reindex".into(),
+            host_id: "web1".into(),
+            cost_units: 30,
+            priority: Priority::High,
+            state: LeaseState::Released,
+            granted_at: 1.0,
+            last_heartbeat_at: 2.0,
+            expires_at: 3.0,
+            ended_at: Some(4.0),
+            progress_pct: Some(42.4),
+            outcome: Some("exit_0".into()),
+        }
+    }
+
+    #[test]
+    fn rows_have_one_cell_per_header() {
+        let a = active_rows(&[info()]);
+        assert_eq!(a[0].len(), ACTIVE_HEADERS.len());
+        assert_eq!(a[0][5], "HIGH");
+        assert_eq!(a[0][8], "42%");
+        let r = recent_rows(&[info()]);
+        assert_eq!(r[0].len(), RECENT_HEADERS.len());
+        assert_eq!(r[0][4], "RELEASED");
+        assert_eq!(r[0][6], "exit_0");
+    }
+}
