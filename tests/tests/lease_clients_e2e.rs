@@ -499,6 +499,12 @@ async fn lullctl_run_status_revoke_and_report() {
     )
     .start()
     .unwrap();
+    // On a terminal (a pty from util-linux `script`), the wait is one live
+    // line redrawn in place, with a countdown.
+    let on_tty = terminal_run(
+        &s,
+        &format!("run --cost 100 --host {HOST} --wait-timeout 30 -- sh -c 'exit 4'"),
+    );
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(svc.is_running(), "{}", svc.logs());
     assert!(!dir.path().join("id5").exists());
@@ -536,12 +542,31 @@ async fn lullctl_run_status_revoke_and_report() {
         .iter()
         .any(|h| h.host_id == HOST && h.used_units == 100));
 
+    if let Some(tty) = &on_tty {
+        let out = tty.stdout();
+        assert!(
+            out.contains("\r\x1b[2Kwaiting for a lease:") && out.contains("[capacity_exceeded]"),
+            "{out:?}"
+        );
+        assert!(
+            out.contains("- retry in ") && out.contains("giving up in "),
+            "{out:?}"
+        );
+    }
     assert!(big.release("done").await.unwrap().ok);
     let st = svc
         .wait(Duration::from_secs(15))
         .await
         .expect("lullctl exits");
     assert_eq!(st.code(), Some(3), "{}", svc.logs());
+    if let Some(mut tty) = on_tty {
+        let st = tty
+            .wait(Duration::from_secs(15))
+            .await
+            .expect("script exits");
+        assert_eq!(st.code(), Some(4), "{}", tty.logs());
+        assert!(tty.stdout().contains("granted on"), "{}", tty.logs());
+    }
     let id = std::fs::read_to_string(dir.path().join("id5")).unwrap();
     assert_eq!(
         ended(&lc, id.trim()).await.outcome.as_deref(),
@@ -608,13 +633,36 @@ async fn lullctl_run_status_revoke_and_report() {
     assert_eq!(f.status.code(), Some(2), "{}", f.stderr);
 }
 
+/// Runs `lullctl ARGS` on a pseudo-terminal with util-linux `script`, or
+/// returns `None` (with a printed reason) when `script` is not installed.
+fn terminal_run(s: &Setup, args: &str) -> Option<Service> {
+    let Some(script) = on_path("script") else {
+        println!("terminal check skipped: util-linux `script` not found on PATH");
+        return None;
+    };
+    let lullctl = lull_tests::bins::lull_binary("lullctl").expect("lullctl built");
+    let cmd = format!("{} {args}", lullctl.display());
+    Some(
+        Service::builder("script")
+            .binary(script)
+            .envs(s.infra.lull_env())
+            .args(["-qfec", &cmd, "/dev/null"])
+            .start()
+            .expect("script starts"),
+    )
+}
+
+fn on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
 // ----- Python example addon ------------------------------------------------
 
 fn python() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join("python3"))
-        .find(|p| p.is_file())
+    on_path("python3")
 }
 
 /// Makes sure nats-py is importable, installing it with pip if needed.
