@@ -6,12 +6,26 @@ use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
 
 /// Histograms that need buckets other than the defaults of
 /// `lull_common::runtime::install_metrics`.
-pub const EXTRA_BUCKETS: &[(&str, &[f64])] = &[(
-    "lull_stats_ingest_lag_seconds",
-    &[
-        0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0,
-    ],
-)];
+pub const EXTRA_BUCKETS: &[(&str, &[f64])] = &[
+    (
+        "lull_stats_ingest_lag_seconds",
+        &[
+            0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0,
+        ],
+    ),
+    (
+        "lull_worker_duration_seconds",
+        crate::workers::DURATION_BUCKETS,
+    ),
+    ("lull_region_build_duration_seconds", LONG_DURATION_BUCKETS),
+    ("lull_region_queue_wait_seconds", LONG_DURATION_BUCKETS),
+];
+
+/// Buckets for durations of seconds to a day (cloud builds, queue waits).
+pub const LONG_DURATION_BUCKETS: &[f64] = &[
+    5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1200.0, 1800.0, 2700.0, 3600.0, 5400.0,
+    7200.0, 10800.0, 14400.0, 21600.0, 43200.0, 86400.0,
+];
 
 /// Describes every metric and sets `lull_build_info`.
 pub fn describe() {
@@ -44,6 +58,19 @@ pub fn describe() {
         "lull_agent_messages_total",
         "Agent loop telemetry messages received, by kind (health, failure) and result."
     );
+    describe_gauge!(
+        "lull_agent_reported_queue_length",
+        "Messages waiting in each agent's outbox, as its latest loop.health says."
+    );
+    describe_counter!(
+        "lull_agent_reported_dropped_total",
+        "Messages each agent dropped from its full outbox, as its latest loop.health says."
+    );
+    describe_gauge!(
+        "lull_agent_last_health_timestamp_seconds",
+        Unit::Seconds,
+        "Unix time when each agent's latest loop.health arrived."
+    );
     describe_counter!(
         "lull_agent_loop_failures_total",
         "loop.failure messages reported by each host's agent."
@@ -62,6 +89,67 @@ pub fn describe() {
     );
     describe_gauge!("lull_hosts", "Number of known hosts in each quiet state.");
     describe_gauge!("lull_hosts_stale", "Number of stale hosts.");
+    describe_gauge!(
+        "lull_host_blocked",
+        "1 when an operator block (the host's own or the fleet's) keeps heavy work off a host."
+    );
+    describe_gauge!(
+        "lull_hosts_blocked",
+        "Number of known hosts under an operator block."
+    );
+    describe_gauge!(
+        "lull_blocks",
+        "Operator blocks in force, by scope (host; fleet is 0 or 1)."
+    );
+
+    // History storage.
+    describe_gauge!(
+        "lull_history_pending_rows",
+        "Quiet samples, group snapshots and streaks waiting in the fleet actor for the history writer."
+    );
+    describe_counter!(
+        "lull_history_dropped_total",
+        "History rows dropped because too many were pending, by kind (quiet, snapshot, streak)."
+    );
+    describe_counter!(
+        "lull_history_writer_busy_total",
+        "History flushes postponed because the writer's queue was full."
+    );
+    describe_gauge!(
+        "lull_db_write_lag_seconds",
+        Unit::Seconds,
+        "Age of the oldest history batch handed to the writer and not yet written (0 when none)."
+    );
+    describe_gauge!(
+        "lull_history_partitions",
+        "Partitions of each partitioned history table."
+    );
+    describe_counter!(
+        "lull_history_partitions_created_total",
+        "History partitions created ahead of time, by table."
+    );
+    describe_counter!(
+        "lull_history_partitions_dropped_total",
+        "History partitions dropped past retention, by table."
+    );
+    describe_counter!(
+        "lull_history_rows_deleted_total",
+        "Rows deleted by the batched retention deletes, by table."
+    );
+    describe_gauge!(
+        "lull_history_rollup_watermark_seconds",
+        Unit::Seconds,
+        "End of the last rolled-up chunk (Unix time): reads use rollups before it, raw samples after."
+    );
+    describe_gauge!(
+        "lull_history_maintenance_last_run_timestamp_seconds",
+        Unit::Seconds,
+        "Unix time of the last history maintenance run."
+    );
+    describe_counter!(
+        "lull_history_maintenance_errors_total",
+        "Failed history maintenance steps, by step (partitions, rollups, retention, forecast)."
+    );
 
     // Database.
     describe_histogram!(
@@ -81,6 +169,96 @@ pub fn describe() {
         "lull_db_last_write_timestamp_seconds",
         Unit::Seconds,
         "Unix time of the last successful batched write, by table."
+    );
+
+    // Durable reports (JetStream) and worker executions.
+    describe_counter!(
+        "lull_reports_total",
+        "Durable reports consumed, by kind (build, fatigue, worker, unknown) and result (accepted, invalid, retried)."
+    );
+    describe_histogram!(
+        "lull_reports_ingest_lag_seconds",
+        Unit::Seconds,
+        "Delay between a report's publication to the stream and its consumption by the coordinator."
+    );
+    describe_counter!(
+        "lull_worker_executions_total",
+        "Worker executions stored (each execution_id once), by worker and outcome; restored from the database at start."
+    );
+    describe_counter!(
+        "lull_worker_duplicate_reports_total",
+        "Worker reports whose execution_id was already stored (redeliveries and resends), not counted again."
+    );
+    describe_gauge!(
+        "lull_worker_last_overall_score",
+        "Overall score (0..100) of each worker's latest run."
+    );
+    describe_gauge!(
+        "lull_worker_last_success_timestamp_seconds",
+        Unit::Seconds,
+        "Unix time at which each worker's latest SUCCESS run completed."
+    );
+    describe_histogram!(
+        "lull_worker_duration_seconds",
+        Unit::Seconds,
+        "Duration of worker runs as reported (duration_ms), by worker."
+    );
+    describe_counter!(
+        "lull_worker_anomalies_total",
+        "Anomalies detected in worker runs, by worker and kind (DURATION_SPIKE, QUALITY_DROP, RESOURCE_THRESHOLD, RESOURCE_SPIKE)."
+    );
+    describe_gauge!(
+        "lull_worker_schedule_state",
+        "Schedule state of each worker (OK, LATE, MISSED, UNKNOWN): 1 for the current state, 0 for the others."
+    );
+    describe_gauge!(
+        "lull_worker_missed_runs",
+        "Expected runs of each worker that did not happen since its latest run (0 unless LATE or MISSED)."
+    );
+    describe_gauge!("lull_workers", "Number of workers that have reported.");
+
+    // Build regions.
+    describe_counter!(
+        "lull_region_builds_total",
+        "Builds recorded per region, by result (success, failure), including imported history."
+    );
+    describe_gauge!(
+        "lull_region_success_ratio",
+        "Share of successful builds per region (0..1)."
+    );
+    describe_gauge!(
+        "lull_region_streak",
+        "Current streak per region: positive for consecutive successes, negative for failures."
+    );
+    describe_gauge!(
+        "lull_region_fatigue_state",
+        "Health of each region: 1 for the current state (HEALTHY, FATIGUED, EXHAUSTED, OUTLAWED), 0 for the others."
+    );
+    describe_gauge!(
+        "lull_region_outlawed",
+        "1 while a region is auto-outlawed (until an operator pardons it)."
+    );
+    describe_counter!(
+        "lull_region_fatigue_incidents_total",
+        "Fatigue incidents per region: fatigues inside builds plus bare fatigue events."
+    );
+    describe_histogram!(
+        "lull_region_build_duration_seconds",
+        Unit::Seconds,
+        "Duration of each newly recorded build (queue wait included), per region."
+    );
+    describe_histogram!(
+        "lull_region_queue_wait_seconds",
+        Unit::Seconds,
+        "Queue wait of each newly recorded build, per region."
+    );
+    describe_gauge!(
+        "lull_region_build_cost_usd_total",
+        "Cost of the builds with a known cost per region, USD (only grows)."
+    );
+    describe_counter!(
+        "lull_region_reports_total",
+        "Stored region reports by kind (build, fatigue) and result (new, duplicate)."
     );
 
     // Request-reply endpoints.
