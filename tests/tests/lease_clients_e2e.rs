@@ -599,6 +599,29 @@ async fn lullctl_run_status_revoke_and_report() {
     .await;
     assert!(queued.is_ok(), "{}", svc.logs());
     assert!(svc.stderr().contains("queued"), "{}", svc.logs());
+    // A second waiter interrupted while queued withdraws its request and
+    // exits 130.
+    let mut quitter = lullctl(
+        &s,
+        &[
+            "run", "--cost", "100", "--host", HOST, "--queue", "--", "true",
+        ],
+    )
+    .start()
+    .unwrap();
+    let queued = wait_for(Duration::from_secs(10), || {
+        let lc = lc.clone();
+        async move { (lc.status().await.ok()?.queue_length == 2).then_some(()) }
+    })
+    .await;
+    assert!(queued.is_ok(), "{}", quitter.logs());
+    quitter.signal(Signal::SIGINT);
+    let st = quitter
+        .wait(Duration::from_secs(10))
+        .await
+        .expect("lullctl exits");
+    assert_eq!(st.code(), Some(130), "{}", quitter.logs());
+    assert_eq!(status(&lc).await.queue_length, 1);
     assert!(big.release("done").await.unwrap().ok);
     let st = svc
         .wait(Duration::from_secs(15))
