@@ -1,0 +1,464 @@
+//! `deploy/nats/`: a real nats-server runs `nats-server.conf` with the users
+//! that `gen-auth.sh` generates. A host cannot publish another host's stats
+//! or read another's inbox, an addon cannot call `lease.revoke` (an operator
+//! can), agents cannot create streams; and the real coordinator and agent
+//! work under exactly these permissions (the server logs no violation).
+
+mod deploy_support;
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use async_nats::{Client, ConnectOptions, Event};
+use deploy_support::*;
+use futures::StreamExt;
+use lull_tests::{wait_for, wait_until, Infra, NatsServer, Postgres, Service};
+use tokio::sync::mpsc;
+
+/// Runs gen-auth.sh into `out` and returns the server configuration text:
+/// nats-server.conf with auth.conf inlined (the harness writes the config
+/// into its own directory, where a relative include would not resolve) and
+/// without `store_dir` (the harness passes its own with `-sd`, and
+/// nats-server refuses both).
+fn generate(out: &Path, specs: &[&str]) -> String {
+    run_ok(
+        Command::new(deploy("nats/gen-auth.sh"))
+            .arg("-o")
+            .arg(out)
+            .args(specs),
+    );
+    let auth = read(&out.join("auth.conf"));
+    let conf = read(&deploy("nats/nats-server.conf"));
+    assert!(
+        conf.contains("include auth.conf"),
+        "nats-server.conf must include auth.conf"
+    );
+    conf.lines()
+        .filter(|l| !l.trim_start().starts_with("store_dir"))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .replace("include auth.conf", &auth)
+}
+
+/// `KEY=VALUE` lines of a generated `.env` file.
+fn env_file(path: &Path) -> BTreeMap<String, String> {
+    read(path)
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// A client logged in with a generated `.env` file; server errors
+/// (permission violations) are forwarded to the returned channel.
+async fn login(server: &NatsServer, env: &Path) -> (Client, mpsc::UnboundedReceiver<String>) {
+    let e = env_file(env);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let client = ConnectOptions::with_user_and_password(
+        e["LULL_NATS_USER"].clone(),
+        e["LULL_NATS_PASSWORD"].clone(),
+    )
+    .custom_inbox_prefix(e["LULL_NATS_INBOX_PREFIX"].clone())
+    .event_callback(move |ev| {
+        let tx = tx.clone();
+        async move {
+            if let Event::ServerError(err) = ev {
+                let _ = tx.send(err.to_string());
+            }
+        }
+    })
+    .connect(server.url())
+    .await
+    .unwrap_or_else(|err| panic!("login {}: {err}\n{}", env.display(), server.logs()));
+    (client, rx)
+}
+
+/// Waits for a permission violation that names `subject`.
+async fn expect_violation(errors: &mut mpsc::UnboundedReceiver<String>, subject: &str) {
+    let got = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(e) = errors.recv().await {
+            if e.to_lowercase().contains("permissions violation") && e.contains(subject) {
+                return Some(e);
+            }
+        }
+        None
+    })
+    .await;
+    assert!(
+        matches!(got, Ok(Some(_))),
+        "no permissions violation reported for {subject}"
+    );
+}
+
+/// Receives the next message within `d`, if any.
+async fn next_within(sub: &mut async_nats::Subscriber, d: Duration) -> Option<async_nats::Message> {
+    tokio::time::timeout(d, sub.next()).await.ok().flatten()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosts_and_addons_are_confined_to_their_subjects() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = generate(
+        dir.path(),
+        &["agent:web1", "agent:web2", "addon:backup", "operator:ops"],
+    );
+    let server = NatsServer::start_with_config(&conf)
+        .await
+        .expect("nats-server with the generated config");
+    let secrets = dir.path().join("secrets");
+
+    let (coord, _) = login(&server, &secrets.join("coordinator.env")).await;
+    let (web1, mut web1_err) = login(&server, &secrets.join("agents/web1.env")).await;
+    let (web2, _) = login(&server, &secrets.join("agents/web2.env")).await;
+    let (addon, mut addon_err) = login(&server, &secrets.join("addons/backup.env")).await;
+    let (ops, _) = login(&server, &secrets.join("operators/ops.env")).await;
+
+    // Anonymous clients and wrong passwords are refused.
+    assert!(
+        async_nats::connect(server.url()).await.is_err(),
+        "anonymous login accepted"
+    );
+    assert!(
+        ConnectOptions::with_user_and_password("agent-web1".into(), "wrong".into())
+            .connect(server.url())
+            .await
+            .is_err()
+    );
+
+    // The coordinator sees the stats a host publishes on its own subject...
+    let mut stats = coord.subscribe("lull.stats.*").await.unwrap();
+    coord.flush().await.unwrap();
+    web1.publish("lull.stats.web1", "own".into()).await.unwrap();
+    web1.flush().await.unwrap();
+    let m = next_within(&mut stats, Duration::from_secs(5))
+        .await
+        .expect("web1's own stats arrive");
+    assert_eq!(m.subject.as_str(), "lull.stats.web1");
+    // ...but not what it publishes as another host.
+    web1.publish("lull.stats.web2", "forged".into())
+        .await
+        .unwrap();
+    web1.flush().await.unwrap();
+    expect_violation(&mut web1_err, "lull.stats.web2").await;
+    web2.publish("lull.stats.web2", "real".into())
+        .await
+        .unwrap();
+    web2.flush().await.unwrap();
+    let m = next_within(&mut stats, Duration::from_secs(5))
+        .await
+        .expect("web2's stats arrive");
+    assert_eq!(
+        &m.payload[..],
+        b"real",
+        "the forged message must never arrive"
+    );
+    // Agent telemetry: own subject only.
+    web1.publish("lull.agent.web2.health", "forged".into())
+        .await
+        .unwrap();
+    web1.flush().await.unwrap();
+    expect_violation(&mut web1_err, "lull.agent.web2.health").await;
+
+    // A host cannot read the fleet's stats nor another host's inbox.
+    let mut snoop = web1.subscribe("lull.stats.>").await.unwrap();
+    let mut snoop_inbox = web1.subscribe("_INBOX.agent-web2.>").await.unwrap();
+    web1.flush().await.unwrap();
+    expect_violation(&mut web1_err, "lull.stats.>").await;
+    expect_violation(&mut web1_err, "_INBOX.agent-web2.>").await;
+    web2.publish("lull.stats.web2", "private".into())
+        .await
+        .unwrap();
+    web2.flush().await.unwrap();
+    assert!(next_within(&mut snoop, Duration::from_millis(300))
+        .await
+        .is_none());
+    assert!(next_within(&mut snoop_inbox, Duration::from_millis(100))
+        .await
+        .is_none());
+
+    // A stand-in for the coordinator's micro service on lull.v1.>.
+    let mut requests = coord.subscribe("lull.v1.>").await.unwrap();
+    coord.flush().await.unwrap();
+    let responder = {
+        let coord = coord.clone();
+        let (seen_tx, seen_rx) = mpsc::unbounded_channel::<String>();
+        let task = tokio::spawn(async move {
+            while let Some(m) = requests.next().await {
+                let _ = seen_tx.send(m.subject.to_string());
+                if let Some(reply) = m.reply {
+                    // Allowed by allow_responses, not by a publish grant.
+                    let _ = coord.publish(reply, "{\"ok\":true}".into()).await;
+                    let _ = coord.flush().await;
+                }
+            }
+        });
+        (task, seen_rx)
+    };
+    let (task, mut seen) = responder;
+
+    // An addon may use the lease endpoints...
+    let reply = tokio::time::timeout(
+        Duration::from_secs(5),
+        addon.request("lull.v1.lease.request", "{}".into()),
+    )
+    .await
+    .expect("lease.request answered in time")
+    .expect("lease.request reply");
+    assert_eq!(&reply.payload[..], b"{\"ok\":true}");
+    assert_eq!(seen.recv().await.as_deref(), Some("lull.v1.lease.request"));
+    // ...but cannot revoke a lease (nor reach other endpoints).
+    let revoke = tokio::time::timeout(
+        Duration::from_secs(2),
+        addon.request(
+            "lull.v1.lease.revoke",
+            "{\"lease_id\":\"L1\",\"reason\":\"x\"}".into(),
+        ),
+    )
+    .await;
+    assert!(
+        !matches!(revoke, Ok(Ok(_))),
+        "an addon got an answer from lease.revoke"
+    );
+    expect_violation(&mut addon_err, "lull.v1.lease.revoke").await;
+    addon
+        .publish("lull.v1.hosts.list", "{}".into())
+        .await
+        .unwrap();
+    addon.flush().await.unwrap();
+    expect_violation(&mut addon_err, "lull.v1.hosts.list").await;
+    // An operator can revoke; the stand-in saw no addon revoke before it.
+    let reply = ops
+        .request(
+            "lull.v1.lease.revoke",
+            "{\"lease_id\":\"L1\",\"reason\":\"x\"}".into(),
+        )
+        .await
+        .expect("operators may revoke");
+    assert_eq!(&reply.payload[..], b"{\"ok\":true}");
+    assert_eq!(seen.recv().await.as_deref(), Some("lull.v1.lease.revoke"));
+    task.abort();
+
+    // JetStream: the coordinator creates the stream, an agent may only
+    // publish reports (and get its ack) and may not create streams.
+    let js = async_nats::jetstream::new(coord.clone());
+    js.get_or_create_stream(async_nats::jetstream::stream::Config {
+        name: "LULL_REPORTS".into(),
+        subjects: vec!["lull.report.>".into()],
+        ..Default::default()
+    })
+    .await
+    .expect("the coordinator creates LULL_REPORTS");
+    let agent_js = async_nats::jetstream::new(web1.clone());
+    let ack = agent_js
+        .publish("lull.report.worker.w1", "{}".into())
+        .await
+        .expect("publish")
+        .await
+        .expect("a JetStream ack reaches the agent's own inbox");
+    assert_eq!(ack.stream, "LULL_REPORTS");
+    let created = tokio::time::timeout(
+        Duration::from_secs(3),
+        agent_js.create_stream(async_nats::jetstream::stream::Config {
+            name: "ROGUE".into(),
+            subjects: vec!["rogue.>".into()],
+            ..Default::default()
+        }),
+    )
+    .await;
+    assert!(!matches!(created, Ok(Ok(_))), "an agent created a stream");
+    expect_violation(&mut web1_err, "$JS.API.STREAM.CREATE.ROGUE").await;
+}
+
+#[test]
+fn generator_keeps_passwords_and_rejects_bad_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let gen = deploy("nats/gen-auth.sh");
+    run_ok(
+        Command::new(&gen)
+            .arg("-o")
+            .arg(dir.path())
+            .args(["agent:web1", "addon:backup"]),
+    );
+    let first = read(&dir.path().join("secrets/agents/web1.env"));
+    let hosts = dir.path().join("hosts.txt");
+    std::fs::write(&hosts, "# fleet\nweb1\nweb2  # second\n\n").unwrap();
+    run_ok(
+        Command::new(&gen)
+            .arg("-o")
+            .arg(dir.path())
+            .arg("-f")
+            .arg(&hosts)
+            .arg("addon:backup"),
+    );
+    assert_eq!(
+        read(&dir.path().join("secrets/agents/web1.env")),
+        first,
+        "re-running rotated web1's password"
+    );
+    let auth = read(&dir.path().join("auth.conf"));
+    assert!(
+        auth.contains("\"lull.stats.web2\"") && auth.contains("\"lull.stats.web1\""),
+        "{auth}"
+    );
+    assert!(
+        !auth.contains("lull.stats.*\", \"lull.agent.*.*\", \"lull.report"),
+        "{auth}"
+    );
+    let toml = read(&dir.path().join("secrets/agents/web2.toml"));
+    assert!(
+        toml.contains("nats_inbox_prefix = \"_INBOX.agent-web2\"")
+            && toml.contains("create_stream = false"),
+        "{toml}"
+    );
+    for bad in [
+        "agent:web.1",
+        "agent:*",
+        "addon:a b",
+        "agent:",
+        "robot:x",
+        "web1",
+    ] {
+        let out = run(Command::new(&gen).arg("-o").arg(dir.path()).arg(bad));
+        assert!(!out.status.success(), "gen-auth accepted {bad:?}");
+    }
+    // A custom subject prefix is applied everywhere.
+    let out2 = tempfile::tempdir().unwrap();
+    run_ok(
+        Command::new(&gen)
+            .arg("-o")
+            .arg(out2.path())
+            .args(["-p", "acme.lull", "agent:web1"]),
+    );
+    let auth = read(&out2.path().join("auth.conf"));
+    assert!(
+        auth.contains("\"acme.lull.stats.web1\"") && !auth.contains("\"lull."),
+        "{auth}"
+    );
+}
+
+/// The real binaries under the generated permissions: the agent's stats
+/// reach the coordinator, an operator's `hosts.list` is answered, a spooled
+/// report gets its JetStream ack, and the server logs no violation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coordinator_and_agent_run_under_the_generated_permissions() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = generate(dir.path(), &["agent:perm-host", "operator:ops"]);
+    let (nats, pg) =
+        tokio::try_join!(NatsServer::start_with_config(&conf), Postgres::start()).expect("servers");
+    let infra = Infra { nats, pg };
+    let secrets = dir.path().join("secrets");
+
+    let mut coord = Service::builder("lull-coordinator")
+        .env("LULL_NATS_URL", infra.nats.url())
+        .env("LULL_DATABASE_URL", infra.pg.url())
+        .env("LULL_CONFIG", secrets.join("coordinator.toml"))
+        .env(
+            "LULL_METRICS_ADDR",
+            format!("127.0.0.1:{}", lull_tests::free_port().unwrap()),
+        )
+        .start()
+        .expect("coordinator");
+    let (ops, _) = login(&infra.nats, &secrets.join("operators/ops.env")).await;
+    let up = wait_until(Duration::from_secs(20), || {
+        let ops = ops.clone();
+        async move { support::ping(&ops).await }
+    })
+    .await;
+    assert!(
+        up.is_ok(),
+        "coordinator not reachable under its permissions\n{}\n{}",
+        coord.logs(),
+        infra.nats.logs()
+    );
+
+    let spool = tempfile::tempdir().unwrap();
+    let mut agent = Service::builder("lull-agent")
+        .env("LULL_NATS_URL", infra.nats.url())
+        .env("LULL_CONFIG", secrets.join("agents/perm-host.toml"))
+        .env("LULL_HOST_ID", "perm-host")
+        .env("LULL_INTERVAL_SEC", "0.5")
+        .env("LULL_SPOOL_DIR", spool.path())
+        .env(
+            "LULL_METRICS_ADDR",
+            format!("127.0.0.1:{}", lull_tests::free_port().unwrap()),
+        )
+        .start()
+        .expect("agent");
+
+    // The host is listed: stats flowed agent -> coordinator, and the
+    // micro service answered the operator.
+    let listed = wait_for(Duration::from_secs(15), || {
+        let ops = ops.clone();
+        async move {
+            let hosts: Vec<serde_json::Value> =
+                support::call(&ops, "hosts.list", &serde_json::json!({}))
+                    .await
+                    .ok()?;
+            hosts
+                .iter()
+                .any(|h| h["host_id"] == "perm-host")
+                .then_some(())
+        }
+    })
+    .await;
+    assert!(
+        listed.is_ok(),
+        "perm-host never listed\ncoordinator:\n{}\nagent:\n{}\nnats:\n{}",
+        coord.logs(),
+        agent.logs(),
+        infra.nats.logs()
+    );
+
+    // A spooled report is published and acknowledged (then deleted).
+    let report = lull_common::msg::worker::example_report(
+        "perm-exec-1",
+        "perm_worker",
+        lull_common::runtime::now_unix() - 5.0,
+        1500.0,
+    );
+    let file = dir.path().join("report.json");
+    std::fs::write(&file, serde_json::to_vec(&report).unwrap()).unwrap();
+    let done = Service::builder("lull-agent")
+        .args([std::ffi::OsStr::new("report"), file.as_os_str()])
+        .env("LULL_SPOOL_DIR", spool.path())
+        .env("LULL_HOST_ID", "perm-host")
+        .run(Duration::from_secs(10))
+        .await
+        .expect("lull-agent report");
+    assert!(
+        done.status.success(),
+        "lull-agent report: {}{}",
+        done.stdout,
+        done.stderr
+    );
+    let drained = wait_until(Duration::from_secs(15), || {
+        let dir = spool.path().to_path_buf();
+        async move {
+            std::fs::read_dir(&dir)
+                .map(|d| {
+                    d.filter_map(|e| e.ok()).all(|e| {
+                        e.path().is_dir() || e.file_name().to_string_lossy().starts_with('.')
+                    })
+                })
+                .unwrap_or(false)
+        }
+    })
+    .await;
+    assert!(
+        drained.is_ok(),
+        "the report was never acknowledged\nagent:\n{}\nnats:\n{}",
+        agent.logs(),
+        infra.nats.logs()
+    );
+
+    let log = infra.nats.logs();
+    assert!(
+        !log.to_lowercase().contains("permissions violation"),
+        "the real binaries needed permissions they do not have:\n{log}"
+    );
+    assert!(agent.terminate(Duration::from_secs(10)).await.is_ok());
+    assert!(coord.terminate(Duration::from_secs(15)).await.is_ok());
+}
