@@ -4,6 +4,7 @@
 mod hosts;
 mod leases;
 mod output;
+mod workers;
 mod report;
 mod run;
 
@@ -34,6 +35,8 @@ struct Cli {
 enum Command {
     /// List hosts with their quiet state.
     Hosts(hosts::HostsArgs),
+    /// Worker executions, scores, learning insights and data quality.
+    Workers(workers::WorkersArgs),
     /// Scheduler status: leases, host capacity, per-addon decisions.
     Status(leases::StatusArgs),
     /// List active (and with --recent, ended) leases.
@@ -81,6 +84,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let code = match cli.command {
         Command::Hosts(a) => hosts::run(&ctx, a).await?,
+        Command::Workers(a) => workers::run(&ctx, a).await?,
         Command::Status(a) => leases::status(&ctx, a).await?,
         Command::Leases(a) => leases::leases(&ctx, a).await?,
         Command::Revoke(a) => leases::revoke(&ctx, a).await?,

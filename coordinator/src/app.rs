@@ -10,7 +10,7 @@ use lull_common::Subjects;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::CoordinatorConfig;
-use crate::{endpoints, fleet, ingest, lease, scheduler, service, store};
+use crate::{endpoints, fleet, ingest, lease, scheduler, service, store, workers};
 
 /// Runs the coordinator until `stop` is cancelled.
 pub async fn run(cfg: CoordinatorConfig, stop: CancellationToken) -> anyhow::Result<()> {
@@ -76,8 +76,30 @@ pub async fn run(cfg: CoordinatorConfig, stop: CancellationToken) -> anyhow::Res
         actors.clone(),
     );
 
+    // Durable reports: one consumer, one sink per domain actor.
+    let (sinks, regions_rx, workers_rx) =
+        ingest::reports::Sinks::channel(cfg.ingest.reports_queue);
+    // Until the regions actor consumes `regions_rx`, region reports are
+    // nak'ed and stay in the stream.
+    drop(regions_rx);
+    let (workers, workers_task) = start_workers(&pool, &cfg, workers_rx, actors.clone()).await?;
+
     let intake = CancellationToken::new();
     let max = cfg.common.max_payload_bytes;
+    let reports_task = tokio::spawn(ingest::reports::run(
+        client.clone(),
+        subjects.clone(),
+        sinks,
+        ingest::reports::ConsumerConfig {
+            durable: cfg.ingest.reports_durable.clone(),
+            batch: cfg.ingest.reports_batch.max(1),
+            fetch_wait: secs(cfg.ingest.reports_fetch_wait_sec),
+            ack_wait: secs(cfg.ingest.reports_ack_wait_sec),
+            retry_delay: secs(cfg.ingest.reports_retry_delay_sec),
+        },
+        max,
+        intake.clone(),
+    ));
     let stats_task = tokio::spawn(ingest::stats::run(
         client.clone(),
         subjects.clone(),
@@ -96,6 +118,7 @@ pub async fn run(cfg: CoordinatorConfig, stop: CancellationToken) -> anyhow::Res
         fleet: fleet.clone(),
         scheduler: scheduler.clone(),
         max_payload: max,
+        workers,
     };
     let svc = service::start(
         &client,
@@ -114,12 +137,47 @@ pub async fn run(cfg: CoordinatorConfig, stop: CancellationToken) -> anyhow::Res
     svc.stop().await;
     let _ = stats_task.await;
     let _ = agent_task.await;
+    match reports_task.await {
+        Ok(Err(e)) => tracing::warn!(error = %e, "the reports consumer failed"),
+        Err(e) => tracing::warn!(error = %e, "the reports consumer panicked"),
+        Ok(Ok(())) => {}
+    }
     actors.cancel();
     let _ = fleet_task.await;
     let _ = scheduler_task.await;
+    let _ = workers_task.await;
     let _ = client.flush().await;
     tracing::info!("shutdown complete");
     Ok(())
+}
+
+/// Loads the worker aggregates and starts the workers actor.
+async fn start_workers(
+    pool: &deadpool_postgres::Pool,
+    cfg: &CoordinatorConfig,
+    batches: tokio::sync::mpsc::Receiver<
+        ingest::reports::Batch<lull_common::msg::worker::WorkerExecutionReport>,
+    >,
+    shutdown: CancellationToken,
+) -> anyhow::Result<(workers::WorkersHandle, tokio::task::JoinHandle<()>)> {
+    cfg.workers
+        .validate()
+        .map_err(|e| anyhow::anyhow!("invalid [workers] configuration: {e}"))?;
+    let engine = std::sync::Arc::new(cfg.workers.clone());
+    let loaded = workers::load(pool, &engine)
+        .await
+        .context("loading the worker aggregates")?;
+    tracing::info!(workers = loaded.len(), "worker aggregates loaded");
+    Ok(workers::spawn(
+        workers::WorkersShellConfig {
+            engine,
+            schedule_eval: secs(cfg.ingest.workers_schedule_eval_sec),
+        },
+        pool.clone(),
+        loaded,
+        batches,
+        shutdown,
+    ))
 }
 
 fn secs(s: f64) -> Duration {

@@ -28,6 +28,9 @@ pub struct CoordinatorConfig {
     pub lease: crate::lease::LeaseConfig,
     /// Shell tunables of the lease scheduler.
     pub scheduler: SchedulerTunables,
+    /// Worker report scoring, learning, anomalies and missed runs
+    /// (`[workers]`, see docs/workers.md).
+    pub workers: crate::worker::WorkerConfig,
 }
 
 /// Tunables of the scheduler task around the lease book.
@@ -88,6 +91,24 @@ pub struct IngestConfig {
     /// How often changed host states are pushed from the fleet to the
     /// lease book, seconds. Default 0.2.
     pub views_flush_sec: f64,
+    /// Name of the durable consumer on the reports stream. Default
+    /// `lull-coordinator-reports`.
+    pub reports_durable: String,
+    /// Most reports fetched at once (one transaction per domain). Default 256.
+    pub reports_batch: usize,
+    /// How long one fetch waits for reports, seconds. Default 1.
+    pub reports_fetch_wait_sec: f64,
+    /// How long the server waits for an ack before redelivering, seconds.
+    /// Default 30.
+    pub reports_ack_wait_sec: f64,
+    /// Delay before a report whose commit failed is redelivered, seconds.
+    /// Default 2.
+    pub reports_retry_delay_sec: f64,
+    /// Batches queued in front of each domain actor. Default 4.
+    pub reports_queue: usize,
+    /// How often every worker's late/missed state is re-evaluated, seconds.
+    /// Default 15.
+    pub workers_schedule_eval_sec: f64,
 }
 
 impl Default for IngestConfig {
@@ -99,6 +120,13 @@ impl Default for IngestConfig {
             reports_duplicate_window_sec: 3600,
             endpoint_concurrency: 256,
             views_flush_sec: 0.2,
+            reports_durable: "lull-coordinator-reports".into(),
+            reports_batch: 256,
+            reports_fetch_wait_sec: 1.0,
+            reports_ack_wait_sec: 30.0,
+            reports_retry_delay_sec: 2.0,
+            reports_queue: 4,
+            workers_schedule_eval_sec: 15.0,
         }
     }
 }
@@ -113,6 +141,7 @@ impl Default for CoordinatorConfig {
             quiet: Default::default(),
             lease: Default::default(),
             scheduler: Default::default(),
+            workers: Default::default(),
         }
     }
 }

@@ -21,3 +21,4 @@ pub mod scheduler;
 pub mod service;
 pub mod store;
 pub mod worker;
+pub mod workers;

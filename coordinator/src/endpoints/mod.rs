@@ -4,6 +4,7 @@
 
 mod hosts;
 mod lease;
+mod workers;
 
 use lull_common::error::ErrorCode;
 
@@ -19,6 +20,8 @@ pub struct Deps {
     pub scheduler: crate::scheduler::SchedulerHandle,
     /// Largest accepted request.
     pub max_payload: usize,
+    /// The workers' state (worker queries).
+    pub workers: crate::workers::WorkersHandle,
 }
 
 /// The reply when an actor has stopped (the coordinator is shutting down).
@@ -31,5 +34,6 @@ pub fn all(deps: &Deps) -> Vec<(&'static str, Handler)> {
     let mut v = Vec::new();
     v.extend(hosts::endpoints(deps));
     v.extend(lease::endpoints(deps));
+    v.extend(workers::endpoints(deps));
     v
 }

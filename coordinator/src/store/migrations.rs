@@ -27,6 +27,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "leases",
         sql: include_str!("migrations/0004_leases.sql"),
     },
+    Migration {
+        version: 6,
+        name: "workers",
+        sql: include_str!("migrations/0006_workers.sql"),
+    },
 ];
 
 /// Advisory lock key used while migrating ("lull" in ASCII).

@@ -4,6 +4,7 @@
 pub mod hosts;
 pub mod leases;
 pub mod migrations;
+pub mod workers;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
@@ -20,6 +21,12 @@ pub enum StoreError {
     /// A statement failed.
     #[error("database: {0}")]
     Db(#[from] tokio_postgres::Error),
+    /// A value could not be encoded for a JSON column.
+    #[error("encoding a stored document: {0}")]
+    Encode(String),
+    /// A stored document could not be decoded.
+    #[error("decoding a stored document: {0}")]
+    Decode(String),
 }
 
 impl From<deadpool_postgres::PoolError> for StoreError {

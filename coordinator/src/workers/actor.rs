@@ -1,0 +1,298 @@
+//! The workers actor: commits each batch of reports in one transaction
+//! (insert the new ids, score exactly those on copies of the aggregates,
+//! complete the rows, save the aggregates, commit), then swaps the copies
+//! in, publishes the new view and the per-worker metrics, and answers the
+//! batch. It also re-evaluates every worker's schedule (late and missed
+//! runs) on a timer for `lull_worker_schedule_state`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use deadpool_postgres::Pool;
+use lull_common::msg::worker::{ExecutionOutcome, ScheduleState, WorkerExecutionReport};
+use lull_common::runtime::now_unix;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::{dedupe, score_new, QuietHours, View, WorkersHandle};
+use crate::ingest::reports::Batch;
+use crate::store::{self, StoreError};
+use crate::worker::{missed, WorkerAggregate, WorkerConfig};
+
+/// Tunables of the workers shell.
+#[derive(Debug, Clone)]
+pub struct WorkersShellConfig {
+    /// The engine's settings (`[workers]`).
+    pub engine: Arc<WorkerConfig>,
+    /// How often every worker's schedule state is re-evaluated.
+    pub schedule_eval: Duration,
+}
+
+/// Loads the stored aggregates. An aggregate whose document does not
+/// decode, whose run count disagrees with the stored executions, or that is
+/// missing although executions exist, is rebuilt from the executions.
+pub async fn load(pool: &Pool, cfg: &WorkerConfig) -> Result<Vec<WorkerAggregate>, StoreError> {
+    let stored = store::workers::load_aggregates(pool).await?;
+    let counts = store::workers::execution_counts(pool).await?;
+    let mut out: BTreeMap<String, WorkerAggregate> = BTreeMap::new();
+    for s in stored {
+        let expected = counts.get(&s.worker_name).copied().unwrap_or(0);
+        match s.aggregate {
+            Ok(a) if a.total_executions() == expected => {
+                out.insert(s.worker_name, a);
+            }
+            Ok(a) => tracing::warn!(
+                worker = %s.worker_name,
+                aggregate = a.total_executions(),
+                stored = expected,
+                "worker aggregate disagrees with the stored executions; rebuilding"
+            ),
+            Err(e) => tracing::warn!(
+                worker = %s.worker_name, error = %e,
+                "worker aggregate does not decode; rebuilding"
+            ),
+        }
+    }
+    for name in counts.keys() {
+        if out.contains_key(name) {
+            continue;
+        }
+        let executions = store::workers::all_executions(pool, name).await?;
+        let agg = WorkerAggregate::rebuild(name, &executions, cfg);
+        tracing::info!(worker = %name, runs = agg.total_executions(), "rebuilt worker aggregate");
+        out.insert(name.clone(), agg);
+    }
+    Ok(out.into_values().collect())
+}
+
+/// Starts the actor over the `loaded` aggregates, reading batches from
+/// `batches` and writing to `pool`. Returns the query handle and the task,
+/// which ends once `shutdown` is cancelled and the queued batches are done.
+pub fn spawn(
+    cfg: WorkersShellConfig,
+    pool: Pool,
+    loaded: Vec<WorkerAggregate>,
+    batches: mpsc::Receiver<Batch<WorkerExecutionReport>>,
+    shutdown: CancellationToken,
+) -> (WorkersHandle, JoinHandle<()>) {
+    let aggregates: BTreeMap<String, Arc<WorkerAggregate>> = loaded
+        .into_iter()
+        .map(|a| (a.worker_name.clone(), Arc::new(a)))
+        .collect();
+    for agg in aggregates.values() {
+        restore_counters(agg);
+        set_worker_gauges(agg);
+    }
+    metrics::gauge!("lull_workers").set(aggregates.len() as f64);
+    let view = View { aggregates };
+    let (view_tx, view_rx) = watch::channel(Arc::new(view.clone()));
+    let (quiet, _) = watch::channel(Arc::new(QuietHours::new()));
+    let handle = WorkersHandle {
+        view: view_rx,
+        quiet: Arc::new(quiet),
+        cfg: cfg.engine.clone(),
+        pool: Some(pool.clone()),
+    };
+    let actor = Actor {
+        cfg,
+        pool,
+        view,
+        publish: view_tx,
+        schedule: HashMap::new(),
+    };
+    let task = tokio::spawn(actor.run(batches, shutdown));
+    (handle, task)
+}
+
+struct Actor {
+    cfg: WorkersShellConfig,
+    pool: Pool,
+    view: View,
+    publish: watch::Sender<Arc<View>>,
+    /// Last exported schedule state per worker (to log transitions).
+    schedule: HashMap<String, ScheduleState>,
+}
+
+/// What a committed batch changed.
+struct Committed {
+    stored: usize,
+    duplicates: usize,
+}
+
+impl Actor {
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Batch<WorkerExecutionReport>>,
+        shutdown: CancellationToken,
+    ) {
+        let mut eval = tokio::time::interval(self.cfg.schedule_eval);
+        eval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                b = rx.recv() => match b {
+                    Some(b) => self.handle(b).await,
+                    None => break,
+                },
+                _ = eval.tick() => self.evaluate_schedules(now_unix()),
+                _ = shutdown.cancelled() => break,
+            }
+        }
+        // Commit what is already queued; the consumer is waiting on it.
+        rx.close();
+        while let Some(b) = rx.recv().await {
+            self.handle(b).await;
+        }
+    }
+
+    async fn handle(&mut self, batch: Batch<WorkerExecutionReport>) {
+        let n = batch.items.len();
+        let started = Instant::now();
+        let result = self.commit(batch.items).await;
+        let answer = match result {
+            Ok(c) => {
+                metrics::histogram!("lull_db_batch_duration_seconds", "table" => "worker_executions")
+                    .record(started.elapsed().as_secs_f64());
+                metrics::histogram!("lull_db_batch_rows", "table" => "worker_executions")
+                    .record(n as f64);
+                metrics::gauge!("lull_db_last_write_timestamp_seconds", "table" => "worker_executions")
+                    .set(now_unix());
+                if c.duplicates > 0 {
+                    metrics::counter!("lull_worker_duplicate_reports_total")
+                        .increment(c.duplicates as u64);
+                }
+                tracing::debug!(
+                    reports = n,
+                    stored = c.stored,
+                    duplicates = c.duplicates,
+                    "worker reports committed"
+                );
+                Ok(())
+            }
+            Err(e) => {
+                metrics::counter!("lull_db_write_errors_total", "table" => "worker_executions")
+                    .increment(1);
+                tracing::warn!(error = %e, reports = n, "storing worker reports failed");
+                Err(e.to_string())
+            }
+        };
+        let _ = batch.done.send(answer);
+    }
+
+    /// One transaction: insert the new ids, score them on copies, complete
+    /// the rows, save the aggregates, commit; then swap the copies in.
+    async fn commit(&mut self, items: Vec<WorkerExecutionReport>) -> Result<Committed, StoreError> {
+        let total = items.len();
+        let reports = dedupe(items);
+        let now = now_unix();
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let new_ids = store::workers::insert_new(&tx, &reports, now).await?;
+        let duplicates = total - new_ids.len();
+        let fresh: Vec<WorkerExecutionReport> = reports
+            .into_iter()
+            .filter(|r| new_ids.contains(&r.execution_id))
+            .collect();
+        let scored = score_new(&self.view.aggregates, fresh, &self.cfg.engine);
+        for (id, why) in &scored.skipped {
+            tracing::warn!(execution_id = %id, reason = %why, "worker report stored but not scored");
+        }
+        store::workers::set_scores(&tx, &scored.executions).await?;
+        let aggs: Vec<&WorkerAggregate> = scored.aggregates.values().collect();
+        store::workers::save_aggregates(&tx, &aggs, now).await?;
+        tx.commit().await?;
+
+        // Committed: only now do the copies become the state.
+        let stored = scored.executions.len();
+        for e in &scored.executions {
+            let r = &e.report;
+            let worker = r.worker_name.clone();
+            metrics::counter!("lull_worker_executions_total",
+                "worker" => worker.clone(), "outcome" => r.outcome.as_str())
+            .increment(1);
+            metrics::histogram!("lull_worker_duration_seconds", "worker" => worker.clone())
+                .record(r.duration_ms / 1000.0);
+            for a in &e.anomalies {
+                metrics::counter!("lull_worker_anomalies_total",
+                    "worker" => worker.clone(), "kind" => a.kind.as_str())
+                .increment(1);
+                tracing::info!(worker = %worker, execution_id = %a.execution_id,
+                    kind = a.kind.as_str(), message = %a.message, "worker anomaly");
+            }
+        }
+        let touched: Vec<String> = scored.aggregates.keys().cloned().collect();
+        for (name, agg) in scored.aggregates {
+            set_worker_gauges(&agg);
+            self.view.aggregates.insert(name, Arc::new(agg));
+        }
+        metrics::gauge!("lull_workers").set(self.view.aggregates.len() as f64);
+        self.publish.send_replace(Arc::new(self.view.clone()));
+        let now = now_unix();
+        for name in touched {
+            if let Some(agg) = self.view.aggregates.get(&name).cloned() {
+                self.export_schedule(&agg, now);
+            }
+        }
+        Ok(Committed { stored, duplicates })
+    }
+
+    fn evaluate_schedules(&mut self, now: f64) {
+        let aggs: Vec<Arc<WorkerAggregate>> = self.view.aggregates.values().cloned().collect();
+        for agg in aggs {
+            self.export_schedule(&agg, now);
+        }
+    }
+
+    fn export_schedule(&mut self, agg: &WorkerAggregate, now: f64) {
+        let s = missed::schedule_status(agg, now, &self.cfg.engine);
+        let name = &agg.worker_name;
+        let before = self.schedule.insert(name.clone(), s.state);
+        if before != Some(s.state) {
+            for state in [
+                ScheduleState::Ok,
+                ScheduleState::Late,
+                ScheduleState::Missed,
+                ScheduleState::Unknown,
+            ] {
+                metrics::gauge!("lull_worker_schedule_state",
+                    "worker" => name.clone(), "state" => state.as_str())
+                .set(if state == s.state { 1.0 } else { 0.0 });
+            }
+            if let Some(b) = before {
+                let level = matches!(s.state, ScheduleState::Late | ScheduleState::Missed);
+                if level {
+                    tracing::warn!(worker = %name, from = b.as_str(), to = s.state.as_str(),
+                        overdue_sec = s.overdue_sec, "worker schedule state changed");
+                } else {
+                    tracing::info!(worker = %name, from = b.as_str(), to = s.state.as_str(),
+                        "worker schedule state changed");
+                }
+            }
+        }
+        metrics::gauge!("lull_worker_missed_runs", "worker" => name.clone())
+            .set(s.missed_runs as f64);
+    }
+}
+
+/// Sets the run counters to the stored totals (they survive restarts).
+fn restore_counters(agg: &WorkerAggregate) {
+    for o in ExecutionOutcome::ALL {
+        metrics::counter!("lull_worker_executions_total",
+            "worker" => agg.worker_name.clone(), "outcome" => o.as_str())
+        .absolute(agg.outcomes.get(o));
+    }
+}
+
+/// The latest score and the last success of a worker.
+fn set_worker_gauges(agg: &WorkerAggregate) {
+    if let Some(l) = &agg.latest {
+        metrics::gauge!("lull_worker_last_overall_score", "worker" => agg.worker_name.clone())
+            .set(l.overall_score);
+    }
+    if let Some(t) = agg.last_success_at {
+        metrics::gauge!("lull_worker_last_success_timestamp_seconds",
+            "worker" => agg.worker_name.clone())
+        .set(t);
+    }
+}

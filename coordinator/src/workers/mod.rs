@@ -1,0 +1,318 @@
+//! The workers shell around the pure [`crate::worker`] engine: one actor
+//! owns the per-worker aggregates and is the only writer of the worker
+//! tables. It takes batches of validated reports from the durable reports
+//! consumer, stores each `execution_id` once, scores exactly the reports
+//! that were new, saves the updated aggregates in the same transaction, and
+//! only then answers the batch (so the consumer acks after the commit).
+//!
+//! Readers never wait for a commit: after each commit the actor publishes
+//! an immutable [`View`] of all aggregates, and the queries
+//! ([`WorkersHandle`]) are answered from the latest view (execution details
+//! come from Postgres).
+
+mod actor;
+
+pub use actor::{load, spawn, WorkersShellConfig};
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use deadpool_postgres::Pool;
+use lull_common::msg::worker::{
+    DataQualitySummaryReply, ScoredExecution, SystemLearningReply, WorkerExecutionReport,
+    WorkerExecutionsReply, WorkerLearningReply, WorkerStatsReply,
+};
+use tokio::sync::watch;
+
+use crate::store::StoreError;
+use crate::worker::{self, learning, WorkerAggregate, WorkerConfig};
+
+/// Buckets of `lull_worker_duration_seconds`: from the 10-second guardian's
+/// tens of milliseconds up to runs of several hours.
+pub const DURATION_BUCKETS: &[f64] = &[
+    0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
+    3600.0, 7200.0, 14400.0,
+];
+
+/// Every worker's aggregate as of the last commit.
+#[derive(Debug, Clone, Default)]
+pub struct View {
+    /// Aggregates by worker name.
+    pub aggregates: BTreeMap<String, Arc<WorkerAggregate>>,
+}
+
+impl View {
+    /// The aggregates, sorted by worker name.
+    pub fn list(&self) -> Vec<WorkerAggregate> {
+        self.aggregates.values().map(|a| (**a).clone()).collect()
+    }
+}
+
+/// Forecast quiet UTC hours per host (from the quiet engine), used for
+/// schedule recommendations. Empty until someone provides them.
+pub type QuietHours = BTreeMap<String, Vec<u8>>;
+
+/// The forecast quiet hours of each worker's host (the host of its latest
+/// run); workers whose host has none are left out.
+pub fn quiet_hours_by_worker(view: &View, quiet: &QuietHours) -> BTreeMap<String, Vec<u8>> {
+    view.aggregates
+        .iter()
+        .filter_map(|(name, agg)| {
+            let host = agg.latest.as_ref()?.host_id.as_ref()?;
+            let hours = quiet.get(host)?;
+            Some((name.clone(), hours.clone()))
+        })
+        .collect()
+}
+
+/// Cheap, cloneable access to the workers' state for the queries.
+#[derive(Debug, Clone)]
+pub struct WorkersHandle {
+    view: watch::Receiver<Arc<View>>,
+    quiet: Arc<watch::Sender<Arc<QuietHours>>>,
+    cfg: Arc<WorkerConfig>,
+    pool: Option<Pool>,
+}
+
+impl WorkersHandle {
+    /// A handle over a fixed view (tests, or before the actor starts).
+    pub fn from_view(view: View, cfg: Arc<WorkerConfig>, pool: Option<Pool>) -> WorkersHandle {
+        let (_tx, rx) = watch::channel(Arc::new(view));
+        let (quiet, _) = watch::channel(Arc::new(QuietHours::new()));
+        WorkersHandle {
+            view: rx,
+            quiet: Arc::new(quiet),
+            cfg,
+            pool,
+        }
+    }
+
+    /// The latest committed view.
+    pub fn view(&self) -> Arc<View> {
+        self.view.borrow().clone()
+    }
+
+    /// The engine configuration.
+    pub fn config(&self) -> &WorkerConfig {
+        &self.cfg
+    }
+
+    /// Replaces the forecast quiet hours per host (fed by the quiet engine).
+    pub fn set_quiet_hours(&self, hours: QuietHours) {
+        self.quiet.send_replace(Arc::new(hours));
+    }
+
+    fn quiet_hours(&self) -> Arc<QuietHours> {
+        self.quiet.borrow().clone()
+    }
+
+    /// Whether a worker has reported at least once.
+    pub fn knows(&self, worker_name: &str) -> bool {
+        self.view.borrow().aggregates.contains_key(worker_name)
+    }
+
+    /// `workers.stats` of one worker at `now`; `None` for an unknown worker.
+    pub fn stats(&self, worker_name: &str, now: f64) -> Option<WorkerStatsReply> {
+        let view = self.view();
+        let agg = view.aggregates.get(worker_name)?;
+        Some(learning::worker_stats(agg, now, &self.cfg))
+    }
+
+    /// `workers.learning` of one worker; `None` for an unknown worker.
+    pub fn learning(&self, worker_name: &str) -> Option<WorkerLearningReply> {
+        let view = self.view();
+        let agg = view.aggregates.get(worker_name)?;
+        let quiet = self.quiet_hours();
+        let hours = agg
+            .latest
+            .as_ref()
+            .and_then(|l| l.host_id.as_ref())
+            .and_then(|h| quiet.get(h))
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        Some(learning::worker_learning(agg, hours, &self.cfg))
+    }
+
+    /// `learning.system` at `now`.
+    pub fn system(&self, now: f64) -> SystemLearningReply {
+        let view = self.view();
+        let quiet = quiet_hours_by_worker(&view, &self.quiet_hours());
+        learning::system_learning(&view.list(), &quiet, now, &self.cfg)
+    }
+
+    /// `data_quality.summary` at `now`.
+    pub fn quality(&self, now: f64) -> DataQualitySummaryReply {
+        learning::data_quality_summary(&self.view().list(), now, &self.cfg)
+    }
+
+    /// `workers.executions`: the newest `limit` runs of a worker with their
+    /// scores, from Postgres; `None` for an unknown worker.
+    pub async fn executions(
+        &self,
+        worker_name: &str,
+        limit: u32,
+    ) -> Result<Option<WorkerExecutionsReply>, StoreError> {
+        let Some(pool) = &self.pool else {
+            return Err(StoreError::Pool("no database configured".into()));
+        };
+        let executions = crate::store::workers::recent_executions(pool, worker_name, limit).await?;
+        if executions.is_empty() && !self.knows(worker_name) {
+            return Ok(None);
+        }
+        Ok(Some(WorkerExecutionsReply {
+            worker_name: worker_name.to_string(),
+            executions,
+        }))
+    }
+}
+
+/// Keeps the first report of each `execution_id`, in order.
+pub fn dedupe(reports: Vec<WorkerExecutionReport>) -> Vec<WorkerExecutionReport> {
+    let mut seen = std::collections::HashSet::new();
+    reports
+        .into_iter()
+        .filter(|r| seen.insert(r.execution_id.clone()))
+        .collect()
+}
+
+/// The outcome of scoring a batch of new reports against the aggregates.
+#[derive(Debug, Default)]
+pub struct Scored {
+    /// Updated copies of the aggregates of the workers in the batch.
+    pub aggregates: BTreeMap<String, WorkerAggregate>,
+    /// The scored executions, by worker and start time.
+    pub executions: Vec<ScoredExecution>,
+    /// Reports that could not be applied (already in the aggregate although
+    /// the store had no row for them), with why.
+    pub skipped: Vec<(String, String)>,
+}
+
+/// Scores new reports (the store has just inserted them) against copies of
+/// the current aggregates; the originals are untouched, so a failed commit
+/// changes nothing. Each worker's reports are applied in start order.
+pub fn score_new(
+    current: &BTreeMap<String, Arc<WorkerAggregate>>,
+    mut reports: Vec<WorkerExecutionReport>,
+    cfg: &WorkerConfig,
+) -> Scored {
+    reports.sort_by(|a, b| {
+        a.worker_name
+            .cmp(&b.worker_name)
+            .then(a.started_at.total_cmp(&b.started_at))
+            .then_with(|| a.execution_id.cmp(&b.execution_id))
+    });
+    let mut out = Scored::default();
+    for r in reports {
+        let name = r.worker_name.clone();
+        let id = r.execution_id.clone();
+        let agg = out.aggregates.entry(name.clone()).or_insert_with(|| {
+            current
+                .get(&name)
+                .map(|a| (**a).clone())
+                .unwrap_or_else(|| WorkerAggregate::new(&name))
+        });
+        match worker::ingest(agg, r, cfg) {
+            Ok(Some(e)) => out.executions.push(e),
+            Ok(None) => out
+                .skipped
+                .push((id, "already in the worker's recent runs".into())),
+            Err(e) => out.skipped.push((id, e.to_string())),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lull_common::msg::worker::{example_report, ExecutionOutcome};
+
+    fn cfg() -> WorkerConfig {
+        WorkerConfig::default()
+    }
+
+    #[test]
+    fn dedupe_keeps_the_first_of_each_id() {
+        let a = example_report("a", "w", 10.0, 5.0);
+        let mut a2 = example_report("a", "w", 20.0, 5.0);
+        a2.outcome = ExecutionOutcome::Failure;
+        let b = example_report("b", "w", 30.0, 5.0);
+        let out = dedupe(vec![a.clone(), a2, b.clone()]);
+        assert_eq!(out, vec![a, b]);
+    }
+
+    #[test]
+    fn score_new_works_on_copies_in_start_order() {
+        let t0 = 1_763_020_800.0;
+        let cfg = cfg();
+        let mut base = WorkerAggregate::new("hourly");
+        for i in 0..5 {
+            let r = example_report(
+                &format!("h{i}"),
+                "hourly",
+                t0 + f64::from(i) * 3600.0,
+                1000.0,
+            );
+            worker::ingest(&mut base, r, &cfg).unwrap();
+        }
+        let current: BTreeMap<String, Arc<WorkerAggregate>> =
+            [("hourly".to_string(), Arc::new(base.clone()))].into();
+        // Out of order, two workers, one already applied.
+        let reports = vec![
+            example_report("h6", "hourly", t0 + 6.0 * 3600.0, 1000.0),
+            example_report("g1", "sse_guardian", t0 + 10.0, 40.0),
+            example_report("h5", "hourly", t0 + 5.0 * 3600.0, 1000.0),
+            example_report("h4", "hourly", t0 + 4.0 * 3600.0, 1000.0),
+        ];
+        let s = score_new(&current, reports, &cfg);
+        // The original is untouched.
+        assert_eq!(*current["hourly"], base);
+        assert_eq!(s.aggregates["hourly"].total_executions(), 7);
+        assert_eq!(s.aggregates["sse_guardian"].total_executions(), 1);
+        let ids: Vec<&str> = s
+            .executions
+            .iter()
+            .map(|e| e.report.execution_id.as_str())
+            .collect();
+        assert_eq!(ids, ["h5", "h6", "g1"]);
+        assert_eq!(s.skipped.len(), 1);
+        assert_eq!(s.skipped[0].0, "h4");
+        // h6 was scored after h5: it sees a one-hour gap.
+        let h6 = &s.executions[1];
+        assert_eq!(h6.learning.time_since_last_run_seconds, Some(3600.0));
+    }
+
+    #[test]
+    fn queries_answer_from_the_view() {
+        let cfg = Arc::new(cfg());
+        let t0 = 1_763_020_800.0;
+        let mut agg = WorkerAggregate::new("sse_guardian");
+        for i in 0..10 {
+            let r = example_report(
+                &format!("g{i}"),
+                "sse_guardian",
+                t0 + f64::from(i) * 10.0,
+                40.0,
+            );
+            worker::ingest(&mut agg, r, &cfg).unwrap();
+        }
+        let view = View {
+            aggregates: [("sse_guardian".to_string(), Arc::new(agg))].into(),
+        };
+        let h = WorkersHandle::from_view(view, cfg, None);
+        assert!(h.knows("sse_guardian"));
+        assert!(h.stats("nope", t0).is_none());
+        let s = h.stats("sse_guardian", t0 + 100.0).unwrap();
+        assert_eq!(s.total_executions, 10);
+        assert!(h.learning("sse_guardian").is_some());
+        let sys = h.system(t0 + 100.0);
+        assert_eq!(sys.workers, 1);
+        assert_eq!(sys.total_executions_24h, 10);
+        let q = h.quality(t0 + 100.0);
+        assert_eq!(q.workers.len(), 1);
+
+        h.set_quiet_hours([("web-1".to_string(), vec![3, 4])].into());
+        let by_worker = quiet_hours_by_worker(&h.view(), &h.quiet_hours());
+        assert_eq!(by_worker["sse_guardian"], vec![3, 4]);
+    }
+}
