@@ -93,6 +93,16 @@ async fn expect_violation(errors: &mut mpsc::UnboundedReceiver<String>, subject:
     );
 }
 
+/// Makes sure the server has processed everything `coord` sent so far (a
+/// subscription included): a JetStream API round trip on the same
+/// connection. `flush` alone only empties the client's buffer.
+async fn barrier(coord: &Client) {
+    coord
+        .request("$JS.API.INFO", "".into())
+        .await
+        .expect("JetStream account info (round trip)");
+}
+
 /// Receives the next message within `d`, if any.
 async fn next_within(sub: &mut async_nats::Subscriber, d: Duration) -> Option<async_nats::Message> {
     tokio::time::timeout(d, sub.next()).await.ok().flatten()
@@ -130,7 +140,7 @@ async fn hosts_and_addons_are_confined_to_their_subjects() {
 
     // The coordinator sees the stats a host publishes on its own subject...
     let mut stats = coord.subscribe("lull.stats.*").await.unwrap();
-    coord.flush().await.unwrap();
+    barrier(&coord).await;
     web1.publish("lull.stats.web1", "own".into()).await.unwrap();
     web1.flush().await.unwrap();
     let m = next_within(&mut stats, Duration::from_secs(5))
@@ -181,7 +191,7 @@ async fn hosts_and_addons_are_confined_to_their_subjects() {
 
     // A stand-in for the coordinator's micro service on lull.v1.>.
     let mut requests = coord.subscribe("lull.v1.>").await.unwrap();
-    coord.flush().await.unwrap();
+    barrier(&coord).await;
     let responder = {
         let coord = coord.clone();
         let (seen_tx, seen_rx) = mpsc::unbounded_channel::<String>();
