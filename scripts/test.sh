@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
+# Tools the deploy/observe tests use: promtool, docker-compose, kubernetes-validate.
+scripts/install-deploy-tools.sh
 # Build every binary first: the end-to-end tests run them as processes.
 cargo build --workspace --all-targets --locked
 cargo test --workspace --locked --no-fail-fast "$@"

@@ -567,11 +567,15 @@ pub enum ConfigProblem {
 impl AgentConfig {
     /// Loads the configuration for the given flags and checks it.
     pub fn load(args: &Args) -> Result<Self, ConfigProblem> {
-        let cfg: AgentConfig = lull_common::config::load(
+        let mut cfg: AgentConfig = lull_common::config::load(
             &AgentConfig::default(),
             args.common.config.as_ref(),
             &Overrides::from(args),
         )?;
+        // An explicit id gets the same treatment as the host name: a node
+        // name such as `ip-10-0-1-2.ec2.internal` becomes a valid subject
+        // token (`ip-10-0-1-2_ec2_internal`) instead of an error.
+        cfg.host_id = sanitize_host_id(&cfg.host_id);
         cfg.check()?;
         Ok(cfg)
     }

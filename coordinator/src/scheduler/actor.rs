@@ -192,7 +192,7 @@ impl Actor {
         }
         self.host_gauges = seen;
         metrics::gauge!("lull_lease_queue_length").set(self.book.queue_len() as f64);
-        metrics::gauge!("lull_lease_active_total").set(self.book.active_len() as f64);
+        metrics::gauge!("lull_leases_active").set(self.book.active_len() as f64);
         metrics::gauge!("lull_lease_grace_period").set(if self.book.in_grace(now_unix()) {
             1.0
         } else {
