@@ -151,6 +151,38 @@ pub fn describe() {
         "Failed history maintenance steps, by step (partitions, rollups, retention, forecast)."
     );
 
+    // Leases.
+    describe_counter!(
+        "lull_lease_decisions_total",
+        "Lease requests decided, by result (granted, denied, queued) and denial reason code."
+    );
+    describe_counter!(
+        "lull_lease_events_total",
+        "Lease lifecycle events published, by event (granted, released, expired, revoked)."
+    );
+    describe_counter!(
+        "lull_lease_effects_dropped_total",
+        "Lease events or audit records dropped because the effects queue was full."
+    );
+    describe_gauge!("lull_lease_active", "Active leases on each host.");
+    describe_gauge!("lull_leases_active", "Active leases in the whole fleet.");
+    describe_gauge!(
+        "lull_lease_capacity_units",
+        "Lease capacity of each host for an unconstrained job, in cost units."
+    );
+    describe_gauge!(
+        "lull_lease_used_units",
+        "Cost units held by active leases on each host."
+    );
+    describe_gauge!(
+        "lull_lease_queue_length",
+        "Lease requests waiting in the queue."
+    );
+    describe_gauge!(
+        "lull_lease_grace_period",
+        "1 while the coordinator is in its restart grace period (new grants refused)."
+    );
+
     // Database.
     describe_histogram!(
         "lull_db_batch_duration_seconds",
