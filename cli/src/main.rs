@@ -1,9 +1,11 @@
 //! `lullctl`: the operator's CLI. One module per command group; each prints
 //! a human table or, with `--json`, the raw reply.
 
+mod block;
 mod hosts;
 mod leases;
 mod output;
+mod regions;
 mod workers;
 mod report;
 mod run;
@@ -35,6 +37,12 @@ struct Cli {
 enum Command {
     /// List hosts with their quiet state.
     Hosts(hosts::HostsArgs),
+    /// Keep heavy work off a host or the fleet (maintenance); no target lists blocks.
+    Block(block::BlockArgs),
+    /// Lift a host's or the fleet-wide block.
+    Unblock(block::UnblockArgs),
+    /// Build regions: campaign stats, selection, insights, pardon, import/export.
+    Regions(regions::RegionsArgs),
     /// Worker executions, scores, learning insights and data quality.
     Workers(workers::WorkersArgs),
     /// Scheduler status: leases, host capacity, per-addon decisions.
@@ -84,6 +92,9 @@ async fn main() -> anyhow::Result<()> {
     };
     let code = match cli.command {
         Command::Hosts(a) => hosts::run(&ctx, a).await?,
+        Command::Block(a) => block::block(&ctx, a).await?,
+        Command::Unblock(a) => block::unblock(&ctx, a).await?,
+        Command::Regions(a) => regions::run(&ctx, a).await?,
         Command::Workers(a) => workers::run(&ctx, a).await?,
         Command::Status(a) => leases::status(&ctx, a).await?,
         Command::Leases(a) => leases::leases(&ctx, a).await?,

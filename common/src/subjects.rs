@@ -126,6 +126,10 @@ pub mod endpoints {
     pub const HOSTS_GET: &str = "hosts.get";
     /// `lull.v1.hosts.block`.
     pub const HOSTS_BLOCK: &str = "hosts.block";
+    /// `lull.v1.hosts.unblock`.
+    pub const HOSTS_UNBLOCK: &str = "hosts.unblock";
+    /// `lull.v1.hosts.blocks` (the active blocks).
+    pub const HOSTS_BLOCKS: &str = "hosts.blocks";
     /// `lull.v1.stats.history`.
     pub const STATS_HISTORY: &str = "stats.history";
     /// `lull.v1.stats.health`.

@@ -10,7 +10,7 @@ use lull_common::Subjects;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::CoordinatorConfig;
-use crate::{endpoints, fleet, ingest, lease, scheduler, service, store, workers};
+use crate::{endpoints, fleet, ingest, lease, regions, scheduler, service, store, workers};
 
 /// Runs the coordinator until `stop` is cancelled.
 pub async fn run(cfg: CoordinatorConfig, stop: CancellationToken) -> anyhow::Result<()> {
@@ -62,26 +62,36 @@ pub async fn run(cfg: CoordinatorConfig, stop: CancellationToken) -> anyhow::Res
         Some(pool.clone()),
         actors.clone(),
     );
+    let (history, blocks) = open_history(&pool, &cfg).await?;
     let (fleet, fleet_task) = fleet::spawn(
         fleet::FleetConfig {
             queue: cfg.ingest.fleet_queue,
             hosts_flush: Duration::from_secs_f64(cfg.ingest.hosts_flush_sec.max(0.1)),
             sweep: Duration::from_secs_f64(cfg.ingest.sweep_sec.max(0.1)),
-            quiet: std::sync::Arc::new(cfg.quiet.clone()),
+            quiet: history.quiet.clone(),
             views_flush: Duration::from_secs_f64(cfg.ingest.views_flush_sec.max(0.01)),
+            history: Some(history.clone()),
+            blocks,
         },
         Some(pool.clone()),
         known,
         Some(views_tx),
         actors.clone(),
     );
+    let history_task = tokio::spawn(store::history::maintain::run(
+        history.clone(),
+        actors.clone(),
+    ));
+    let forecast_task = tokio::spawn(fleet::forecast::run(
+        history.clone(),
+        fleet.clone(),
+        actors.clone(),
+    ));
 
     // Durable reports: one consumer, one sink per domain actor.
-    let (sinks, regions_rx, workers_rx) =
-        ingest::reports::Sinks::channel(cfg.ingest.reports_queue);
-    // Until the regions actor consumes `regions_rx`, region reports are
-    // nak'ed and stay in the stream.
-    drop(regions_rx);
+    let (sinks, regions_rx, workers_rx) = ingest::reports::Sinks::channel(cfg.ingest.reports_queue);
+    let (regions, regions_task) =
+        start_regions(&pool, &cfg, &client, regions_rx, actors.clone()).await?;
     let (workers, workers_task) = start_workers(&pool, &cfg, workers_rx, actors.clone()).await?;
 
     let intake = CancellationToken::new();
@@ -118,7 +128,9 @@ pub async fn run(cfg: CoordinatorConfig, stop: CancellationToken) -> anyhow::Res
         fleet: fleet.clone(),
         scheduler: scheduler.clone(),
         max_payload: max,
+        history: history.clone(),
         workers,
+        regions,
     };
     let svc = service::start(
         &client,
@@ -144,11 +156,40 @@ pub async fn run(cfg: CoordinatorConfig, stop: CancellationToken) -> anyhow::Res
     }
     actors.cancel();
     let _ = fleet_task.await;
+    let _ = history_task.await;
+    let _ = forecast_task.await;
     let _ = scheduler_task.await;
     let _ = workers_task.await;
+    let _ = regions_task.await;
     let _ = client.flush().await;
     tracing::info!("shutdown complete");
     Ok(())
+}
+
+/// Loads the region aggregates (replaying what they do not count yet) and
+/// starts the regions actor on the reports consumer's regions sink.
+async fn start_regions(
+    pool: &deadpool_postgres::Pool,
+    cfg: &CoordinatorConfig,
+    client: &async_nats::Client,
+    batches: tokio::sync::mpsc::Receiver<ingest::reports::Batch<ingest::reports::RegionReport>>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<(regions::RegionsHandle, tokio::task::JoinHandle<()>)> {
+    cfg.regions
+        .validate()
+        .map_err(|e| anyhow::anyhow!("invalid [regions] configuration: {e}"))?;
+    let loaded = regions::load(pool, &cfg.regions)
+        .await
+        .context("loading the region aggregates")?;
+    Ok(regions::spawn(
+        cfg.regions.clone(),
+        cfg.region_service.clone(),
+        pool.clone(),
+        loaded,
+        batches,
+        client.server_info().max_payload,
+        shutdown,
+    ))
 }
 
 /// Loads the worker aggregates and starts the workers actor.
@@ -216,6 +257,32 @@ async fn open_book(
         .context("loading recently ended leases")?;
     book.restore_tombstones(ended);
     Ok(book)
+}
+
+/// Opens the history store (checks its settings, creates today's and the
+/// coming partitions, loads the rollup watermark) and loads the operator
+/// blocks still in force.
+async fn open_history(
+    pool: &deadpool_postgres::Pool,
+    cfg: &CoordinatorConfig,
+) -> anyhow::Result<(store::history::HistoryStore, fleet::blocks::Blocks)> {
+    cfg.history
+        .validate(&cfg.quiet)
+        .map_err(|e| anyhow::anyhow!("invalid [history] configuration: {e}"))?;
+    let history = store::history::HistoryStore::new(
+        pool.clone(),
+        cfg.history.clone(),
+        std::sync::Arc::new(cfg.quiet.clone()),
+    );
+    store::history::maintain::prepare(&history)
+        .await
+        .context("preparing history storage")?;
+    let rows = store::blocks::load(pool)
+        .await
+        .context("loading operator blocks")?;
+    let blocks = fleet::blocks::Blocks::from_rows(rows, lull_common::runtime::now_unix());
+    tracing::info!(blocks = blocks.list(lull_common::runtime::now_unix()).len(), "operator blocks loaded");
+    Ok((history, blocks))
 }
 
 async fn wait_for_db(pool: &deadpool_postgres::Pool, timeout: Duration) -> anyhow::Result<()> {

@@ -24,6 +24,9 @@ pub struct CoordinatorConfig {
     pub ingest: IngestConfig,
     /// Quiet engine thresholds (see docs/quiet.md).
     pub quiet: crate::quiet::config::QuietConfig,
+    /// History storage: cadences, batching, partitions, rollups, retention
+    /// (`[history]`, see docs/quiet.md "History storage").
+    pub history: crate::store::history::HistoryStoreConfig,
     /// Lease scheduler policy (see docs/leases.md).
     pub lease: crate::lease::LeaseConfig,
     /// Shell tunables of the lease scheduler.
@@ -31,6 +34,11 @@ pub struct CoordinatorConfig {
     /// Worker report scoring, learning, anomalies and missed runs
     /// (`[workers]`, see docs/workers.md).
     pub workers: crate::worker::WorkerConfig,
+    /// Region fatigue, outlaw, selection and insight rules (`[regions]`,
+    /// see docs/regions.md).
+    pub regions: crate::region::RegionConfig,
+    /// Shell tunables of the regions actor (`[region_service]`).
+    pub region_service: crate::regions::RegionsTunables,
 }
 
 /// Tunables of the scheduler task around the lease book.
@@ -139,9 +147,12 @@ impl Default for CoordinatorConfig {
             db_pool_size: 8,
             ingest: IngestConfig::default(),
             quiet: Default::default(),
+            history: Default::default(),
             lease: Default::default(),
             scheduler: Default::default(),
             workers: Default::default(),
+            regions: Default::default(),
+            region_service: Default::default(),
         }
     }
 }

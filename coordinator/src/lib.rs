@@ -17,6 +17,7 @@ pub mod lease;
 pub mod metrics;
 pub mod quiet;
 pub mod region;
+pub mod regions;
 pub mod scheduler;
 pub mod service;
 pub mod store;

@@ -151,6 +151,113 @@ pub struct HostDetail {
     pub last_seen: f64,
     /// No snapshot for 3 intervals.
     pub stale: bool,
+    /// The operator block in force on this host (its own, else the fleet's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block: Option<BlockInfo>,
+}
+
+/// Whom an operator block covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum BlockScope {
+    /// One host.
+    Host,
+    /// Every host of the fleet.
+    Fleet,
+}
+
+/// Request of `lull.v1.hosts.block`: stop heavy work on one host
+/// (`host_id`) or on the whole fleet (`all: true`), optionally until a time
+/// (a maintenance window). Blocking again replaces the earlier block.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BlockRequest {
+    /// The host to block; absent with `all`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_id: Option<String>,
+    /// Block the whole fleet.
+    #[serde(default)]
+    pub all: bool,
+    /// Why (shown in `hosts.list`, lease denials and `lullctl`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Unix seconds when the block lifts by itself; absent = until unblocked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<f64>,
+}
+
+/// Exactly one of `host_id` and `all`.
+fn one_target(host_id: Option<&str>, all: bool) -> Result<(), ValidationError> {
+    match (host_id, all) {
+        (Some(h), false) => v::subject_token("host_id", h),
+        (None, true) => Ok(()),
+        (Some(_), true) => Err(ValidationError::Invalid {
+            field: "all".into(),
+            reason: "give either host_id or all, not both".into(),
+        }),
+        (None, false) => Err(ValidationError::Missing {
+            field: "host_id (or all: true)".into(),
+        }),
+    }
+}
+
+impl Validate for BlockRequest {
+    fn validate(&self) -> Result<(), ValidationError> {
+        one_target(self.host_id.as_deref(), self.all)?;
+        v::text_opt("reason", self.reason.as_deref(), v::MAX_TEXT_LEN)?;
+        if let Some(u) = self.until {
+            v::non_negative("until", u)?;
+        }
+        Ok(())
+    }
+}
+
+/// Request of `lull.v1.hosts.unblock`: lift the block of one host or the
+/// fleet-wide block. Lifting a block that does not exist is not an error.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnblockRequest {
+    /// The host to unblock; absent with `all`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_id: Option<String>,
+    /// Lift the fleet-wide block.
+    #[serde(default)]
+    pub all: bool,
+}
+
+impl Validate for UnblockRequest {
+    fn validate(&self) -> Result<(), ValidationError> {
+        one_target(self.host_id.as_deref(), self.all)
+    }
+}
+
+/// One active operator block.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BlockInfo {
+    /// `HOST` or `FLEET`.
+    pub scope: BlockScope,
+    /// The blocked host (absent for the fleet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_id: Option<String>,
+    /// Why, when the operator said.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// Unix seconds when it lifts by itself, if ever.
+    #[serde(default)]
+    pub until: Option<f64>,
+    /// Unix seconds when it was set.
+    pub blocked_at: f64,
+}
+
+/// Reply of `lull.v1.hosts.block`, `lull.v1.hosts.unblock` and
+/// `lull.v1.hosts.blocks`: whether something changed, and every block now
+/// in force.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BlockReply {
+    /// The request was applied (always true for a reply that is not an error).
+    pub ok: bool,
+    /// A block was set, replaced or lifted.
+    pub changed: bool,
+    /// Every active block, the fleet-wide one first, then hosts by id.
+    pub blocks: Vec<BlockInfo>,
 }
 
 #[cfg(test)]
@@ -171,5 +278,30 @@ mod tests {
         let r: HostGetRequest = serde_json::from_str(r#"{"host_id":"a.b"}"#).unwrap();
         assert!(r.validate().is_err());
         assert!(serde_json::from_str::<HostGetRequest>("{}").is_err());
+    }
+
+    #[test]
+    fn block_requests_name_exactly_one_target() {
+        let ok: BlockRequest =
+            serde_json::from_str(r#"{"host_id":"web-1","reason":"patching","until":1.0}"#).unwrap();
+        assert!(ok.validate().is_ok());
+        let all: BlockRequest = serde_json::from_str(r#"{"all":true}"#).unwrap();
+        assert!(all.validate().is_ok());
+        let none: BlockRequest = serde_json::from_str("{}").unwrap();
+        assert!(none.validate().is_err());
+        let both: BlockRequest = serde_json::from_str(r#"{"all":true,"host_id":"a"}"#).unwrap();
+        assert!(both.validate().is_err());
+        let bad: BlockRequest = serde_json::from_str(r#"{"host_id":"a.b"}"#).unwrap();
+        assert!(bad.validate().is_err());
+        let neg: BlockRequest = serde_json::from_str(r#"{"all":true,"until":-5}"#).unwrap();
+        assert!(neg.validate().is_err());
+        let un: UnblockRequest = serde_json::from_str("{}").unwrap();
+        assert!(un.validate().is_err());
+        let un: UnblockRequest = serde_json::from_str(r#"{"all":true}"#).unwrap();
+        assert!(un.validate().is_ok());
+        assert_eq!(
+            serde_json::to_string(&BlockScope::Fleet).unwrap(),
+            "\"FLEET\""
+        );
     }
 }

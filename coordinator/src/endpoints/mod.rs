@@ -4,6 +4,8 @@
 
 mod hosts;
 mod lease;
+mod quiet;
+mod regions;
 mod workers;
 
 use lull_common::error::ErrorCode;
@@ -20,8 +22,12 @@ pub struct Deps {
     pub scheduler: crate::scheduler::SchedulerHandle,
     /// Largest accepted request.
     pub max_payload: usize,
+    /// History storage (history, streaks, forecast, health, blocks).
+    pub history: crate::store::history::HistoryStore,
     /// The workers' state (worker queries).
     pub workers: crate::workers::WorkersHandle,
+    /// The regions actor.
+    pub regions: crate::regions::RegionsHandle,
 }
 
 /// The reply when an actor has stopped (the coordinator is shutting down).
@@ -34,6 +40,8 @@ pub fn all(deps: &Deps) -> Vec<(&'static str, Handler)> {
     let mut v = Vec::new();
     v.extend(hosts::endpoints(deps));
     v.extend(lease::endpoints(deps));
+    v.extend(quiet::endpoints(deps));
+    v.extend(regions::endpoints(deps));
     v.extend(workers::endpoints(deps));
     v
 }

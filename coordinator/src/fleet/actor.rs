@@ -1,23 +1,35 @@
 //! The fleet actor: the single owner of per-host state. It applies
-//! snapshots to each host's quiet tracker, keeps the agents' telemetry,
-//! sweeps for stale hosts, keeps the per-host gauges, and batches the host
-//! table to Postgres through a writer task so the database never slows it.
+//! snapshots to each host's quiet tracker and streak builder, keeps the
+//! agents' telemetry and the operator blocks, sweeps for stale hosts and
+//! ended blocks, keeps the per-host gauges, pushes changed host views to
+//! the lease book, samples quiet scores and snapshots for the history on
+//! the configured cadence, and hands rows to two writer tasks (host table,
+//! history) so the database never slows it.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::Pool;
-use lull_common::msg::hosts::{AgentStatus, HostDetail, HostSummary, QuietAssessment, QuietState};
+use lull_common::msg::hosts::{
+    AgentStatus, BlockReply, HostDetail, HostSummary, QuietAssessment, QuietState,
+};
 use lull_common::msg::stats::SystemStatsSnapshot;
 use lull_common::runtime::now_unix;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::{Command, FleetHandle};
+use super::blocks::Blocks;
+use super::{Command, FleetHandle, LiveQuiet};
 use crate::lease::policy::HostView;
 use crate::quiet::config::QuietConfig;
+use crate::quiet::health::HostFacts;
+use crate::quiet::streaks::{ClosedStreak, QuietSample, StreakBuilder};
 use crate::quiet::tracker::HostTracker;
+use crate::store::history::write::{
+    run_writer, split_chunk, HistoryBatch, QuietChunk, QuietPoint, SnapshotSample, StreakRow,
+};
+use crate::store::history::HistoryStore;
 use crate::store::hosts::HostRow;
 
 /// Tunables of the fleet actor.
@@ -33,6 +45,28 @@ pub struct FleetConfig {
     pub quiet: std::sync::Arc<QuietConfig>,
     /// How often changed host views are pushed to the lease book.
     pub views_flush: Duration,
+    /// Where history goes (cadences and limits in its config); `None`
+    /// keeps no history.
+    pub history: Option<HistoryStore>,
+    /// Operator blocks in force at start (loaded from the database).
+    pub blocks: Blocks,
+}
+
+/// Cached handles of a host's gauges (no label lookup per snapshot).
+struct Gauges {
+    score: metrics::Gauge,
+    stale: metrics::Gauge,
+    blocked: metrics::Gauge,
+}
+
+impl Gauges {
+    fn new(host: &str) -> Self {
+        Gauges {
+            score: metrics::gauge!("lull_host_quiet_score", "host" => host.to_string()),
+            stale: metrics::gauge!("lull_host_stale", "host" => host.to_string()),
+            blocked: metrics::gauge!("lull_host_blocked", "host" => host.to_string()),
+        }
+    }
 }
 
 struct HostEntry {
@@ -44,6 +78,46 @@ struct HostEntry {
     last_seen: f64,
     dirty: bool,
     stale: bool,
+    blocked: bool,
+    streaks: StreakBuilder,
+    /// Quiet samples not yet handed to the history writer.
+    qbuf: Vec<QuietPoint>,
+    /// Cadence slot of the last stored quiet sample / group snapshot.
+    quiet_slot: i64,
+    group_slot: i64,
+    /// Start of the next predicted quiet window.
+    next_quiet_at: Option<f64>,
+    gauges: Gauges,
+}
+
+/// Rows waiting for the history writer (besides each host's `qbuf`).
+#[derive(Default)]
+struct Pending {
+    snaps: Vec<SnapshotSample>,
+    streaks: Vec<StreakRow>,
+    /// All pending rows, `qbuf`s included.
+    rows: usize,
+}
+
+impl Pending {
+    /// Room for one more row under `max`; counts a drop otherwise.
+    fn room(&mut self, max: usize, kind: &'static str) -> bool {
+        if self.rows >= max {
+            metrics::counter!("lull_history_dropped_total", "kind" => kind).increment(1);
+            return false;
+        }
+        self.rows += 1;
+        true
+    }
+
+    fn streak(&mut self, max: usize, host: &str, streak: ClosedStreak) {
+        if self.room(max, "streak") {
+            self.streaks.push(StreakRow {
+                host_id: host.to_string(),
+                streak,
+            });
+        }
+    }
 }
 
 struct Fleet {
@@ -54,13 +128,15 @@ struct Fleet {
     changed: HashSet<String>,
     /// Where host views go (the lease book), if anywhere.
     views: Option<mpsc::Sender<Vec<HostView>>>,
+    blocks: Blocks,
+    pending: Pending,
 }
 
-/// Starts the actor (and, with a pool, its host-table writer). `known` are
-/// hosts loaded from the database, so `first_seen` survives restarts.
-/// Changed host views are pushed to `views` (the lease book) in batches.
-/// Returns the handle and the task, which ends after a final flush once
-/// `shutdown` is cancelled.
+/// Starts the actor (and, with a pool, its host-table writer; with
+/// `cfg.history`, the history writer). `known` are hosts loaded from the
+/// database, so `first_seen` survives restarts. Changed host views are
+/// pushed to `views` (the lease book) in batches. Returns the handle and
+/// the task, which ends after a final flush once `shutdown` is cancelled.
 pub fn spawn(
     cfg: FleetConfig,
     pool: Option<Pool>,
@@ -74,10 +150,12 @@ pub fn spawn(
             .into_iter()
             .map(|r| (r.host_id, r.first_seen))
             .collect(),
+        blocks: cfg.blocks.clone(),
         cfg,
         hosts: HashMap::new(),
         changed: HashSet::new(),
         views,
+        pending: Pending::default(),
     };
     let task = tokio::spawn(fleet.run(rx, pool, shutdown));
     (FleetHandle { tx }, task)
@@ -92,9 +170,23 @@ impl Fleet {
     ) {
         let (wtx, wrx) = mpsc::channel::<Vec<HostRow>>(4);
         let writer = pool.map(|p| tokio::spawn(write_hosts(p, wrx)));
+        let (htx, history_writer) = match &self.cfg.history {
+            Some(store) => {
+                let (tx, rx) = mpsc::channel(store.cfg.writer_queue.max(1));
+                (Some(tx), Some(tokio::spawn(run_writer(store.clone(), rx))))
+            }
+            None => (None, None),
+        };
+        let history_every = self
+            .cfg
+            .history
+            .as_ref()
+            .map_or(3600.0, |h| h.cfg.flush_sec.max(0.05));
         let mut sweep = tokio::time::interval(self.cfg.sweep);
         let mut flush = tokio::time::interval(self.cfg.hosts_flush);
         let mut push_views = tokio::time::interval(self.cfg.views_flush);
+        let mut history = tokio::time::interval(Duration::from_secs_f64(history_every));
+        self.refresh_blocked(now_unix());
         loop {
             tokio::select! {
                 cmd = rx.recv() => match cmd {
@@ -103,6 +195,7 @@ impl Fleet {
                 },
                 _ = sweep.tick() => self.sweep(now_unix()),
                 _ = push_views.tick() => self.push_views(now_unix()),
+                _ = history.tick() => self.flush_history(htx.as_ref(), now_unix()),
                 _ = flush.tick() => {
                     let rows = self.dirty_rows();
                     if !rows.is_empty() {
@@ -124,7 +217,21 @@ impl Fleet {
             let _ = wtx.send(rows).await;
         }
         drop(wtx);
+        if let Some(tx) = htx {
+            // Streaks in progress end here: the coordinator stops watching.
+            self.finish_streaks();
+            let batch = self.take_batch(now_unix());
+            if !batch.is_empty() {
+                if let Some(store) = &self.cfg.history {
+                    store.shared.db.queued(batch.created_at);
+                }
+                let _ = tx.send(batch).await;
+            }
+        }
         if let Some(w) = writer {
+            let _ = w.await;
+        }
+        if let Some(w) = history_writer {
             let _ = w.await;
         }
     }
@@ -134,6 +241,13 @@ impl Fleet {
             Command::Snapshot(snap, at) => self.apply_snapshot(*snap, at),
             Command::Health(host, h, at) => {
                 if let Some(e) = self.hosts.get_mut(&host) {
+                    let t = &h.transport;
+                    metrics::gauge!("lull_agent_reported_queue_length", "host" => host.clone())
+                        .set(t.queue_length as f64);
+                    metrics::counter!("lull_agent_reported_dropped_total", "host" => host.clone())
+                        .absolute(t.dropped_messages);
+                    metrics::gauge!("lull_agent_last_health_timestamp_seconds", "host" => host.clone())
+                        .set(at);
                     e.agent.health = Some(*h);
                     e.agent.health_at = Some(at);
                 }
@@ -147,17 +261,60 @@ impl Fleet {
                 }
             }
             Command::List(reply) => {
-                let _ = reply.send(self.list());
+                let _ = reply.send(self.list(now_unix()));
             }
             Command::Get(host, reply) => {
-                let _ = reply.send(self.get(&host));
+                let _ = reply.send(self.get(&host, now_unix()));
             }
+            Command::Block(target, block, reply) => {
+                let now = now_unix();
+                let changed = self.blocks.set(target.clone(), block);
+                tracing::info!(
+                    target = target.as_deref().unwrap_or("*"),
+                    changed,
+                    "block set"
+                );
+                self.refresh_blocked(now);
+                let _ = reply.send(BlockReply {
+                    ok: true,
+                    changed,
+                    blocks: self.blocks.list(now),
+                });
+            }
+            Command::Unblock(target, reply) => {
+                let now = now_unix();
+                let changed = self.blocks.clear(&target);
+                tracing::info!(
+                    target = target.as_deref().unwrap_or("*"),
+                    changed,
+                    "block lifted"
+                );
+                self.refresh_blocked(now);
+                let _ = reply.send(BlockReply {
+                    ok: true,
+                    changed,
+                    blocks: self.blocks.list(now),
+                });
+            }
+            Command::Blocks(reply) => {
+                let _ = reply.send(self.blocks.list(now_unix()));
+            }
+            Command::HealthFacts(reply) => {
+                let _ = reply.send(self.health_facts());
+            }
+            Command::LiveQuiet(host, reply) => {
+                let live = self.hosts.get(&host).map(|e| LiveQuiet {
+                    pending: e.qbuf.iter().map(|p| (p.t, f64::from(p.score))).collect(),
+                    open_streak: e.streaks.current(),
+                });
+                let _ = reply.send(live);
+            }
+            Command::Forecasts(hints) => self.apply_forecasts(hints),
         }
     }
 
     fn apply_snapshot(&mut self, snap: SystemStatsSnapshot, at: f64) {
-        let host_id = snap.host_id.clone();
-        let Some(entry) = self.hosts.get_mut(&host_id) else {
+        let Some(entry) = self.hosts.get_mut(&snap.host_id) else {
             self.add_host(snap, at);
             return;
         };
@@ -172,15 +329,29 @@ impl Fleet {
         }
         let before = entry.quiet.state;
         entry.quiet = entry.tracker.observe(&snap, at);
+        sample_history(
+            entry,
+            &mut self.pending,
+            self.cfg.history.as_ref(),
+            &snap,
+            at,
+        );
         entry.snapshot = snap;
         entry.last_seen = at;
         entry.dirty = true;
         if entry.stale {
             entry.stale = false;
-            metrics::gauge!("lull_host_stale", "host" => host_id.clone()).set(0.0);
+            entry.gauges.stale.set(0.0);
         }
-        publish_state(&host_id, Some(before), &entry.quiet);
-        self.changed.insert(host_id);
+        publish_state(
+            &entry.snapshot.host_id,
+            Some(before),
+            &entry.quiet,
+            &entry.gauges,
+        );
+        if !self.changed.contains(&entry.snapshot.host_id) {
+            self.changed.insert(entry.snapshot.host_id.clone());
+        }
     }
 
     fn add_host(&mut self, snap: SystemStatsSnapshot, at: f64) {
@@ -188,39 +359,67 @@ impl Fleet {
         let first_seen = *self.first_seen.entry(host_id.clone()).or_insert(at);
         let mut tracker = HostTracker::new(self.cfg.quiet.clone());
         let quiet = tracker.observe(&snap, at);
-        publish_state(&host_id, None, &quiet);
+        let gauges = Gauges::new(&host_id);
+        gauges.stale.set(0.0);
+        let blocked = self.blocks.of(&host_id, at).is_some();
+        gauges.blocked.set(if blocked { 1.0 } else { 0.0 });
+        publish_state(&host_id, None, &quiet, &gauges);
         tracing::info!(host = %host_id, state = %quiet.state, "new host");
         self.changed.insert(host_id.clone());
-        self.hosts.insert(
-            host_id,
-            HostEntry {
-                snapshot: snap,
-                quiet,
-                tracker,
-                agent: AgentStatus::default(),
-                first_seen,
-                last_seen: at,
-                dirty: true,
-                stale: false,
-            },
+        let mut entry = HostEntry {
+            snapshot: snap,
+            quiet,
+            tracker,
+            agent: AgentStatus::default(),
+            first_seen,
+            last_seen: at,
+            dirty: true,
+            stale: false,
+            blocked,
+            streaks: StreakBuilder::new(&self.cfg.quiet.streaks),
+            qbuf: Vec::new(),
+            quiet_slot: i64::MIN,
+            group_slot: i64::MIN,
+            next_quiet_at: None,
+            gauges,
+        };
+        let snap = entry.snapshot.clone();
+        sample_history(
+            &mut entry,
+            &mut self.pending,
+            self.cfg.history.as_ref(),
+            &snap,
+            at,
         );
+        self.hosts.insert(host_id, entry);
+    }
+
+    fn max_pending(&self) -> usize {
+        self.cfg
+            .history
+            .as_ref()
+            .map_or(0, |h| h.cfg.max_pending_rows)
     }
 
     fn sweep(&mut self, now: f64) {
         let mut counts: HashMap<QuietState, u64> = HashMap::new();
         let mut stale = 0u64;
+        let max = self.max_pending();
+        let history = self.cfg.history.is_some();
         for (id, e) in &mut self.hosts {
             let is_stale = e.tracker.is_stale(now);
             if is_stale != e.stale {
                 e.stale = is_stale;
                 self.changed.insert(id.clone());
-                metrics::gauge!("lull_host_stale", "host" => id.clone()).set(if is_stale {
-                    1.0
-                } else {
-                    0.0
-                });
+                e.gauges.stale.set(if is_stale { 1.0 } else { 0.0 });
                 if is_stale {
                     tracing::warn!(host = %id, last_seen = e.last_seen, "host went stale");
+                    // A silent host is not quiet: its streak ends here.
+                    if let Some(s) = e.streaks.finish() {
+                        if history {
+                            self.pending.streak(max, id, s);
+                        }
+                    }
                 }
             }
             if e.stale {
@@ -233,6 +432,108 @@ impl Fleet {
                 .set(counts.get(&s).copied().unwrap_or(0) as f64);
         }
         metrics::gauge!("lull_hosts_stale").set(stale as f64);
+        if self.blocks.next_end().is_some_and(|t| t <= now) {
+            self.blocks.expire(now);
+        }
+        self.refresh_blocked(now);
+        if let Some(h) = &self.cfg.history {
+            metrics::gauge!("lull_history_pending_rows").set(self.pending.rows as f64);
+            metrics::gauge!("lull_db_write_lag_seconds").set(h.shared.db.lag(now).unwrap_or(0.0));
+        }
+    }
+
+    /// Brings every host's `blocked` flag and gauge up to date with the
+    /// blocks at `now`; hosts whose flag changed get their view pushed.
+    fn refresh_blocked(&mut self, now: f64) {
+        let mut blocked = 0u64;
+        for (id, e) in &mut self.hosts {
+            let b = self.blocks.of(id, now).is_some();
+            if b != e.blocked {
+                e.blocked = b;
+                e.gauges.blocked.set(if b { 1.0 } else { 0.0 });
+                self.changed.insert(id.clone());
+            }
+            if b {
+                blocked += 1;
+            }
+        }
+        metrics::gauge!("lull_hosts_blocked").set(blocked as f64);
+        let fleet = if self.blocks.fleet(now).is_some() {
+            1.0
+        } else {
+            0.0
+        };
+        metrics::gauge!("lull_blocks", "scope" => "fleet").set(fleet);
+        metrics::gauge!("lull_blocks", "scope" => "host").set(self.blocks.host_count() as f64);
+    }
+
+    fn apply_forecasts(&mut self, hints: Vec<(String, Option<f64>)>) {
+        let hints: HashMap<String, Option<f64>> = hints.into_iter().collect();
+        for (id, e) in &mut self.hosts {
+            let next = hints.get(id).copied().flatten();
+            if next != e.next_quiet_at {
+                e.next_quiet_at = next;
+                self.changed.insert(id.clone());
+            }
+        }
+    }
+
+    /// Ends every streak in progress (at shutdown).
+    fn finish_streaks(&mut self) {
+        let max = self.max_pending();
+        for (id, e) in &mut self.hosts {
+            if let Some(s) = e.streaks.finish() {
+                self.pending.streak(max, id, s);
+            }
+        }
+    }
+
+    /// Everything pending, as one batch; the buffers are left empty.
+    fn take_batch(&mut self, now: f64) -> HistoryBatch {
+        let max_span = self
+            .cfg
+            .history
+            .as_ref()
+            .map_or(f64::INFINITY, |h| h.cfg.quiet_chunk_max_sec);
+        let mut quiet = Vec::new();
+        for (id, e) in &mut self.hosts {
+            if !e.qbuf.is_empty() {
+                let samples = std::mem::take(&mut e.qbuf);
+                quiet.extend(split_chunk(
+                    QuietChunk {
+                        host_id: id.clone(),
+                        samples,
+                    },
+                    max_span,
+                ));
+            }
+        }
+        self.pending.rows = 0;
+        HistoryBatch {
+            created_at: now,
+            quiet,
+            snapshots: std::mem::take(&mut self.pending.snaps),
+            streaks: std::mem::take(&mut self.pending.streaks),
+        }
+    }
+
+    /// Hands what is pending to the history writer, unless its queue is
+    /// full (then everything stays pending for the next flush).
+    fn flush_history(&mut self, tx: Option<&mpsc::Sender<HistoryBatch>>, now: f64) {
+        let (Some(tx), Some(store)) = (tx, self.cfg.history.clone()) else {
+            return;
+        };
+        if self.pending.rows == 0 {
+            return;
+        }
+        // Only this actor sends, so a reserved slot stays ours.
+        let Ok(permit) = tx.try_reserve() else {
+            metrics::counter!("lull_history_writer_busy_total").increment(1);
+            return;
+        };
+        let batch = self.take_batch(now);
+        store.shared.db.queued(now);
+        permit.send(batch);
     }
 
     /// Sends the views of changed hosts to the lease book. When its queue
@@ -248,14 +549,18 @@ impl Fleet {
         let views: Vec<HostView> = self
             .changed
             .iter()
-            .filter_map(|id| self.hosts.get(id).map(|e| view_of(id, e, now)))
+            .filter_map(|id| {
+                self.hosts
+                    .get(id)
+                    .map(|e| view_of(id, e, &self.blocks, now))
+            })
             .collect();
         if tx.try_send(views).is_ok() {
             self.changed.clear();
         }
     }
 
-    fn list(&self) -> Vec<HostSummary> {
+    fn list(&self, now: f64) -> Vec<HostSummary> {
         let mut out: Vec<HostSummary> = self
             .hosts
             .iter()
@@ -265,21 +570,37 @@ impl Fleet {
                 quiet_score: e.quiet.quiet_score,
                 last_seen: e.last_seen,
                 stale: e.stale,
-                blocked: false,
+                blocked: self.blocks.of(id, now).is_some(),
             })
             .collect();
         out.sort_by(|a, b| a.host_id.cmp(&b.host_id));
         out
     }
 
-    fn get(&self, host: &str) -> Option<HostDetail> {
+    fn get(&self, host: &str, now: f64) -> Option<HostDetail> {
         self.hosts.get(host).map(|e| HostDetail {
             snapshot: e.snapshot.clone(),
             quiet: e.quiet.clone(),
             agent: e.agent.clone(),
             last_seen: e.last_seen,
             stale: e.stale,
+            block: self.blocks.info_of(host, now),
         })
+    }
+
+    fn health_facts(&self) -> Vec<HostFacts> {
+        self.hosts
+            .iter()
+            .map(|(id, e)| HostFacts {
+                host_id: id.clone(),
+                state: Some(e.quiet.state),
+                quiet_score: Some(e.quiet.quiet_score),
+                stale: e.stale,
+                last_seen: Some(e.last_seen),
+                last_failure_at: e.agent.failure_at,
+                last_failure: e.agent.failure.as_ref().map(|f| f.error.clone()),
+            })
+            .collect()
     }
 
     fn dirty_rows(&mut self) -> Vec<HostRow> {
@@ -306,8 +627,50 @@ impl Fleet {
     }
 }
 
+/// Feeds one assessed snapshot (received at `at`) to the host's streak
+/// builder, and keeps a quiet sample and a copy of the snapshot for the
+/// history when their cadence slot is new.
+fn sample_history(
+    e: &mut HostEntry,
+    pending: &mut Pending,
+    history: Option<&HistoryStore>,
+    snap: &SystemStatsSnapshot,
+    at: f64,
+) {
+    let closed = e.streaks.push(QuietSample {
+        time: at,
+        score: e.quiet.quiet_score,
+        state: e.quiet.state,
+    });
+    let Some(store) = history else {
+        return;
+    };
+    let cfg = &store.cfg;
+    let max = cfg.max_pending_rows;
+    if let Some(s) = closed {
+        pending.streak(max, &snap.host_id, s);
+    }
+    let slot = (at / cfg.quiet_every_sec).floor() as i64;
+    if slot != e.quiet_slot && pending.room(max, "quiet") {
+        e.quiet_slot = slot;
+        e.qbuf.push(QuietPoint {
+            t: at,
+            score: e.quiet.quiet_score as f32,
+            state: e.quiet.state,
+        });
+    }
+    let slot = (at / cfg.groups_every_sec).floor() as i64;
+    if slot != e.group_slot && pending.room(max, "snapshot") {
+        e.group_slot = slot;
+        pending.snaps.push(SnapshotSample {
+            t: at,
+            snapshot: snap.clone(),
+        });
+    }
+}
+
 /// What the lease book needs to know of a host.
-fn view_of(id: &str, e: &HostEntry, now: f64) -> HostView {
+fn view_of(id: &str, e: &HostEntry, blocks: &Blocks, now: f64) -> HostView {
     let i = &e.quiet.inputs;
     let mut v = HostView::new(
         id,
@@ -317,7 +680,12 @@ fn view_of(id: &str, e: &HostEntry, now: f64) -> HostView {
         e.last_seen,
     );
     v.stale = e.stale;
+    if let Some((_, b)) = blocks.of(id, now) {
+        v.blocked = true;
+        v.blocked_reason = b.reason.clone();
+    }
     v.cooldown_until = e.tracker.in_cooldown(now).map(|left| now + left);
+    v.next_quiet_at = e.next_quiet_at;
     v.cpu_avg_pct = Some(i.cpu_avg_2m);
     v.load_per_core = Some(i.load_per_core);
     v.mem_pct = Some(i.mem_pct);
@@ -328,8 +696,8 @@ fn view_of(id: &str, e: &HostEntry, now: f64) -> HostView {
 }
 
 /// Updates the per-host gauges; the state gauge only on a change.
-fn publish_state(host: &str, before: Option<QuietState>, now: &QuietAssessment) {
-    metrics::gauge!("lull_host_quiet_score", "host" => host.to_string()).set(now.quiet_score);
+fn publish_state(host: &str, before: Option<QuietState>, now: &QuietAssessment, g: &Gauges) {
+    g.score.set(now.quiet_score);
     if before != Some(now.state) {
         for s in QuietState::ALL {
             metrics::gauge!("lull_host_state", "host" => host.to_string(), "state" => s.as_str())

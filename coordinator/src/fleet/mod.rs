@@ -1,15 +1,34 @@
-//! The fleet: per-host state (latest snapshot, quiet tracker, agent
-//! telemetry, first and last seen) owned by one actor task. Everything else
-//! talks to it through a [`FleetHandle`].
+//! The fleet: per-host state (latest snapshot, quiet tracker, streak
+//! builder, agent telemetry, first and last seen, forecast hint) and the
+//! operator blocks, owned by one actor task. Everything else talks to it
+//! through a [`FleetHandle`]. The actor feeds the history writer and the
+//! lease book's host views; it never awaits the database.
 
 mod actor;
+pub mod blocks;
+pub mod forecast;
 
 pub use actor::{spawn, FleetConfig};
 
-use lull_common::msg::hosts::{HostDetail, HostSummary};
+use lull_common::msg::hosts::{BlockInfo, BlockReply, HostDetail, HostSummary};
 use lull_common::msg::stats::SystemStatsSnapshot;
 use lull_common::msg::telemetry::{LoopFailure, LoopHealth};
 use tokio::sync::{mpsc, oneshot};
+
+use crate::quiet::health::HostFacts;
+use crate::quiet::streaks::ClosedStreak;
+use blocks::{Block, Target};
+
+/// What the fleet knows right now about one host's quiet history, beyond
+/// what is stored: samples not yet handed to the writer and the streak in
+/// progress.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LiveQuiet {
+    /// Quiet samples `(t, score)` waiting to be written.
+    pub pending: Vec<(f64, f64)>,
+    /// The streak in progress, if the host is QUIET now.
+    pub open_streak: Option<ClosedStreak>,
+}
 
 /// A message to the fleet actor.
 #[derive(Debug)]
@@ -24,6 +43,20 @@ pub enum Command {
     List(oneshot::Sender<Vec<HostSummary>>),
     /// `hosts.get`.
     Get(String, oneshot::Sender<Option<HostDetail>>),
+    /// Set (or replace) a block (already persisted).
+    Block(Target, Block, oneshot::Sender<BlockReply>),
+    /// Lift a block (already persisted).
+    Unblock(Target, oneshot::Sender<BlockReply>),
+    /// The blocks in force.
+    Blocks(oneshot::Sender<Vec<BlockInfo>>),
+    /// Per-host facts of the health rollup.
+    HealthFacts(oneshot::Sender<Vec<HostFacts>>),
+    /// Unwritten quiet samples and the open streak of a host (`None` when
+    /// the host is not known).
+    LiveQuiet(String, oneshot::Sender<Option<LiveQuiet>>),
+    /// Fresh forecast hints: the next predicted quiet window's start per
+    /// host (hosts not listed have none).
+    Forecasts(Vec<(String, Option<f64>)>),
 }
 
 /// The fleet actor is gone (shutting down).
@@ -60,23 +93,55 @@ impl FleetHandle {
             .try_send(Command::Failure(host, Box::new(failure), at));
     }
 
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, FleetGone> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(make(tx)).await.map_err(|_| FleetGone)?;
+        rx.await.map_err(|_| FleetGone)
+    }
+
     /// Every known host, sorted by id.
     pub async fn list(&self) -> Result<Vec<HostSummary>, FleetGone> {
-        let (tx, rx) = oneshot::channel();
-        self.tx
-            .send(Command::List(tx))
-            .await
-            .map_err(|_| FleetGone)?;
-        rx.await.map_err(|_| FleetGone)
+        self.ask(Command::List).await
     }
 
     /// One host's detail, if known.
     pub async fn get(&self, host_id: String) -> Result<Option<HostDetail>, FleetGone> {
-        let (tx, rx) = oneshot::channel();
+        self.ask(|tx| Command::Get(host_id, tx)).await
+    }
+
+    /// Applies a block that is already persisted; replies with every block.
+    pub async fn block(&self, target: Target, block: Block) -> Result<BlockReply, FleetGone> {
+        self.ask(|tx| Command::Block(target, block, tx)).await
+    }
+
+    /// Lifts a block that is already deleted from storage.
+    pub async fn unblock(&self, target: Target) -> Result<BlockReply, FleetGone> {
+        self.ask(|tx| Command::Unblock(target, tx)).await
+    }
+
+    /// The blocks in force.
+    pub async fn blocks(&self) -> Result<Vec<BlockInfo>, FleetGone> {
+        self.ask(Command::Blocks).await
+    }
+
+    /// Per-host facts for the health rollup.
+    pub async fn health_facts(&self) -> Result<Vec<HostFacts>, FleetGone> {
+        self.ask(Command::HealthFacts).await
+    }
+
+    /// Unwritten quiet samples and the open streak of a host.
+    pub async fn live_quiet(&self, host_id: String) -> Result<Option<LiveQuiet>, FleetGone> {
+        self.ask(|tx| Command::LiveQuiet(host_id, tx)).await
+    }
+
+    /// Hands over fresh forecast hints.
+    pub async fn set_forecasts(&self, hints: Vec<(String, Option<f64>)>) -> Result<(), FleetGone> {
         self.tx
-            .send(Command::Get(host_id, tx))
+            .send(Command::Forecasts(hints))
             .await
-            .map_err(|_| FleetGone)?;
-        rx.await.map_err(|_| FleetGone)
+            .map_err(|_| FleetGone)
     }
 }

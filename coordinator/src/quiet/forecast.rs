@@ -111,6 +111,17 @@ impl Heatmap {
         self.count[i] = self.count[i].saturating_add(1);
     }
 
+    /// Adds `count` points whose mean is `mean` at once (an aggregate of
+    /// rollup points, all in the hour of `t`).
+    pub fn add_many(&mut self, t: f64, mean: f64, count: u32) {
+        if !t.is_finite() || !mean.is_finite() || count == 0 {
+            return;
+        }
+        let i = hour_of_week(t);
+        self.sum[i] += mean * f64::from(count);
+        self.count[i] = self.count[i].saturating_add(count);
+    }
+
     /// The mean score of a cell, `None` when it has too few points.
     pub fn cell(&self, hour: usize) -> Option<f64> {
         let i = hour % HOURS_PER_WEEK;
@@ -340,5 +351,19 @@ mod tests {
         let q: ForecastRequest =
             serde_json::from_str(r#"{"host_id":"web-1","threshold":150}"#).unwrap();
         assert!(q.validate().is_err());
+    }
+
+    #[test]
+    fn add_many_equals_adding_one_by_one() {
+        let mut a = Heatmap::new(3);
+        let mut b = Heatmap::new(3);
+        for s in [60.0, 80.0, 100.0] {
+            a.add(MONDAY + 10.0, s);
+        }
+        b.add_many(MONDAY + 10.0, 80.0, 3);
+        b.add_many(MONDAY, f64::NAN, 3);
+        b.add_many(MONDAY, 50.0, 0);
+        assert_eq!(a, b);
+        assert_eq!(b.cell(0), Some(80.0));
     }
 }

@@ -23,9 +23,24 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("migrations/0001_hosts.sql"),
     },
     Migration {
+        version: 2,
+        name: "history",
+        sql: include_str!("migrations/0002_history.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "blocks",
+        sql: include_str!("migrations/0003_blocks.sql"),
+    },
+    Migration {
         version: 4,
         name: "leases",
         sql: include_str!("migrations/0004_leases.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "regions",
+        sql: include_str!("migrations/0005_regions.sql"),
     },
     Migration {
         version: 6,

@@ -1,9 +1,12 @@
 //! Persistence in Postgres: the connection pool, versioned migrations, and
 //! one module per table family.
 
+pub mod blocks;
+pub mod history;
 pub mod hosts;
 pub mod leases;
 pub mod migrations;
+pub mod regions;
 pub mod workers;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};

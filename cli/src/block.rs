@@ -1,0 +1,249 @@
+//! `lullctl block` and `lullctl unblock`: keep heavy work off one host or
+//! the whole fleet (a maintenance window), and lift it again. Without a
+//! host or `--all`, `block` lists the blocks in force.
+
+use anyhow::bail;
+use clap::Args;
+use lull_common::msg::hosts::{BlockInfo, BlockReply, BlockRequest, BlockScope, UnblockRequest};
+use lull_common::subjects::endpoints as ep;
+
+use crate::output::{call, json, table};
+use crate::Ctx;
+
+/// Arguments of `lullctl block`.
+#[derive(Debug, Args)]
+pub struct BlockArgs {
+    /// The host to block (omit with --all; omit both to list blocks).
+    host: Option<String>,
+    /// Block the whole fleet.
+    #[arg(long, conflicts_with = "host")]
+    all: bool,
+    /// Why (shown in `lullctl hosts`, lease denials and metrics logs).
+    #[arg(long)]
+    reason: Option<String>,
+    /// When the block lifts by itself: a duration from now ("2h", "30m"),
+    /// Unix seconds, or a UTC time "2025-11-14T03:00:00Z".
+    #[arg(long)]
+    until: Option<String>,
+}
+
+/// Arguments of `lullctl unblock`.
+#[derive(Debug, Args)]
+pub struct UnblockArgs {
+    /// The host to unblock (omit with --all).
+    host: Option<String>,
+    /// Lift the fleet-wide block.
+    #[arg(long, conflicts_with = "host")]
+    all: bool,
+}
+
+/// Runs `lullctl block`; returns the exit code.
+pub async fn block(ctx: &Ctx, a: BlockArgs) -> anyhow::Result<i32> {
+    if a.host.is_none() && !a.all {
+        if a.reason.is_some() || a.until.is_some() {
+            bail!("name a HOST or --all to block");
+        }
+        let r: BlockReply = call(ctx, ep::HOSTS_BLOCKS, &serde_json::json!({})).await?;
+        return print(ctx, &r, None);
+    }
+    let now = lull_common::runtime::now_unix();
+    let until = match &a.until {
+        Some(u) => Some(parse_until(u, now).map_err(|e| anyhow::anyhow!("--until: {e}"))?),
+        None => None,
+    };
+    let req = BlockRequest {
+        host_id: a.host,
+        all: a.all,
+        reason: a.reason,
+        until,
+    };
+    let r: BlockReply = call(ctx, ep::HOSTS_BLOCK, &req).await?;
+    let what = target_name(req.host_id.as_deref());
+    print(ctx, &r, Some(format!("blocked {what}")))
+}
+
+/// Runs `lullctl unblock`; returns the exit code.
+pub async fn unblock(ctx: &Ctx, a: UnblockArgs) -> anyhow::Result<i32> {
+    if a.host.is_none() && !a.all {
+        bail!("name a HOST or --all to unblock");
+    }
+    let req = UnblockRequest {
+        host_id: a.host,
+        all: a.all,
+    };
+    let r: BlockReply = call(ctx, ep::HOSTS_UNBLOCK, &req).await?;
+    let what = target_name(req.host_id.as_deref());
+    let msg = if r.changed {
+        format!("unblocked {what}")
+    } else {
+        format!("{what} was not blocked")
+    };
+    print(ctx, &r, Some(msg))
+}
+
+fn target_name(host: Option<&str>) -> String {
+    match host {
+        Some(h) => format!("host {h}"),
+        None => "the fleet".to_string(),
+    }
+}
+
+fn print(ctx: &Ctx, r: &BlockReply, headline: Option<String>) -> anyhow::Result<i32> {
+    if ctx.json {
+        json(r)?;
+        return Ok(0);
+    }
+    if let Some(h) = headline {
+        println!("{h}");
+    }
+    if r.blocks.is_empty() {
+        println!("no blocks in force");
+        return Ok(0);
+    }
+    let rows: Vec<Vec<String>> = r.blocks.iter().map(row).collect();
+    table(&["SCOPE", "HOST", "UNTIL", "REASON"], &rows);
+    Ok(0)
+}
+
+fn row(b: &BlockInfo) -> Vec<String> {
+    vec![
+        match b.scope {
+            BlockScope::Fleet => "FLEET".into(),
+            BlockScope::Host => "HOST".into(),
+        },
+        b.host_id.clone().unwrap_or_else(|| "*".into()),
+        b.until.map_or_else(|| "-".into(), format_utc),
+        b.reason.clone().unwrap_or_default(),
+    ]
+}
+
+/// Parses `--until`: a duration from `now` (`90s`, `30m`, `2h`, `1d`,
+/// `1w`), Unix seconds, or `YYYY-MM-DDTHH:MM[:SS]Z` (UTC).
+pub fn parse_until(s: &str, now: f64) -> Result<f64, String> {
+    let s = s.trim();
+    if let Ok(v) = s.parse::<f64>() {
+        return if v.is_finite() && v > 0.0 {
+            Ok(v)
+        } else {
+            Err(format!("{s:?} is not a time"))
+        };
+    }
+    if let Some(unit) = s.chars().last().filter(|c| "smhdw".contains(*c)) {
+        let n = &s[..s.len() - 1];
+        if let Ok(n) = n.parse::<u64>() {
+            let mult = match unit {
+                's' => 1,
+                'm' => 60,
+                'h' => 3600,
+                'd' => 86_400,
+                _ => 604_800,
+            };
+            return Ok(now + (n * mult) as f64);
+        }
+    }
+    parse_utc(s).ok_or_else(|| {
+        format!("{s:?} is neither a duration (\"2h\"), Unix seconds nor a UTC time (\"2025-11-14T03:00:00Z\")")
+    })
+}
+
+/// `YYYY-MM-DDTHH:MM[:SS]Z` → Unix seconds.
+fn parse_utc(s: &str) -> Option<f64> {
+    let s = s.strip_suffix('Z').or_else(|| s.strip_suffix('z'))?;
+    let (date, time) = s.split_once(['T', 't', ' '])?;
+    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (y, mo, day) = (d.next()??, d.next()??, d.next()??);
+    let mut t = time.splitn(3, ':').map(|p| p.parse::<i64>().ok());
+    let (h, mi) = (t.next()??, t.next()??);
+    let sec = t.next().map_or(Some(0), |v| v)?;
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&day) || h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    if h < 0 || mi < 0 || sec < 0 {
+        return None;
+    }
+    Some((days_from_civil(y, mo, day) * 86_400 + h * 3600 + mi * 60 + sec) as f64)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
+/// algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Unix seconds as `YYYY-MM-DD HH:MM:SSZ`.
+fn format_utc(t: f64) -> String {
+    let secs = t.floor() as i64;
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Inverse of days_from_civil.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn until_accepts_durations_unix_seconds_and_utc_times() {
+        assert_eq!(parse_until("2h", 1000.0), Ok(1000.0 + 7200.0));
+        assert_eq!(parse_until("90s", 0.0), Ok(90.0));
+        assert_eq!(parse_until("1w", 0.0), Ok(604_800.0));
+        assert_eq!(parse_until("1763026000", 0.0), Ok(1_763_026_000.0));
+        assert_eq!(parse_until("1970-01-02T00:00:00Z", 0.0), Ok(86_400.0));
+        assert_eq!(
+            parse_until("2025-11-10T00:00Z", 0.0),
+            Ok(1_762_732_800.0),
+            "Monday 2025-11-10"
+        );
+        assert_eq!(
+            parse_until("2024-02-29T12:30:15Z", 0.0),
+            Ok(1_709_209_815.0)
+        );
+        for bad in [
+            "soon",
+            "-5",
+            "2h30",
+            "2025-13-01T00:00Z",
+            "2025-11-10T00:00",
+            "NaN",
+        ] {
+            assert!(parse_until(bad, 0.0).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn utc_formatting_inverts_parsing() {
+        for t in [
+            0.0,
+            86_400.0,
+            1_709_209_815.0,
+            1_762_732_800.0,
+            951_782_400.0,
+        ] {
+            let s = format_utc(t);
+            let back = parse_utc(&s.replace(' ', "T")).unwrap();
+            assert_eq!(back, t, "{s}");
+        }
+        assert_eq!(format_utc(1_762_732_800.0), "2025-11-10 00:00:00Z");
+    }
+}

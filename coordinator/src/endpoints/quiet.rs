@@ -1,0 +1,233 @@
+//! Quiet-state endpoints: `stats.history`, `stats.health`, `quiet.streaks`,
+//! `quiet.forecast`, and the operator blocks `hosts.block`,
+//! `hosts.unblock` and `hosts.blocks`. Reads go to the history store and
+//! the fleet actor; a block is written to Postgres first and applied by the
+//! fleet actor after, so an answered block survives a restart.
+
+use std::sync::Arc;
+
+use lull_common::error::ErrorCode;
+use lull_common::msg::hosts::{BlockReply, BlockRequest, UnblockRequest};
+use lull_common::runtime::now_unix;
+use lull_common::subjects::endpoints as ep;
+use lull_common::ErrorReply;
+
+use super::{gone, Deps};
+use crate::fleet::blocks::{Block, Target};
+use crate::fleet::FleetHandle;
+use crate::quiet::forecast::{ForecastReply, ForecastRequest};
+use crate::quiet::health::{rollup, HealthReply, SystemFacts};
+use crate::quiet::history::{parse_duration, plan, HistoryReply, HistoryRequest};
+use crate::quiet::streaks::{ClosedStreak, StreaksRequest};
+use crate::service::{err, typed, Empty, Handler};
+use crate::store::history::{read, HistoryStore};
+use crate::store::StoreError;
+
+fn db(e: StoreError) -> ErrorReply {
+    tracing::warn!(error = %e, "history query failed");
+    err(ErrorCode::Unavailable, format!("history store: {e}"))
+}
+
+/// `stats.history`.
+async fn history(
+    store: &HistoryStore,
+    fleet: &FleetHandle,
+    req: HistoryRequest,
+) -> Result<HistoryReply, ErrorReply> {
+    let now = now_unix();
+    let p = plan(&req, &store.quiet.history, now).map_err(|e| ErrorReply::from(&e))?;
+    let pending = match fleet.live_quiet(req.host_id.clone()).await.map_err(gone)? {
+        Some(l) => l.pending,
+        None => Vec::new(),
+    };
+    let points = read::points(store, &req.host_id, &p, &pending)
+        .await
+        .map_err(db)?;
+    Ok(HistoryReply::new(&req.host_id, &p, points))
+}
+
+/// `quiet.streaks`: stored streaks that end within the range, plus the one
+/// in progress when it is already long enough to count.
+async fn streaks(
+    store: &HistoryStore,
+    fleet: &FleetHandle,
+    req: StreaksRequest,
+) -> Result<Vec<ClosedStreak>, ErrorReply> {
+    let cfg = &store.quiet.streaks;
+    let range = req.range.as_deref().unwrap_or(&cfg.default_range);
+    let range = parse_duration(range).map_err(|e| ErrorReply::from(&e.into_validation("range")))?;
+    let from = now_unix() - range;
+    let mut out = read::streaks(store, &req.host_id, from).await.map_err(db)?;
+    let live = fleet.live_quiet(req.host_id.clone()).await.map_err(gone)?;
+    if let Some(open) = live.and_then(|l| l.open_streak) {
+        let stored = out.iter().any(|s| s.start_time == open.start_time);
+        if !stored && open.duration_sec() >= cfg.min_streak_sec && open.end_time >= from {
+            out.push(open);
+        }
+    }
+    Ok(out)
+}
+
+/// `quiet.forecast`.
+async fn forecast(
+    store: &HistoryStore,
+    fleet: &FleetHandle,
+    req: ForecastRequest,
+) -> Result<ForecastReply, ErrorReply> {
+    let now = now_unix();
+    let f = &store.quiet.forecast;
+    let since = now - f64::from(f.lookback_days) * 86_400.0;
+    let heatmap = read::heatmap(store, &req.host_id, since)
+        .await
+        .map_err(db)?;
+    let empty = (0..crate::quiet::forecast::HOURS_PER_WEEK).all(|h| heatmap.samples(h) == 0);
+    if empty
+        && fleet
+            .get(req.host_id.clone())
+            .await
+            .map_err(gone)?
+            .is_none()
+    {
+        return Err(err(
+            ErrorCode::NotFound,
+            format!("host {:?} is not known", req.host_id),
+        ));
+    }
+    let threshold = req.threshold.unwrap_or(f.threshold);
+    Ok(ForecastReply::build(&req.host_id, &heatmap, now, threshold))
+}
+
+/// `stats.health`.
+async fn health(store: &HistoryStore, fleet: &FleetHandle) -> Result<HealthReply, ErrorReply> {
+    let facts = fleet.health_facts().await.map_err(gone)?;
+    let now = now_unix();
+    let lag = store.shared.db.lag(now);
+    let sys = SystemFacts {
+        db_write_lag_sec: lag,
+        db_error: store.shared.db.last_error(),
+    };
+    Ok(rollup(&facts, &sys, &store.quiet.health, now))
+}
+
+fn target(host_id: Option<String>) -> Target {
+    host_id
+}
+
+/// `hosts.block`: persisted, then applied.
+async fn block(
+    store: &HistoryStore,
+    fleet: &FleetHandle,
+    lock: &tokio::sync::Mutex<()>,
+    req: BlockRequest,
+) -> Result<BlockReply, ErrorReply> {
+    let now = now_unix();
+    if let Some(u) = req.until {
+        if u <= now {
+            return Err(err(
+                ErrorCode::InvalidRequest,
+                format!("until must be in the future, got {u} (now {now:.0})"),
+            ));
+        }
+    }
+    let t = target(req.host_id);
+    let b = Block {
+        reason: req.reason.filter(|r| !r.trim().is_empty()),
+        until: req.until,
+        blocked_at: now,
+    };
+    // One change at a time, so the database and the actor agree on order.
+    let _g = lock.lock().await;
+    crate::store::blocks::upsert(&store.pool, &t, &b)
+        .await
+        .map_err(db)?;
+    let reply = fleet.block(t.clone(), b).await.map_err(gone)?;
+    tracing::info!(target = t.as_deref().unwrap_or("*"), "operator block set");
+    Ok(reply)
+}
+
+/// `hosts.unblock`: deleted, then lifted.
+async fn unblock(
+    store: &HistoryStore,
+    fleet: &FleetHandle,
+    lock: &tokio::sync::Mutex<()>,
+    req: UnblockRequest,
+) -> Result<BlockReply, ErrorReply> {
+    let t = target(req.host_id);
+    let _g = lock.lock().await;
+    crate::store::blocks::delete(&store.pool, &t)
+        .await
+        .map_err(db)?;
+    let reply = fleet.unblock(t.clone()).await.map_err(gone)?;
+    tracing::info!(
+        target = t.as_deref().unwrap_or("*"),
+        "operator block lifted"
+    );
+    Ok(reply)
+}
+
+/// The quiet-state endpoints with their handlers.
+pub fn endpoints(deps: &Deps) -> Vec<(&'static str, Handler)> {
+    let max = deps.max_payload;
+    let store = deps.history.clone();
+    let fleet = deps.fleet.clone();
+    let lock = Arc::new(tokio::sync::Mutex::new(()));
+    macro_rules! handler {
+        ($req:ty, |$s:ident, $f:ident, $r:ident| $body:expr) => {{
+            let store = store.clone();
+            let fleet = fleet.clone();
+            typed(max, move |$r: $req| {
+                let $s = store.clone();
+                let $f = fleet.clone();
+                async move { $body }
+            })
+        }};
+    }
+    let lock_b = lock.clone();
+    let block_h = {
+        let store = store.clone();
+        let fleet = fleet.clone();
+        typed(max, move |r: BlockRequest| {
+            let (s, f, l) = (store.clone(), fleet.clone(), lock_b.clone());
+            async move { block(&s, &f, &l, r).await }
+        })
+    };
+    let unblock_h = {
+        let store = store.clone();
+        let fleet = fleet.clone();
+        typed(max, move |r: UnblockRequest| {
+            let (s, f, l) = (store.clone(), fleet.clone(), lock.clone());
+            async move { unblock(&s, &f, &l, r).await }
+        })
+    };
+    vec![
+        (
+            ep::STATS_HISTORY,
+            handler!(HistoryRequest, |s, f, r| history(&s, &f, r).await),
+        ),
+        (
+            ep::STATS_HEALTH,
+            handler!(Empty, |s, f, _r| health(&s, &f).await),
+        ),
+        (
+            ep::QUIET_STREAKS,
+            handler!(StreaksRequest, |s, f, r| streaks(&s, &f, r).await),
+        ),
+        (
+            ep::QUIET_FORECAST,
+            handler!(ForecastRequest, |s, f, r| forecast(&s, &f, r).await),
+        ),
+        (ep::HOSTS_BLOCK, block_h),
+        (ep::HOSTS_UNBLOCK, unblock_h),
+        (
+            ep::HOSTS_BLOCKS,
+            handler!(Empty, |_s, f, _r| {
+                let blocks = f.blocks().await.map_err(gone)?;
+                Ok::<_, ErrorReply>(BlockReply {
+                    ok: true,
+                    changed: false,
+                    blocks,
+                })
+            }),
+        ),
+    ]
+}

@@ -1,0 +1,83 @@
+//! The forecast refresher: every `history.forecast_refresh_sec` it builds
+//! every host's hour-of-week heatmap from the rollups (aggregated in the
+//! database), predicts the next quiet window, and hands the start times to
+//! the fleet actor, which puts them into the lease book's host views as
+//! `next_quiet_at`. Forecasts change by the hour, so this runs on a timer,
+//! never per snapshot.
+
+use std::time::Duration;
+
+use lull_common::runtime::now_unix;
+use tokio_util::sync::CancellationToken;
+
+use super::FleetHandle;
+use crate::quiet::forecast::{next_quiet_window, Heatmap};
+use crate::store::history::{read, HistoryStore};
+
+/// The next quiet window's start per host (pure).
+pub fn hints(maps: &[(String, Heatmap)], now: f64, threshold: f64) -> Vec<(String, Option<f64>)> {
+    maps.iter()
+        .map(|(h, m)| {
+            (
+                h.clone(),
+                next_quiet_window(m, now, threshold).map(|w| w.start_time),
+            )
+        })
+        .collect()
+}
+
+/// One refresh at `now`.
+pub async fn refresh(store: &HistoryStore, fleet: &FleetHandle, now: f64) -> anyhow::Result<usize> {
+    let f = &store.quiet.forecast;
+    let since = now - f64::from(f.lookback_days) * 86_400.0;
+    let maps = read::heatmaps(store, since).await?;
+    let hints = hints(&maps, now, f.threshold);
+    let n = hints.len();
+    fleet.set_forecasts(hints).await?;
+    Ok(n)
+}
+
+/// Runs [`refresh`] at start and then every `forecast_refresh_sec` until
+/// `shutdown`.
+pub async fn run(store: HistoryStore, fleet: FleetHandle, shutdown: CancellationToken) {
+    let period = Duration::from_secs_f64(store.cfg.forecast_refresh_sec.max(0.05));
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.cancelled() => break,
+        }
+        match refresh(&store, &fleet, now_unix()).await {
+            Ok(n) => tracing::debug!(hosts = n, "forecasts refreshed"),
+            Err(e) => {
+                metrics::counter!("lull_history_maintenance_errors_total", "step" => "forecast")
+                    .increment(1);
+                tracing::warn!(error = %e, "refreshing forecasts failed");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Monday 2025-11-10 00:00:00 UTC.
+    const MONDAY: f64 = 1_762_732_800.0;
+
+    #[test]
+    fn hints_give_the_next_window_start() {
+        let mut quiet_at_3 = Heatmap::new(1);
+        quiet_at_3.add(MONDAY + 3.0 * 3600.0, 95.0);
+        let mut busy = Heatmap::new(1);
+        busy.add(MONDAY + 3.0 * 3600.0, 20.0);
+        let h = hints(
+            &[("a".into(), quiet_at_3), ("b".into(), busy)],
+            MONDAY + 600.0,
+            75.0,
+        );
+        assert_eq!(h[0], ("a".to_string(), Some(MONDAY + 3.0 * 3600.0)));
+        assert_eq!(h[1], ("b".to_string(), None));
+    }
+}
