@@ -54,6 +54,18 @@ async fn denied(
     r
 }
 
+/// Asks until the coordinator answers with `code` (the fleet's view of a
+/// host reaches the scheduler within a push period).
+async fn eventually_denied(client: &async_nats::Client, body: serde_json::Value, code: DenyReason) {
+    let c = client.clone();
+    wait_until(Duration::from_secs(15), || {
+        let (c, body) = (c.clone(), body.clone());
+        async move { request(&c, body).await.reason_code == Some(code) }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("never denied with {code:?}: {body}"));
+}
+
 async fn status(client: &async_nats::Client) -> SchedulerStatus {
     call(client, ep::SCHEDULER_STATUS, &json!({}))
         .await
@@ -279,33 +291,57 @@ async fn lease_lifecycle_denials_queue_and_placement() {
 
     // Stale: a host that stops reporting is refused.
     feeder.silence("fading");
+    eventually_denied(
+        &client,
+        json!({"addon_id": "a2", "job_type": "j", "host_id": "fading", "cost_units": 1}),
+        DenyReason::StaleHost,
+    )
+    .await;
+
+    // PANIC cool-down: the host recovers but stays off limits for a while.
+    feeder.set("panicky", Load::idle(8));
+    eventually_denied(&client, json!({"addon_id": "a3", "job_type": "j", "host_id": "panicky", "cost_units": 1, "priority": "HIGH"}), DenyReason::PanicCooldown).await;
+
+    // Operator block: a blocked host is refused with `blocked`, then
+    // admits again once unblocked.
+    let _: serde_json::Value = call(
+        &client,
+        ep::HOSTS_BLOCK,
+        &json!({"host_id": "quiet-b", "reason": "maintenance window"}),
+    )
+    .await
+    .unwrap();
+    eventually_denied(
+        &client,
+        json!({"addon_id": "a4", "job_type": "j", "host_id": "quiet-b", "cost_units": 1}),
+        DenyReason::Blocked,
+    )
+    .await;
+    let _: serde_json::Value = call(&client, ep::HOSTS_UNBLOCK, &json!({"host_id": "quiet-b"}))
+        .await
+        .unwrap();
     let c = client.clone();
-    wait_until(Duration::from_secs(10), || {
+    wait_until(Duration::from_secs(5), || {
         let c = c.clone();
         async move {
             let r = request(
                 &c,
-                json!({"addon_id": "a2", "job_type": "j", "host_id": "fading", "cost_units": 1}),
+                json!({"addon_id": "a4", "job_type": "j", "host_id": "quiet-b", "cost_units": 1}),
             )
             .await;
-            r.reason_code == Some(DenyReason::StaleHost)
+            if r.approved {
+                let _: Result<OkResponse, _> = call(
+                    &c,
+                    ep::LEASE_RELEASE,
+                    &json!({"lease_id": r.lease_id, "token": r.token}),
+                )
+                .await;
+            }
+            r.approved
         }
     })
     .await
-    .expect("stale host refused");
-
-    // PANIC cool-down: the host recovers but stays off limits for a while.
-    feeder.set("panicky", Load::idle(8));
-    let c = client.clone();
-    wait_until(Duration::from_secs(15), || {
-        let c = c.clone();
-        async move {
-            let r = request(&c, json!({"addon_id": "a3", "job_type": "j", "host_id": "panicky", "cost_units": 1, "priority": "HIGH"})).await;
-            r.reason_code == Some(DenyReason::PanicCooldown)
-        }
-    })
-    .await
-    .expect("panic cool-down refused");
+    .expect("unblocked host admits again");
 
     // Placement: no host named → the quietest eligible host with room.
     let p = request(
