@@ -224,10 +224,7 @@ impl Regions {
                 biased;
                 _ = shutdown.cancelled() => break,
                 Some(done) = done_rx.recv() => self.finish(done),
-                cmd = rx.recv() => match cmd {
-                    Some(cmd) => self.command(cmd),
-                    None => break,
-                },
+                Some(cmd) = rx.recv() => self.command(cmd),
                 Some(batch) = batches.recv(), if !self.busy && self.pending.is_empty() => {
                     self.pending.push_back(Mutation::Batch(batch));
                 }
@@ -545,21 +542,21 @@ impl Regions {
             return;
         };
         let region = name.to_string();
-        let s = agg.stats();
+        let (total, ok) = (agg.total_builds(), agg.successes());
         metrics::counter!("lull_region_builds_total", "region" => region.clone(), "result" => "success")
-            .absolute(s.successes);
+            .absolute(ok);
         metrics::counter!("lull_region_builds_total", "region" => region.clone(), "result" => "failure")
-            .absolute(s.failures);
+            .absolute(total.saturating_sub(ok));
         metrics::counter!("lull_region_fatigue_incidents_total", "region" => region.clone())
-            .absolute(s.fatigue_incidents);
-        let ratio = if s.total_builds > 0 {
-            s.successes as f64 / s.total_builds as f64
+            .absolute(agg.fatigue_incidents());
+        let ratio = if total > 0 {
+            ok as f64 / total as f64
         } else {
             0.0
         };
         metrics::gauge!("lull_region_success_ratio", "region" => region.clone()).set(ratio);
         metrics::gauge!("lull_region_streak", "region" => region.clone())
-            .set(s.current_streak as f64);
+            .set(agg.current_streak() as f64);
         metrics::gauge!("lull_region_build_cost_usd_total", "region" => region.clone())
             .set(agg.cost().total_usd());
         let h = region_health(agg, self.pardons.get(name), &self.cfg, now);

@@ -101,17 +101,15 @@ pub(crate) async fn reports(
             touched.insert(e.region.clone());
         }
     }
-    let changed: BTreeMap<String, RegionAggregate> = job
-        .regions
-        .into_iter()
-        .filter(|(name, _)| touched.contains(name))
-        .collect();
     if job.snapshot {
+        // Every copy of the batch (changed or not) and every other
+        // unpersisted region: after this, the aggregates count every record
+        // numbered up to `through`.
         let mut rows: Vec<AggregateRow> = Vec::new();
-        for (name, agg) in changed.iter().chain(
+        for (name, agg) in job.regions.iter().chain(
             job.others
                 .iter()
-                .filter(|(name, _)| !changed.contains_key(*name)),
+                .filter(|(name, _)| !job.regions.contains_key(*name)),
         ) {
             rows.push(AggregateRow {
                 region: name,
@@ -124,6 +122,11 @@ pub(crate) async fn reports(
         db::save_campaign(&tx, &job.baseline, through, now).await?;
     }
     tx.commit().await?;
+    let changed: BTreeMap<String, RegionAggregate> = job
+        .regions
+        .into_iter()
+        .filter(|(name, _)| touched.contains(name))
+        .collect();
     let rows = (builds.len() + events.len()) as f64;
     metrics::histogram!("lull_db_batch_duration_seconds", "table" => "region_reports")
         .record(started.elapsed().as_secs_f64());
