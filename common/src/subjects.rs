@@ -158,6 +158,10 @@ pub mod endpoints {
     pub const REGIONS_SELECT: &str = "regions.select";
     /// `lull.v1.regions.insights`.
     pub const REGIONS_INSIGHTS: &str = "regions.insights";
+    /// `lull.v1.regions.pardon` (lift a region's outlaw).
+    pub const REGIONS_PARDON: &str = "regions.pardon";
+    /// `lull.v1.regions.import` (a campaign stats document, whole or in parts).
+    pub const REGIONS_IMPORT: &str = "regions.import";
     /// `lull.v1.workers.executions`.
     pub const WORKERS_EXECUTIONS: &str = "workers.executions";
     /// `lull.v1.workers.stats`.
