@@ -284,9 +284,13 @@ pub fn describe() {
         Unit::Seconds,
         "Queue wait of each newly recorded build, per region."
     );
-    describe_gauge!(
+    describe_counter!(
         "lull_region_build_cost_usd_total",
-        "Cost of the builds with a known cost per region, USD (only grows)."
+        "Cost of the builds with a known cost per region, in whole USD (rounded down)."
+    );
+    describe_gauge!(
+        "lull_region_build_cost_usd",
+        "Cost of the builds with a known cost per region, USD (exact; only grows)."
     );
     describe_counter!(
         "lull_region_reports_total",

@@ -557,8 +557,12 @@ impl Regions {
         metrics::gauge!("lull_region_success_ratio", "region" => region.clone()).set(ratio);
         metrics::gauge!("lull_region_streak", "region" => region.clone())
             .set(agg.current_streak() as f64);
-        metrics::gauge!("lull_region_build_cost_usd_total", "region" => region.clone())
-            .set(agg.cost().total_usd());
+        let cost = agg.cost().total_usd();
+        // Counters are integers in the metrics library: whole dollars here,
+        // the exact figure in the gauge.
+        metrics::counter!("lull_region_build_cost_usd_total", "region" => region.clone())
+            .absolute(cost.floor() as u64);
+        metrics::gauge!("lull_region_build_cost_usd", "region" => region.clone()).set(cost);
         let h = region_health(agg, self.pardons.get(name), &self.cfg, now);
         for st in STATES {
             let v = if st == h.state { 1.0 } else { 0.0 };
