@@ -268,3 +268,50 @@ impl RegionsHandle {
         &self.tunables
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lull_common::validate::decode;
+
+    #[test]
+    fn stats_request_is_optional_and_bounded() {
+        let r: RegionStatsRequest = decode(b"{}", 1024).unwrap();
+        assert_eq!(r, RegionStatsRequest::default());
+        let r: RegionStatsRequest = decode(
+            br#"{"regions": ["us-west2"], "recent_builds_limit": 0}"#,
+            1024,
+        )
+        .unwrap();
+        assert_eq!(r.recent_builds_limit, Some(0));
+        assert!(decode::<RegionStatsRequest>(br#"{"recent_builds_limit": 101}"#, 1024).is_err());
+        assert!(decode::<RegionStatsRequest>(br#"{"regions": ["a.b"]}"#, 1024).is_err());
+    }
+
+    #[test]
+    fn pardon_and_import_parts_are_validated() {
+        assert!(decode::<RegionPardonRequest>(br#"{"region": "us-west2"}"#, 1024).is_ok());
+        assert!(decode::<RegionPardonRequest>(br#"{"region": "a b"}"#, 1024).is_err());
+        let ok = br#"{"upload_id": "u1", "part": 1, "parts": 2, "data": "{}"}"#;
+        assert!(decode::<ImportPart>(ok, 1024).is_ok());
+        let bad = br#"{"upload_id": "u1", "part": 2, "parts": 2, "data": ""}"#;
+        assert!(decode::<ImportPart>(bad, 1024).is_err());
+    }
+
+    #[test]
+    fn too_large_says_how_to_narrow() {
+        // lullctl export falls back to one region per request on this text.
+        let e = RegionsError::TooLarge { size: 2, max: 1 };
+        let text = e.to_string();
+        assert!(text.contains("message limit"), "{text}");
+        assert!(text.contains("recent_builds_limit"), "{text}");
+    }
+
+    #[test]
+    fn tunables_have_defaults() {
+        let t: RegionsTunables = serde_json::from_str(r#"{"snapshot_interval_sec": 0}"#).unwrap();
+        assert_eq!(t.snapshot_interval_sec, 0.0);
+        assert_eq!(t.queue, 1024);
+        assert_eq!(t.import_max_bytes, 64 << 20);
+    }
+}
