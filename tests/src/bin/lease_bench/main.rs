@@ -702,9 +702,15 @@ fn machine_description() -> Vec<String> {
         .unwrap_or_default();
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let load: Vec<&str> = load.split_whitespace().take(3).collect();
+    // SAFETY: getpriority has no preconditions; errno is not needed since
+    // every value in -20..=19 is a valid answer.
+    let nice = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+    let autogroup = std::fs::read_to_string("/proc/self/autogroup")
+        .map(|s| format!(", {}", s.trim()))
+        .unwrap_or_default();
     vec![
         format!(
-            "CPU: {model}, {cores} cores available (load average before the run: {})",
+            "CPU: {model}, {cores} cores available (load average before the run: {}; bench and servers at nice {nice}{autogroup})",
             load.join(" ")
         ),
         format!(
