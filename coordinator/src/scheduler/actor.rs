@@ -155,16 +155,20 @@ impl Actor {
         }
     }
 
-    /// Hands effects over without waiting; a full queue drops them (counted):
-    /// lease state itself never depends on them.
+    /// Hands effects over without waiting. The effects task only publishes
+    /// and forwards, so its queue drains at NATS speed; if it is full anyway
+    /// the effect is dropped and counted (lease state never depends on it,
+    /// and a holder still learns the state from its next heartbeat).
     fn emit(&self, effects: Vec<Effect>) {
         for fx in effects {
-            if let Effect::Publish(ev) = &fx {
-                metrics::counter!("lull_lease_events_total", "event" => ev.event_label())
-                    .increment(1);
-            }
+            let event = match &fx {
+                Effect::Publish(ev) => Some(ev.event_label()),
+                Effect::Audit(_) => None,
+            };
             if self.effects.try_send(fx).is_err() {
                 metrics::counter!("lull_lease_effects_dropped_total").increment(1);
+            } else if let Some(label) = event {
+                metrics::counter!("lull_lease_events_total", "event" => label).increment(1);
             }
         }
     }

@@ -1,6 +1,6 @@
 //! Carrying out the book's effects: lease events are published on
 //! `lull.lease.events.<lease_id>` at once; audit records are written to the
-//! `lease_events` table in batches.
+//! `lease_events` table in batches by a writer task of their own.
 
 use std::time::{Duration, Instant};
 
@@ -22,7 +22,10 @@ pub struct EffectsConfig {
     pub audit_flush: Duration,
 }
 
-/// Runs until the channel closes, then writes what is left.
+/// Runs until the channel closes. Lease events are published at once, in
+/// order; audit records go to a separate writer task, so a slow database
+/// never delays a `REVOKED` or `EXPIRED` event. When the writer falls
+/// behind, audit records (never events) are dropped and counted.
 pub async fn run(
     mut rx: mpsc::Receiver<Effect>,
     client: async_nats::Client,
@@ -30,23 +33,42 @@ pub async fn run(
     pool: Option<Pool>,
     cfg: EffectsConfig,
 ) {
+    let (atx, arx) = mpsc::channel::<AuditRecord>(cfg.queue.max(16));
+    let writer = tokio::spawn(audit_writer(arx, pool, cfg.clone()));
+    while let Some(fx) = rx.recv().await {
+        match fx {
+            Effect::Publish(ev) => {
+                let subject = subjects.lease_events(&ev.lease_id);
+                match serde_json::to_vec(&ev) {
+                    Ok(body) => {
+                        if let Err(e) = client.publish(subject, body.into()).await {
+                            tracing::warn!(error = %e, lease = %ev.lease_id, "publishing a lease event failed");
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "encoding a lease event"),
+                }
+            }
+            Effect::Audit(rec) => {
+                if atx.try_send(rec).is_err() {
+                    metrics::counter!("lull_lease_effects_dropped_total").increment(1);
+                }
+            }
+        }
+    }
+    drop(atx);
+    let _ = writer.await;
+    let _ = client.flush().await;
+}
+
+/// Batches audit records to Postgres: a batch is written when it is full
+/// or when the flush period passes; what is left is written at the end.
+async fn audit_writer(mut rx: mpsc::Receiver<AuditRecord>, pool: Option<Pool>, cfg: EffectsConfig) {
     let mut pending: Vec<AuditRecord> = Vec::new();
     let mut flush = tokio::time::interval(cfg.audit_flush);
     loop {
         tokio::select! {
-            fx = rx.recv() => match fx {
-                Some(Effect::Publish(ev)) => {
-                    let subject = subjects.lease_events(&ev.lease_id);
-                    match serde_json::to_vec(&ev) {
-                        Ok(body) => {
-                            if let Err(e) = client.publish(subject, body.into()).await {
-                                tracing::warn!(error = %e, lease = %ev.lease_id, "publishing a lease event failed");
-                            }
-                        }
-                        Err(e) => tracing::error!(error = %e, "encoding a lease event"),
-                    }
-                }
-                Some(Effect::Audit(rec)) => {
+            rec = rx.recv() => match rec {
+                Some(rec) => {
                     pending.push(rec);
                     if pending.len() >= cfg.audit_batch {
                         write(&pool, &mut pending).await;
@@ -58,7 +80,6 @@ pub async fn run(
         }
     }
     write(&pool, &mut pending).await;
-    let _ = client.flush().await;
 }
 
 async fn write(pool: &Option<Pool>, pending: &mut Vec<AuditRecord>) {

@@ -54,10 +54,33 @@ pub async fn start_coordinator_on(
         "coordinator did not answer $SRV.PING:\n{}",
         svc.logs()
     );
+    // PING is answered as soon as the service exists, before its endpoints
+    // are subscribed: wait until the endpoint list stops growing.
+    let mut last = 0;
+    for _ in 0..100 {
+        let n = endpoint_count(&client).await;
+        if n > 0 && n == last {
+            break;
+        }
+        last = n;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     Coordinator {
         svc,
         metrics_url: format!("http://127.0.0.1:{port}/metrics"),
         metrics_port: port,
+    }
+}
+
+/// How many endpoints `$SRV.INFO` lists for `lull-coordinator` (0 on no reply).
+pub async fn endpoint_count(client: &async_nats::Client) -> usize {
+    let subject = format!("$SRV.INFO.{}", lull_common::subjects::SERVICE_NAME);
+    match tokio::time::timeout(Duration::from_secs(1), client.request(subject, "".into())).await {
+        Ok(Ok(msg)) => serde_json::from_slice::<serde_json::Value>(&msg.payload)
+            .ok()
+            .and_then(|v| v["endpoints"].as_array().map(|a| a.len()))
+            .unwrap_or(0),
+        _ => 0,
     }
 }
 
