@@ -6,9 +6,9 @@ mod hosts;
 mod leases;
 mod output;
 mod regions;
-mod workers;
 mod report;
 mod run;
+mod workers;
 
 use std::time::Duration;
 

@@ -137,9 +137,7 @@ impl CommonConfig {
 
     /// Whether any NATS authentication is configured.
     pub fn auth_enabled(&self) -> bool {
-        self.nats_creds.is_some()
-            || self.nats_user.is_some()
-            || self.nats_token.is_some()
+        self.nats_creds.is_some() || self.nats_user.is_some() || self.nats_token.is_some()
     }
 }
 
@@ -217,7 +215,12 @@ where
     D: Serialize,
     O: Serialize,
 {
-    load_with_env(defaults, file, overrides, Env::prefixed("LULL_").split("__"))
+    load_with_env(
+        defaults,
+        file,
+        overrides,
+        Env::prefixed("LULL_").split("__"),
+    )
 }
 
 fn load_with_env<T, D, O>(

@@ -32,8 +32,8 @@ pub fn init_logging(filter: &str, format: LogFormat) {
 
 /// Buckets (seconds) of latency histograms: 50 µs to 10 s.
 pub const LATENCY_BUCKETS: &[f64] = &[
-    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-    1.0, 2.5, 5.0, 10.0,
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0, 10.0,
 ];
 
 /// Buckets (seconds) of long durations such as builds and worker runs.

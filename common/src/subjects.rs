@@ -97,13 +97,17 @@ impl Subjects {
 
     /// Splits a subject `lull.stats.<host>` into its host id.
     pub fn host_of_stats<'a>(&self, subject: &'a str) -> Option<&'a str> {
-        let rest = subject.strip_prefix(&self.prefix)?.strip_prefix(".stats.")?;
+        let rest = subject
+            .strip_prefix(&self.prefix)?
+            .strip_prefix(".stats.")?;
         (!rest.is_empty() && !rest.contains('.')).then_some(rest)
     }
 
     /// Splits a subject `lull.agent.<host>.<kind>` into host id and kind.
     pub fn host_of_agent<'a>(&self, subject: &'a str) -> Option<(&'a str, &'a str)> {
-        let rest = subject.strip_prefix(&self.prefix)?.strip_prefix(".agent.")?;
+        let rest = subject
+            .strip_prefix(&self.prefix)?
+            .strip_prefix(".agent.")?;
         let (host, kind) = rest.split_once('.')?;
         (!host.is_empty() && !kind.contains('.')).then_some((host, kind))
     }
@@ -183,7 +187,10 @@ mod tests {
         let s = Subjects::new("acme.lull.");
         assert_eq!(s.stats("web1"), "acme.lull.stats.web1");
         assert_eq!(s.agent_health("web1"), "acme.lull.agent.web1.health");
-        assert_eq!(s.report_build("us-west2"), "acme.lull.report.build.us-west2");
+        assert_eq!(
+            s.report_build("us-west2"),
+            "acme.lull.report.build.us-west2"
+        );
         assert_eq!(s.endpoint("lease.request"), "acme.lull.v1.lease.request");
         assert_eq!(s.lease_events("L1"), "acme.lull.lease.events.L1");
         let d = Subjects::default();

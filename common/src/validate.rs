@@ -241,7 +241,10 @@ mod tests {
         let big = vec![b' '; 11];
         assert!(matches!(
             decode::<T>(&big, 10),
-            Err(ValidationError::TooLarge { size: 11, limit: 10 })
+            Err(ValidationError::TooLarge {
+                size: 11,
+                limit: 10
+            })
         ));
         assert!(matches!(
             decode::<T>(b"{not json", 100),

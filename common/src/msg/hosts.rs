@@ -266,7 +266,10 @@ mod tests {
 
     #[test]
     fn states_are_uppercase_and_ordered() {
-        assert_eq!(serde_json::to_string(&QuietState::Panic).unwrap(), "\"PANIC\"");
+        assert_eq!(
+            serde_json::to_string(&QuietState::Panic).unwrap(),
+            "\"PANIC\""
+        );
         let s: QuietState = serde_json::from_str("\"QUIET\"").unwrap();
         assert_eq!(s, QuietState::Quiet);
         assert!(serde_json::from_str::<QuietState>("\"quiet\"").is_err());

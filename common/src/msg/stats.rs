@@ -396,8 +396,8 @@ mod tests {
     fn missing_and_wrong_typed_fields_are_rejected() {
         let mut v = serde_json::to_value(example_snapshot("h", 1, 10.0)).unwrap();
         v.as_object_mut().unwrap().remove("host");
-        let err = decode::<SystemStatsSnapshot>(&serde_json::to_vec(&v).unwrap(), 1 << 20)
-            .unwrap_err();
+        let err =
+            decode::<SystemStatsSnapshot>(&serde_json::to_vec(&v).unwrap(), 1 << 20).unwrap_err();
         assert!(err.to_string().contains("host"), "{err}");
 
         let mut v = serde_json::to_value(example_snapshot("h", 1, 10.0)).unwrap();

@@ -184,7 +184,11 @@ impl<'de> Deserialize<'de> for LoopFailure {
 fn validate_transport(t: &TransportStatus) -> Result<(), ValidationError> {
     v::non_negative_opt("transport.last_flush_duration_ms", t.last_flush_duration_ms)?;
     v::text_opt("transport.provider", t.provider.as_deref(), v::MAX_ID_LEN)?;
-    v::text_opt("transport.worker.error", t.worker.error.as_deref(), v::MAX_TEXT_LEN)
+    v::text_opt(
+        "transport.worker.error",
+        t.worker.error.as_deref(),
+        v::MAX_TEXT_LEN,
+    )
 }
 
 impl Validate for LoopHealth {
@@ -209,7 +213,11 @@ impl Validate for LoopFailure {
     fn validate(&self) -> Result<(), ValidationError> {
         v::non_negative("duration_ms", self.duration_ms)?;
         v::text("error", &self.error, v::MAX_TEXT_LEN)?;
-        v::text_opt("snapshot_path", self.snapshot_path.as_deref(), v::MAX_TEXT_LEN)?;
+        v::text_opt(
+            "snapshot_path",
+            self.snapshot_path.as_deref(),
+            v::MAX_TEXT_LEN,
+        )?;
         validate_transport(&self.transport)?;
         v::non_negative("summary.duration_ms", self.summary.duration_ms)?;
         if !self.global_context.is_object() && !self.global_context.is_null() {
@@ -243,8 +251,7 @@ mod tests {
         let f: LoopFailure = decode(json.to_string().as_bytes(), 1 << 20).unwrap();
         assert_eq!(f.transport.queue_length, 3);
         assert_eq!(f.summary.dropped_messages, 1);
-        let again: LoopFailure =
-            serde_json::from_value(serde_json::to_value(&f).unwrap()).unwrap();
+        let again: LoopFailure = serde_json::from_value(serde_json::to_value(&f).unwrap()).unwrap();
         assert_eq!(again, f);
     }
 
