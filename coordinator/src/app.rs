@@ -70,6 +70,13 @@ pub async fn run(cfg: CoordinatorConfig, stop: CancellationToken) -> anyhow::Res
             sweep: Duration::from_secs_f64(cfg.ingest.sweep_sec.max(0.1)),
             quiet: history.quiet.clone(),
             views_flush: Duration::from_secs_f64(cfg.ingest.views_flush_sec.max(0.01)),
+            views_filter: fleet::ViewFilter {
+                refresh_sec: cfg.ingest.views_refresh_sec,
+                score_delta: cfg.ingest.views_score_delta,
+                pct_delta: cfg.ingest.views_pct_delta,
+                load_delta: cfg.ingest.views_load_delta,
+                net_delta_frac: cfg.ingest.views_net_delta_frac,
+            },
             history: Some(history.clone()),
             blocks,
         },
@@ -281,7 +288,10 @@ async fn open_history(
         .await
         .context("loading operator blocks")?;
     let blocks = fleet::blocks::Blocks::from_rows(rows, lull_common::runtime::now_unix());
-    tracing::info!(blocks = blocks.list(lull_common::runtime::now_unix()).len(), "operator blocks loaded");
+    tracing::info!(
+        blocks = blocks.list(lull_common::runtime::now_unix()).len(),
+        "operator blocks loaded"
+    );
     Ok((history, blocks))
 }
 

@@ -99,6 +99,21 @@ pub struct IngestConfig {
     /// How often changed host states are pushed from the fleet to the
     /// lease book, seconds. Default 0.2.
     pub views_flush_sec: f64,
+    /// A host's view is pushed to the lease book at once when its state,
+    /// staleness, block, cool-down or forecast changes, or when a signal
+    /// moves by at least its delta below; smaller drifts go with the next
+    /// refresh, at most this many seconds later. Default 5.
+    pub views_refresh_sec: f64,
+    /// Quiet score points that make a view worth pushing. Default 1.
+    pub views_score_delta: f64,
+    /// Percentage points of CPU, memory, IO pressure or free disk that make
+    /// a view worth pushing. Default 2.
+    pub views_pct_delta: f64,
+    /// Load per core that makes a view worth pushing. Default 0.1.
+    pub views_load_delta: f64,
+    /// Relative change of network throughput that makes a view worth
+    /// pushing. Default 0.2 (20 %).
+    pub views_net_delta_frac: f64,
     /// Name of the durable consumer on the reports stream. Default
     /// `lull-coordinator-reports`.
     pub reports_durable: String,
@@ -128,6 +143,11 @@ impl Default for IngestConfig {
             reports_duplicate_window_sec: 3600,
             endpoint_concurrency: 256,
             views_flush_sec: 0.2,
+            views_refresh_sec: 5.0,
+            views_score_delta: 1.0,
+            views_pct_delta: 2.0,
+            views_load_delta: 0.1,
+            views_net_delta_frac: 0.2,
             reports_durable: "lull-coordinator-reports".into(),
             reports_batch: 256,
             reports_fetch_wait_sec: 1.0,

@@ -45,11 +45,103 @@ pub struct FleetConfig {
     pub quiet: std::sync::Arc<QuietConfig>,
     /// How often changed host views are pushed to the lease book.
     pub views_flush: Duration,
+    /// Which view changes are pushed at once (the rest wait for the refresh).
+    pub views_filter: ViewFilter,
     /// Where history goes (cadences and limits in its config); `None`
     /// keeps no history.
     pub history: Option<HistoryStore>,
     /// Operator blocks in force at start (loaded from the database).
     pub blocks: Blocks,
+}
+
+/// When a host's lease view is worth pushing: any change of state,
+/// staleness, block, cool-down or forecast; a signal moving by at least its
+/// delta; or the last push being older than `refresh_sec`. Keeps the lease
+/// book current without a view per snapshot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ViewFilter {
+    /// Longest time a pushed view may lag small drifts, seconds.
+    pub refresh_sec: f64,
+    /// Quiet score points.
+    pub score_delta: f64,
+    /// Percentage points of CPU, memory, IO pressure and free disk.
+    pub pct_delta: f64,
+    /// Load per core.
+    pub load_delta: f64,
+    /// Relative change of network throughput.
+    pub net_delta_frac: f64,
+}
+
+impl Default for ViewFilter {
+    fn default() -> Self {
+        ViewFilter {
+            refresh_sec: 5.0,
+            score_delta: 1.0,
+            pct_delta: 2.0,
+            load_delta: 0.1,
+            net_delta_frac: 0.2,
+        }
+    }
+}
+
+/// The figures of a host's lease view, without its strings (cheap to
+/// compute and compare per snapshot).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ViewSignals {
+    /// Quiet state.
+    pub state: QuietState,
+    /// Quiet score.
+    pub score: f64,
+    /// Stale.
+    pub stale: bool,
+    /// Blocked.
+    pub blocked: bool,
+    /// Cooling down after a PANIC.
+    pub cooling: bool,
+    /// Forecast hint.
+    pub next_quiet_at: Option<f64>,
+    /// `cpu_avg_2m`.
+    pub cpu: f64,
+    /// Memory used percent.
+    pub mem: f64,
+    /// Load per core.
+    pub load: f64,
+    /// IO pressure.
+    pub io: Option<f64>,
+    /// Free percent of the fullest disk.
+    pub disk_free: Option<f64>,
+    /// Network bytes per second.
+    pub net: f64,
+}
+
+impl ViewFilter {
+    /// Whether `new` differs enough from `old` (pushed at `at`) to push it
+    /// at `now`.
+    pub fn worth_pushing(&self, old: &ViewSignals, at: f64, new: &ViewSignals, now: f64) -> bool {
+        let moved = |a: f64, b: f64, d: f64| (a - b).abs() >= d || a.is_nan() != b.is_nan();
+        let moved_opt = |a: Option<f64>, b: Option<f64>, d: f64| match (a, b) {
+            (Some(a), Some(b)) => moved(a, b, d),
+            (None, None) => false,
+            _ => true,
+        };
+        now - at >= self.refresh_sec
+            || old.state != new.state
+            || old.stale != new.stale
+            || old.blocked != new.blocked
+            || old.cooling != new.cooling
+            || old.next_quiet_at != new.next_quiet_at
+            || moved(old.score, new.score, self.score_delta)
+            || moved(old.cpu, new.cpu, self.pct_delta)
+            || moved(old.mem, new.mem, self.pct_delta)
+            || moved(old.load, new.load, self.load_delta)
+            || moved_opt(old.io, new.io, self.pct_delta)
+            || moved_opt(old.disk_free, new.disk_free, self.pct_delta)
+            || moved(
+                old.net,
+                new.net,
+                self.net_delta_frac * old.net.abs().max(1.0),
+            )
+    }
 }
 
 /// Cached handles of a host's gauges (no label lookup per snapshot).
@@ -70,7 +162,8 @@ impl Gauges {
 }
 
 struct HostEntry {
-    snapshot: SystemStatsSnapshot,
+    /// Boxed: moved in and out per snapshot without copying.
+    snapshot: Box<SystemStatsSnapshot>,
     quiet: QuietAssessment,
     tracker: HostTracker,
     agent: AgentStatus,
@@ -87,7 +180,29 @@ struct HostEntry {
     group_slot: i64,
     /// Start of the next predicted quiet window.
     next_quiet_at: Option<f64>,
+    /// What was last pushed to the lease book, and when.
+    pushed: Option<(f64, ViewSignals)>,
     gauges: Gauges,
+}
+
+impl HostEntry {
+    fn signals(&self, now: f64) -> ViewSignals {
+        let i = &self.quiet.inputs;
+        ViewSignals {
+            state: self.quiet.state,
+            score: self.quiet.quiet_score,
+            stale: self.stale,
+            blocked: self.blocked,
+            cooling: self.tracker.in_cooldown(now).is_some(),
+            next_quiet_at: self.next_quiet_at,
+            cpu: i.cpu_avg_2m,
+            mem: i.mem_pct,
+            load: i.load_per_core,
+            io: i.io_pressure,
+            disk_free: i.disk_free_pct,
+            net: self.snapshot.host.net_bps(),
+        }
+    }
 }
 
 /// Rows waiting for the history writer (besides each host's `qbuf`).
@@ -238,7 +353,7 @@ impl Fleet {
 
     fn handle(&mut self, cmd: Command) {
         match cmd {
-            Command::Snapshot(snap, at) => self.apply_snapshot(*snap, at),
+            Command::Snapshot(snap, at) => self.apply_snapshot(snap, at),
             Command::Health(host, h, at) => {
                 if let Some(e) = self.hosts.get_mut(&host) {
                     let t = &h.transport;
@@ -313,7 +428,7 @@ impl Fleet {
         }
     }
 
-    fn apply_snapshot(&mut self, snap: SystemStatsSnapshot, at: f64) {
+    fn apply_snapshot(&mut self, snap: Box<SystemStatsSnapshot>, at: f64) {
         let Some(entry) = self.hosts.get_mut(&snap.host_id) else {
             self.add_host(snap, at);
             return;
@@ -329,14 +444,8 @@ impl Fleet {
         }
         let before = entry.quiet.state;
         entry.quiet = entry.tracker.observe(&snap, at);
-        sample_history(
-            entry,
-            &mut self.pending,
-            self.cfg.history.as_ref(),
-            &snap,
-            at,
-        );
         entry.snapshot = snap;
+        sample_history(entry, &mut self.pending, self.cfg.history.as_ref(), at);
         entry.last_seen = at;
         entry.dirty = true;
         if entry.stale {
@@ -349,12 +458,20 @@ impl Fleet {
             &entry.quiet,
             &entry.gauges,
         );
-        if !self.changed.contains(&entry.snapshot.host_id) {
+        let worth = match &entry.pushed {
+            None => true,
+            Some((pushed_at, old)) => {
+                self.cfg
+                    .views_filter
+                    .worth_pushing(old, *pushed_at, &entry.signals(at), at)
+            }
+        };
+        if worth && !self.changed.contains(&entry.snapshot.host_id) {
             self.changed.insert(entry.snapshot.host_id.clone());
         }
     }
 
-    fn add_host(&mut self, snap: SystemStatsSnapshot, at: f64) {
+    fn add_host(&mut self, snap: Box<SystemStatsSnapshot>, at: f64) {
         let host_id = snap.host_id.clone();
         let first_seen = *self.first_seen.entry(host_id.clone()).or_insert(at);
         let mut tracker = HostTracker::new(self.cfg.quiet.clone());
@@ -381,16 +498,10 @@ impl Fleet {
             quiet_slot: i64::MIN,
             group_slot: i64::MIN,
             next_quiet_at: None,
+            pushed: None,
             gauges,
         };
-        let snap = entry.snapshot.clone();
-        sample_history(
-            &mut entry,
-            &mut self.pending,
-            self.cfg.history.as_ref(),
-            &snap,
-            at,
-        );
+        sample_history(&mut entry, &mut self.pending, self.cfg.history.as_ref(), at);
         self.hosts.insert(host_id, entry);
     }
 
@@ -406,7 +517,11 @@ impl Fleet {
         let mut stale = 0u64;
         let max = self.max_pending();
         let history = self.cfg.history.is_some();
+        let refresh = self.cfg.views_filter.refresh_sec;
         for (id, e) in &mut self.hosts {
+            if e.pushed.is_some_and(|(at, _)| now - at >= refresh) && !self.changed.contains(id) {
+                self.changed.insert(id.clone());
+            }
             let is_stale = e.tracker.is_stale(now);
             if is_stale != e.stale {
                 e.stale = is_stale;
@@ -556,7 +671,11 @@ impl Fleet {
             })
             .collect();
         if tx.try_send(views).is_ok() {
-            self.changed.clear();
+            for id in self.changed.drain() {
+                if let Some(e) = self.hosts.get_mut(&id) {
+                    e.pushed = Some((now, e.signals(now)));
+                }
+            }
         }
     }
 
@@ -579,7 +698,7 @@ impl Fleet {
 
     fn get(&self, host: &str, now: f64) -> Option<HostDetail> {
         self.hosts.get(host).map(|e| HostDetail {
-            snapshot: e.snapshot.clone(),
+            snapshot: (*e.snapshot).clone(),
             quiet: e.quiet.clone(),
             agent: e.agent.clone(),
             last_seen: e.last_seen,
@@ -627,14 +746,13 @@ impl Fleet {
     }
 }
 
-/// Feeds one assessed snapshot (received at `at`) to the host's streak
-/// builder, and keeps a quiet sample and a copy of the snapshot for the
-/// history when their cadence slot is new.
+/// Feeds the host's latest assessed snapshot (received at `at`) to its
+/// streak builder, and keeps a quiet sample and a copy of the snapshot for
+/// the history when their cadence slot is new.
 fn sample_history(
     e: &mut HostEntry,
     pending: &mut Pending,
     history: Option<&HistoryStore>,
-    snap: &SystemStatsSnapshot,
     at: f64,
 ) {
     let closed = e.streaks.push(QuietSample {
@@ -648,7 +766,7 @@ fn sample_history(
     let cfg = &store.cfg;
     let max = cfg.max_pending_rows;
     if let Some(s) = closed {
-        pending.streak(max, &snap.host_id, s);
+        pending.streak(max, &e.snapshot.host_id, s);
     }
     let slot = (at / cfg.quiet_every_sec).floor() as i64;
     if slot != e.quiet_slot && pending.room(max, "quiet") {
@@ -664,7 +782,7 @@ fn sample_history(
         e.group_slot = slot;
         pending.snaps.push(SnapshotSample {
             t: at,
-            snapshot: snap.clone(),
+            snapshot: (*e.snapshot).clone(),
         });
     }
 }
@@ -726,5 +844,213 @@ async fn write_hosts(pool: Pool, mut rx: mpsc::Receiver<Vec<HostRow>>) {
                 tracing::warn!(error = %e, rows = rows.len(), "writing hosts failed");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fleet::blocks::Block;
+    use crate::store::history::HistoryStoreConfig;
+    use lull_common::msg::stats::example_snapshot;
+
+    fn config(history: Option<HistoryStore>) -> FleetConfig {
+        FleetConfig {
+            queue: 64,
+            hosts_flush: Duration::from_secs(3600),
+            sweep: Duration::from_millis(20),
+            quiet: std::sync::Arc::new(QuietConfig::default()),
+            views_flush: Duration::from_millis(20),
+            views_filter: ViewFilter::default(),
+            history,
+            blocks: Blocks::default(),
+        }
+    }
+
+    /// A store whose database is never reached (flushes are an hour apart).
+    fn offline_store(cfg: HistoryStoreConfig) -> HistoryStore {
+        let pool = crate::store::pool("postgres://nobody@127.0.0.1:1/none", 1).unwrap();
+        HistoryStore::new(pool, cfg, std::sync::Arc::new(QuietConfig::default()))
+    }
+
+    async fn next_view(rx: &mut mpsc::Receiver<Vec<HostView>>, host: &str) -> HostView {
+        loop {
+            let batch = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+                .await
+                .expect("a view in time")
+                .expect("views open");
+            if let Some(v) = batch.into_iter().find(|v| v.host_id == host) {
+                return v;
+            }
+        }
+    }
+
+    fn signals() -> ViewSignals {
+        ViewSignals {
+            state: QuietState::Quiet,
+            score: 90.0,
+            stale: false,
+            blocked: false,
+            cooling: false,
+            next_quiet_at: None,
+            cpu: 10.0,
+            mem: 40.0,
+            load: 0.2,
+            io: Some(1.0),
+            disk_free: Some(50.0),
+            net: 1000.0,
+        }
+    }
+
+    #[test]
+    fn only_meaningful_view_changes_are_pushed_at_once() {
+        let f = ViewFilter::default();
+        let old = signals();
+        let same = |g: &dyn Fn(&mut ViewSignals)| {
+            let mut n = old;
+            g(&mut n);
+            f.worth_pushing(&old, 100.0, &n, 101.0)
+        };
+        assert!(!same(&|_| {}));
+        assert!(!same(&|n| n.score = 90.9));
+        assert!(!same(&|n| n.cpu = 11.5));
+        assert!(!same(&|n| n.net = 1100.0));
+        assert!(same(&|n| n.score = 89.0));
+        assert!(same(&|n| n.state = QuietState::Normal));
+        assert!(same(&|n| n.stale = true));
+        assert!(same(&|n| n.blocked = true));
+        assert!(same(&|n| n.cooling = true));
+        assert!(same(&|n| n.next_quiet_at = Some(5.0)));
+        assert!(same(&|n| n.cpu = 12.0));
+        assert!(same(&|n| n.mem = 38.0));
+        assert!(same(&|n| n.load = 0.35));
+        assert!(same(&|n| n.io = None));
+        assert!(same(&|n| n.disk_free = Some(47.9)));
+        assert!(same(&|n| n.net = 1300.0));
+        assert!(same(&|n| n.cpu = f64::NAN));
+        // Small drifts go with the refresh.
+        assert!(f.worth_pushing(&old, 100.0, &old, 105.0));
+    }
+
+    #[tokio::test]
+    async fn blocks_and_forecasts_reach_the_lease_views_and_the_list() {
+        let (vtx, mut vrx) = mpsc::channel(64);
+        let stop = CancellationToken::new();
+        let (fleet, task) = spawn(config(None), None, vec![], Some(vtx), stop.clone());
+        let now = now_unix();
+        assert!(fleet.snapshot(example_snapshot("a", 1, now), now));
+        assert!(fleet.snapshot(example_snapshot("b", 1, now), now));
+        let v = next_view(&mut vrx, "a").await;
+        assert!(!v.blocked);
+        assert_eq!(v.next_quiet_at, None);
+
+        let r = fleet
+            .block(
+                Some("a".into()),
+                Block {
+                    reason: Some("kernel update".into()),
+                    until: None,
+                    blocked_at: now,
+                },
+            )
+            .await
+            .unwrap();
+        assert!(r.ok && r.changed);
+        let v = next_view(&mut vrx, "a").await;
+        assert!(v.blocked);
+        assert_eq!(v.blocked_reason.as_deref(), Some("kernel update"));
+        let list = fleet.list().await.unwrap();
+        let flags: Vec<(&str, bool)> = list
+            .iter()
+            .map(|h| (h.host_id.as_str(), h.blocked))
+            .collect();
+        assert_eq!(flags, vec![("a", true), ("b", false)]);
+        let d = fleet.get("a".into()).await.unwrap().unwrap();
+        assert_eq!(d.block.unwrap().reason.as_deref(), Some("kernel update"));
+
+        // A fleet block covers b too; lifting it leaves a's own block.
+        fleet
+            .block(
+                None,
+                Block {
+                    reason: None,
+                    until: None,
+                    blocked_at: now,
+                },
+            )
+            .await
+            .unwrap();
+        assert!(next_view(&mut vrx, "b").await.blocked);
+        let r = fleet.unblock(None).await.unwrap();
+        assert!(r.changed);
+        assert_eq!(r.blocks.len(), 1);
+        assert!(!next_view(&mut vrx, "b").await.blocked);
+        assert!(!fleet.unblock(None).await.unwrap().changed);
+
+        // Forecast hints land in the views; hosts not named lose theirs.
+        fleet
+            .set_forecasts(vec![("b".into(), Some(now + 900.0))])
+            .await
+            .unwrap();
+        assert_eq!(
+            next_view(&mut vrx, "b").await.next_quiet_at,
+            Some(now + 900.0)
+        );
+        fleet.set_forecasts(vec![]).await.unwrap();
+        assert_eq!(next_view(&mut vrx, "b").await.next_quiet_at, None);
+
+        // A maintenance window lifts by itself (the sweep notices).
+        fleet
+            .block(
+                Some("b".into()),
+                Block {
+                    reason: None,
+                    until: Some(now_unix() + 0.2),
+                    blocked_at: now,
+                },
+            )
+            .await
+            .unwrap();
+        assert!(next_view(&mut vrx, "b").await.blocked);
+        assert!(!next_view(&mut vrx, "b").await.blocked);
+        stop.cancel();
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn history_is_sampled_on_its_cadence_and_streaks_are_tracked() {
+        let store = offline_store(HistoryStoreConfig {
+            quiet_every_sec: 10.0,
+            groups_every_sec: 30.0,
+            flush_sec: 3600.0,
+            ..Default::default()
+        });
+        let stop = CancellationToken::new();
+        let (fleet, task) = spawn(config(Some(store)), None, vec![], None, stop.clone());
+        // Snapshots every 2 s for 70 s, in the future so nothing goes stale.
+        let t0 = (now_unix() / 10.0).ceil() * 10.0 + 100.0;
+        for k in 0..36u64 {
+            let t = t0 + 2.0 * k as f64;
+            assert!(fleet.snapshot(example_snapshot("h", k + 1, t), t));
+        }
+        let live = fleet.live_quiet("h".into()).await.unwrap().unwrap();
+        let times: Vec<f64> = live.pending.iter().map(|(t, _)| t - t0).collect();
+        assert_eq!(times, vec![0.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0]);
+        assert!(live.pending.iter().all(|(_, s)| *s == 100.0));
+        let open = live.open_streak.unwrap();
+        assert_eq!((open.start_time, open.end_time), (t0, t0 + 70.0));
+        assert_eq!(open.min_score, 100.0);
+        assert!(fleet.live_quiet("nobody".into()).await.unwrap().is_none());
+
+        // A PANIC sample ends the streak (the closed one waits for the writer).
+        let mut panic = example_snapshot("h", 40, t0 + 72.0);
+        panic.host.mem_used_pct = 99.0;
+        assert!(fleet.snapshot(panic, t0 + 72.0));
+        let live = fleet.live_quiet("h".into()).await.unwrap().unwrap();
+        assert!(live.open_streak.is_none());
+        let facts = fleet.health_facts().await.unwrap();
+        assert_eq!(facts[0].state, Some(QuietState::Panic));
+        stop.cancel();
+        task.await.unwrap();
     }
 }

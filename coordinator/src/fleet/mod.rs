@@ -8,7 +8,7 @@ mod actor;
 pub mod blocks;
 pub mod forecast;
 
-pub use actor::{spawn, FleetConfig};
+pub use actor::{spawn, FleetConfig, ViewFilter, ViewSignals};
 
 use lull_common::msg::hosts::{BlockInfo, BlockReply, HostDetail, HostSummary};
 use lull_common::msg::stats::SystemStatsSnapshot;
