@@ -235,6 +235,9 @@ impl Pending {
     }
 }
 
+/// Most commands handled per wake-up of the actor.
+const COMMAND_BATCH: usize = 256;
+
 struct Fleet {
     cfg: FleetConfig,
     hosts: HashMap<String, HostEntry>,
@@ -302,12 +305,19 @@ impl Fleet {
         let mut push_views = tokio::time::interval(self.cfg.views_flush);
         let mut history = tokio::time::interval(Duration::from_secs_f64(history_every));
         self.refresh_blocked(now_unix());
+        // Commands are taken in batches: one pass through select! (and its
+        // timers) per batch, not per snapshot.
+        let mut batch = Vec::with_capacity(COMMAND_BATCH);
         loop {
             tokio::select! {
-                cmd = rx.recv() => match cmd {
-                    Some(cmd) => self.handle(cmd),
-                    None => break,
-                },
+                n = rx.recv_many(&mut batch, COMMAND_BATCH) => {
+                    if n == 0 {
+                        break;
+                    }
+                    for cmd in batch.drain(..) {
+                        self.handle(cmd);
+                    }
+                }
                 _ = sweep.tick() => self.sweep(now_unix()),
                 _ = push_views.tick() => self.push_views(now_unix()),
                 _ = history.tick() => self.flush_history(htx.as_ref(), now_unix()),
