@@ -11,9 +11,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use async_nats::jetstream;
-use lull_common::msg::region::{
-    BuildFatigue, BuildRecord, CampaignStats, FatigueEventReport, FatigueType, RegionSelectReply,
-};
+use lull_common::msg::region::{BuildRecord, CampaignStats, FatigueEventReport, RegionSelectReply};
 use lull_common::subjects::endpoints as ep;
 use lull_common::Subjects;
 use lull_coordinator::region::{campaign_stats, recompute, Baselines, RegionConfig};
@@ -25,52 +23,9 @@ const T0: f64 = 1_763_026_000.0;
 const SEED000: &str = include_str!("../../common/tests/fixtures/seed000.jsonc");
 const SEED001: &str = include_str!("../../common/tests/fixtures/seed001.json");
 
-fn build(region: &str, id: &str, t: f64, ok: bool) -> BuildRecord {
-    BuildRecord {
-        timestamp: t,
-        build_id: id.into(),
-        region: region.into(),
-        build_type: Some("pytorch-clean".into()),
-        machine_type: Some("c3-standard-176".into()),
-        success: ok,
-        status: Some(if ok { "SUCCESS" } else { "FAILURE" }.into()),
-        duration_seconds: Some(600.0),
-        duration_minutes: Some(10.0),
-        queue_wait_seconds: Some(60.0),
-        queue_wait_minutes: Some(1.0),
-        working_seconds: Some(540.0),
-        total_steps: Some(72),
-        failed_step: None,
-        spot_price_per_hour: Some(6.0),
-        cost_usd: None,
-        error: (!ok).then(|| format!("error of {id}")),
-        timeout_reason: None,
-        fatigues: vec![],
-    }
-}
-
-fn fatigue(t: f64, reason: &str, code: &str) -> BuildFatigue {
-    BuildFatigue {
-        fatigue_reason: reason.into(),
-        fatigue_reason_code: Some(code.into()),
-        fatigue_time: t,
-        fatigue_duration_hours: Some(4.0),
-        fatigue_type: FatigueType::Fatigued,
-    }
-}
-
-fn event(region: &str, id: &str, t: f64) -> FatigueEventReport {
-    FatigueEventReport {
-        event_id: id.into(),
-        region: region.into(),
-        fatigue_reason: "Pool creation timeout".into(),
-        fatigue_reason_code: Some("beacon-timeout".into()),
-        fatigue_time: t,
-        fatigue_duration_hours: None,
-        fatigue_type: FatigueType::Fatigued,
-        error_message: Some("beacon never answered".into()),
-    }
-}
+use lull_common::msg::region::{
+    example_build as build, example_build_fatigue as fatigue, example_fatigue_event as event,
+};
 
 /// Publishes to JetStream, with `Nats-Msg-Id` when `id` is given; waits for
 /// every acknowledgement.
