@@ -44,24 +44,6 @@ pub async fn run(cfg: CoordinatorConfig, stop: CancellationToken) -> anyhow::Res
     let actors = CancellationToken::new();
     let (views_tx, views_rx) = tokio::sync::mpsc::channel(64);
     let book = open_book(&pool, &cfg).await?;
-    let (scheduler, scheduler_task) = scheduler::spawn(
-        book,
-        scheduler::SchedulerConfig {
-            queue: cfg.scheduler.queue,
-            tick: secs(cfg.scheduler.tick_sec),
-            gauges: secs(cfg.scheduler.gauges_sec),
-            effects: scheduler::EffectsConfig {
-                queue: cfg.scheduler.effects_queue,
-                audit_batch: cfg.scheduler.audit_batch.max(1),
-                audit_flush: secs(cfg.scheduler.audit_flush_sec),
-            },
-        },
-        views_rx,
-        client.clone(),
-        subjects.clone(),
-        Some(pool.clone()),
-        actors.clone(),
-    );
     let (history, blocks) = open_history(&pool, &cfg).await?;
     let (fleet, fleet_task) = fleet::spawn(
         fleet::FleetConfig {
@@ -131,17 +113,49 @@ pub async fn run(cfg: CoordinatorConfig, stop: CancellationToken) -> anyhow::Res
         max,
         intake.clone(),
     ));
+    let mut svc = service::Service::start(&client, &subjects)
+        .await
+        .map_err(|e| anyhow::anyhow!("starting the micro service: {e}"))?;
+    let mut lease_endpoints = Vec::new();
+    for op in endpoints::lease::LeaseOp::ALL {
+        let ep = svc
+            .endpoint(op.name())
+            .await
+            .map_err(|e| anyhow::anyhow!("registering {}: {e}", op.name()))?;
+        lease_endpoints.push((op, ep));
+    }
+    let scheduler_task = scheduler::spawn(
+        book,
+        scheduler::SchedulerConfig {
+            tick: secs(cfg.scheduler.tick_sec),
+            gauges: secs(cfg.scheduler.gauges_sec),
+            max_payload: max,
+            events_queue: cfg.scheduler.events_queue,
+            audit: scheduler::AuditConfig {
+                queue: cfg.scheduler.audit_queue,
+                batch: cfg.scheduler.audit_batch.max(1),
+                flush: secs(cfg.scheduler.audit_flush_sec),
+                retry_max: cfg.scheduler.audit_queue,
+            },
+            drain: secs(cfg.scheduler.drain_sec),
+        },
+        scheduler::SchedulerIo {
+            endpoints: lease_endpoints,
+            views: views_rx,
+            client: client.clone(),
+            subjects: subjects.clone(),
+            pool: Some(pool.clone()),
+        },
+        actors.clone(),
+    );
     let deps = endpoints::Deps {
         fleet: fleet.clone(),
-        scheduler: scheduler.clone(),
         max_payload: max,
         history: history.clone(),
         workers,
         regions,
     };
-    let svc = service::start(
-        &client,
-        &subjects,
+    svc.serve(
         endpoints::all(&deps),
         cfg.ingest.endpoint_concurrency,
         intake.clone(),

@@ -20,6 +20,11 @@ pub struct CoordinatorConfig {
     pub database_url: Secret,
     /// Largest number of pooled database connections. Default 8.
     pub db_pool_size: usize,
+    /// Threads of the async runtime; 0 means one per CPU core. The lease
+    /// path runs on one task, so on a small host shared with NATS and
+    /// Postgres, 1 wastes less CPU on cross-thread wake-ups (see
+    /// docs/benchmarks.md). Env `LULL_WORKER_THREADS`. Default 0.
+    pub worker_threads: usize,
     /// Ingest and persistence tunables.
     pub ingest: IngestConfig,
     /// Quiet engine thresholds (see docs/quiet.md).
@@ -50,11 +55,17 @@ pub struct SchedulerTunables {
     pub tick_sec: f64,
     /// Period of the lease gauges, seconds. Default 2.
     pub gauges_sec: f64,
-    /// Capacity of the scheduler's command channel. Default 4096.
-    pub queue: usize,
-    /// Capacity of the effects channel (events and audit). Default 65536.
-    pub effects_queue: usize,
-    /// Largest batch of lease audit rows. Default 500.
+    /// Lease events waiting to be published; beyond this they are dropped
+    /// and counted (holders still learn the state from a heartbeat).
+    /// Default 65536.
+    pub events_queue: usize,
+    /// Audit rows waiting to be written; beyond this they are dropped and
+    /// counted. Default 262144.
+    pub audit_queue: usize,
+    /// At shutdown, how long buffered lease requests are still answered,
+    /// seconds. Default 2.
+    pub drain_sec: f64,
+    /// Largest batch of lease audit rows. Default 5000.
     pub audit_batch: usize,
     /// Longest time an audit row waits before it is written, seconds.
     /// Default 1.
@@ -69,9 +80,10 @@ impl Default for SchedulerTunables {
         SchedulerTunables {
             tick_sec: 0.25,
             gauges_sec: 2.0,
-            queue: 4096,
-            effects_queue: 65_536,
-            audit_batch: 500,
+            events_queue: 65_536,
+            audit_queue: 262_144,
+            drain_sec: 2.0,
+            audit_batch: 5000,
             audit_flush_sec: 1.0,
             ended_lookback_sec: 3600.0,
         }
@@ -165,6 +177,7 @@ impl Default for CoordinatorConfig {
             common: CommonConfig::with_metrics_addr(SocketAddr::from(([0, 0, 0, 0], 9464))),
             database_url: Secret::new("postgres://postgres@127.0.0.1:5432/lull"),
             db_pool_size: 8,
+            worker_threads: 0,
             ingest: IngestConfig::default(),
             quiet: Default::default(),
             history: Default::default(),

@@ -2,6 +2,11 @@
 //! endpoint, decodes and validates requests, runs the handler, and answers
 //! with JSON or with an error reply (`{"error": {...}}` plus the micro error
 //! headers). Requests, errors and latency are measured per endpoint.
+//!
+//! Most endpoints are served here, a task per request, by a [`Handler`].
+//! An actor that wants to answer its own endpoints without a hop (the lease
+//! scheduler) takes the raw request stream with [`Service::endpoint`] and
+//! answers through a [`Meter`], so its replies look and count the same.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -19,6 +24,9 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+pub use async_nats::service::endpoint::Endpoint;
+pub use async_nats::service::Request;
+
 /// What a handler returns: a JSON body or an error reply.
 pub type HandlerResult = Result<Bytes, ErrorReply>;
 
@@ -26,9 +34,30 @@ pub type HandlerResult = Result<Bytes, ErrorReply>;
 pub type Handler =
     Arc<dyn Fn(Bytes) -> Pin<Box<dyn Future<Output = HandlerResult> + Send>> + Send + Sync>;
 
+/// Decodes and validates a request payload (an empty or blank payload
+/// counts as `{}`), turning any failure into an `invalid_request` reply.
+pub fn decode_request<Req>(payload: &[u8], max_payload: usize) -> Result<Req, ErrorReply>
+where
+    Req: DeserializeOwned + Validate,
+{
+    let body: &[u8] = if payload.iter().all(|b| b.is_ascii_whitespace()) {
+        b"{}"
+    } else {
+        payload
+    };
+    decode(body, max_payload).map_err(|e| ErrorReply::from(&e))
+}
+
+/// Serialises a reply body.
+pub fn encode_reply<Resp: Serialize>(resp: &Resp) -> HandlerResult {
+    serde_json::to_vec(resp)
+        .map(Bytes::from)
+        .map_err(|e| ErrorReply::new(ErrorCode::Internal, e.to_string()))
+}
+
 /// Wraps a typed async function as a [`Handler`]: the payload is size-checked,
-/// decoded and validated (an empty payload counts as `{}`), and the result is
-/// serialised. Bad input never reaches `f`.
+/// decoded and validated, and the result is serialised. Bad input never
+/// reaches `f`.
 pub fn typed<Req, Resp, F, Fut>(max_payload: usize, f: F) -> Handler
 where
     Req: DeserializeOwned + Validate + Send + 'static,
@@ -40,16 +69,8 @@ where
     Arc::new(move |payload: Bytes| {
         let f = f.clone();
         Box::pin(async move {
-            let body: &[u8] = if payload.iter().all(|b| b.is_ascii_whitespace()) {
-                b"{}"
-            } else {
-                &payload
-            };
-            let req: Req = decode(body, max_payload).map_err(|e| ErrorReply::from(&e))?;
-            let resp = f(req).await?;
-            serde_json::to_vec(&resp)
-                .map(Bytes::from)
-                .map_err(|e| ErrorReply::new(ErrorCode::Internal, e.to_string()))
+            let req: Req = decode_request(&payload, max_payload)?;
+            encode_reply(&f(req).await?)
         })
     })
 }
@@ -64,18 +85,124 @@ impl Validate for Empty {
     }
 }
 
-/// The running service. Dropping it does not stop it; call [`Running::stop`].
-pub struct Running {
+/// Answers requests of one endpoint and measures them: the metric handles
+/// are made once, so a reply costs atomic increments, not registry lookups.
+#[derive(Clone)]
+pub struct Meter {
+    endpoint: &'static str,
+    ok: metrics::Counter,
+    error: metrics::Counter,
+    duration: metrics::Histogram,
+}
+
+impl Meter {
+    /// The meter of `endpoint` (a name relative to `lull.v1`).
+    pub fn new(endpoint: &'static str) -> Self {
+        Meter {
+            endpoint,
+            ok: metrics::counter!("lull_requests_total", "endpoint" => endpoint, "result" => "ok"),
+            error: metrics::counter!("lull_requests_total", "endpoint" => endpoint, "result" => "error"),
+            duration: metrics::histogram!("lull_request_duration_seconds", "endpoint" => endpoint),
+        }
+    }
+
+    /// Sends the reply (or the error reply with the micro error headers)
+    /// and records it; `started` is when the request was taken.
+    pub async fn respond(&self, request: &Request, result: HandlerResult, started: Instant) {
+        let sent = match result {
+            Ok(body) => {
+                self.ok.increment(1);
+                request.respond(Ok(body)).await
+            }
+            Err(err) => {
+                self.error.increment(1);
+                metrics::counter!("lull_request_errors_total", "endpoint" => self.endpoint, "code" => err.error.code.as_str())
+                    .increment(1);
+                let mut h = async_nats::HeaderMap::new();
+                h.insert(
+                    async_nats::service::NATS_SERVICE_ERROR,
+                    err.error.message.as_str(),
+                );
+                h.insert(
+                    async_nats::service::NATS_SERVICE_ERROR_CODE,
+                    err.error.code.status().to_string().as_str(),
+                );
+                let body = serde_json::to_vec(&err)
+                    .map(Bytes::from)
+                    .unwrap_or_default();
+                request.respond_with_headers(Ok(body), h).await
+            }
+        };
+        if let Err(e) = sent {
+            tracing::debug!(endpoint = self.endpoint, error = %e, "reply not sent");
+        }
+        self.duration.record(started.elapsed().as_secs_f64());
+    }
+}
+
+/// The registered micro service, before and while it serves.
+pub struct Service {
     service: async_nats::service::Service,
+    group: async_nats::service::Group,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
-impl Running {
-    /// Stops taking requests, lets in-flight ones finish, and unregisters.
-    pub async fn stop(self) {
-        for t in &self.tasks {
-            t.abort();
+impl Service {
+    /// Registers the `lull-coordinator` micro service (answering `$SRV.*`);
+    /// endpoints are added with [`Service::endpoint`] and [`Service::serve`].
+    pub async fn start(
+        client: &async_nats::Client,
+        subjects: &Subjects,
+    ) -> Result<Service, async_nats::Error> {
+        let service = client
+            .service_builder()
+            .description("Lull coordinator: quiet state, heavy-work leases, regions and workers")
+            .start(
+                lull_common::subjects::SERVICE_NAME,
+                env!("CARGO_PKG_VERSION"),
+            )
+            .await?;
+        let group = service.group(subjects.service_group());
+        Ok(Service {
+            service,
+            group,
+            tasks: Vec::new(),
+        })
+    }
+
+    /// Registers `name` (relative to `lull.v1`) and returns its raw request
+    /// stream, for an actor that answers through a [`Meter`]. The stream
+    /// ends after [`Service::stop`] once its buffered requests are taken.
+    pub async fn endpoint(&self, name: &'static str) -> Result<Endpoint, async_nats::Error> {
+        self.group.endpoint(name).await
+    }
+
+    /// Serves `endpoints`, each request in a task of its own, at most
+    /// `concurrency` at a time per endpoint. On `shutdown` they stop taking
+    /// requests and finish the ones in flight.
+    pub async fn serve(
+        &mut self,
+        endpoints: Vec<(&'static str, Handler)>,
+        concurrency: usize,
+        shutdown: CancellationToken,
+    ) -> Result<(), async_nats::Error> {
+        let concurrency = concurrency.max(1);
+        for (name, handler) in endpoints {
+            let endpoint = self.group.endpoint(name).await?;
+            self.tasks.push(tokio::spawn(serve_endpoint(
+                endpoint,
+                Meter::new(name),
+                handler,
+                concurrency,
+                shutdown.clone(),
+            )));
         }
+        Ok(())
+    }
+
+    /// Stops taking requests: waits for the served endpoints to answer what
+    /// they took, then unregisters the service (which ends the raw streams).
+    pub async fn stop(self) {
         for t in self.tasks {
             let _ = t.await;
         }
@@ -85,86 +212,33 @@ impl Running {
     }
 }
 
-/// Starts the micro service with `endpoints` (names relative to `lull.v1`).
-pub async fn start(
-    client: &async_nats::Client,
-    subjects: &Subjects,
-    endpoints: Vec<(&'static str, Handler)>,
+async fn serve_endpoint(
+    mut endpoint: Endpoint,
+    meter: Meter,
+    handler: Handler,
     concurrency: usize,
     shutdown: CancellationToken,
-) -> Result<Running, async_nats::Error> {
-    let service = client
-        .service_builder()
-        .description("Lull coordinator: quiet state, heavy-work leases, regions and workers")
-        .start(
-            lull_common::subjects::SERVICE_NAME,
-            env!("CARGO_PKG_VERSION"),
-        )
-        .await?;
-    let group = service.group(subjects.service_group());
-    let mut tasks = Vec::new();
-    for (name, handler) in endpoints {
-        let mut endpoint = group.endpoint(name).await?;
-        let limit = Arc::new(Semaphore::new(concurrency.max(1)));
-        let shutdown = shutdown.clone();
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let request = tokio::select! {
-                    r = endpoint.next() => match r { Some(r) => r, None => break },
-                    _ = shutdown.cancelled() => break,
-                };
-                let Ok(permit) = limit.clone().acquire_owned().await else {
-                    break;
-                };
-                let handler = handler.clone();
-                tokio::spawn(async move {
-                    let started = Instant::now();
-                    let result = handler(request.message.payload.clone()).await;
-                    respond(&request, name, result, started).await;
-                    drop(permit);
-                });
-            }
-            // Drain: wait until every in-flight request has answered.
-            let _ = limit.acquire_many(concurrency.max(1) as u32).await;
-        }));
-    }
-    Ok(Running { service, tasks })
-}
-
-async fn respond(
-    request: &async_nats::service::Request,
-    endpoint: &'static str,
-    result: HandlerResult,
-    started: Instant,
 ) {
-    let (payload, headers, result_label) = match result {
-        Ok(body) => (body, async_nats::HeaderMap::new(), "ok"),
-        Err(err) => {
-            let mut h = async_nats::HeaderMap::new();
-            h.insert(
-                async_nats::service::NATS_SERVICE_ERROR,
-                err.error.message.as_str(),
-            );
-            h.insert(
-                async_nats::service::NATS_SERVICE_ERROR_CODE,
-                err.error.code.status().to_string().as_str(),
-            );
-            metrics::counter!("lull_request_errors_total", "endpoint" => endpoint, "code" => err.error.code.as_str())
-                .increment(1);
-            let body = serde_json::to_vec(&err)
-                .map(Bytes::from)
-                .unwrap_or_default();
-            (body, h, "error")
-        }
-    };
-    let sent = request.respond_with_headers(Ok(payload), headers).await;
-    if let Err(e) = sent {
-        tracing::debug!(endpoint, error = %e, "reply not sent");
+    let limit = Arc::new(Semaphore::new(concurrency));
+    loop {
+        let request = tokio::select! {
+            r = endpoint.next() => match r { Some(r) => r, None => break },
+            _ = shutdown.cancelled() => break,
+        };
+        let Ok(permit) = limit.clone().acquire_owned().await else {
+            break;
+        };
+        let handler = handler.clone();
+        let meter = meter.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let result = handler(request.message.payload.clone()).await;
+            meter.respond(&request, result, started).await;
+            drop(permit);
+        });
     }
-    metrics::counter!("lull_requests_total", "endpoint" => endpoint, "result" => result_label)
-        .increment(1);
-    metrics::histogram!("lull_request_duration_seconds", "endpoint" => endpoint)
-        .record(started.elapsed().as_secs_f64());
+    // Drain: wait until every request taken has been answered.
+    let _ = limit.acquire_many(concurrency as u32).await;
 }
 
 /// Shorthand for an error reply.

@@ -21,6 +21,17 @@ pub enum Priority {
     High,
 }
 
+impl Priority {
+    /// The wire name (`LOW`, `NORMAL`, `HIGH`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Low => "LOW",
+            Priority::Normal => "NORMAL",
+            Priority::High => "HIGH",
+        }
+    }
+}
+
 /// Legacy cost classes, mapped to units when `cost_units` is absent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]

@@ -1,9 +1,10 @@
 //! The table of `lull.v1.*` endpoints, one file per domain: each binds an
 //! endpoint name to a thin handler that asks the owning actor and shapes
-//! the reply.
+//! the reply. The lease endpoints are the exception: the scheduler actor
+//! reads them itself (see [`lease`]).
 
 mod hosts;
-mod lease;
+pub mod lease;
 mod quiet;
 mod regions;
 mod workers;
@@ -18,8 +19,6 @@ use crate::service::{err, Handler};
 pub struct Deps {
     /// The fleet actor.
     pub fleet: FleetHandle,
-    /// The lease scheduler.
-    pub scheduler: crate::scheduler::SchedulerHandle,
     /// Largest accepted request.
     pub max_payload: usize,
     /// History storage (history, streaks, forecast, health, blocks).
@@ -35,11 +34,10 @@ pub(crate) fn gone<E>(_: E) -> lull_common::ErrorReply {
     err(ErrorCode::Unavailable, "the coordinator is shutting down")
 }
 
-/// Every endpoint with its handler.
+/// Every endpoint served by a handler (all but the lease endpoints).
 pub fn all(deps: &Deps) -> Vec<(&'static str, Handler)> {
     let mut v = Vec::new();
     v.extend(hosts::endpoints(deps));
-    v.extend(lease::endpoints(deps));
     v.extend(quiet::endpoints(deps));
     v.extend(regions::endpoints(deps));
     v.extend(workers::endpoints(deps));

@@ -18,13 +18,14 @@ use lull_common::msg::lease::{
     SchedulerStatus,
 };
 use serde::Serialize;
+use subtle::ConstantTimeEq;
 use thiserror::Error;
 
 use super::bucket::TokenBucket;
 use super::capacity;
 use super::config::LeaseConfig;
 use super::policy::{
-    self, AddonLoad, BookView, Decision, Denial, Grant, Holder, HostLoad, HostView, Resource,
+    self, AddonLoad, BookView, Decision, Denial, Grant, Holder, HostView, Loads, Resource,
 };
 use super::queue::{Pushed, WaitQueue, Waiter};
 use super::token::{self, LeaseKey, LeaseTerms};
@@ -397,17 +398,9 @@ impl Book {
 
     fn decide(&self, req: &HeavyLeaseRequest, rate_wait: Option<f64>, now: f64) -> Decision {
         let addon = self.addon_load(&req.addon_id, rate_wait);
-        let loads = match &req.host_id {
-            Some(h) => {
-                let mut m = HashMap::with_capacity(1);
-                m.insert(h.clone(), self.host_load(h));
-                m
-            }
-            None => self.all_loads(),
-        };
         let view = BookView {
             addon: &addon,
-            loads: &loads,
+            loads: self,
         };
         policy::decide(req, &self.hosts, &view, &self.cfg, now)
     }
@@ -962,7 +955,6 @@ impl Book {
         if self.queue.is_empty() || self.in_grace(now) {
             return;
         }
-        let mut loads = self.all_loads();
         for id in self.queue.ids() {
             let Some(w) = self.queue.get(&id) else {
                 continue;
@@ -974,13 +966,12 @@ impl Book {
             let addon = self.addon_load(&req.addon_id, None);
             let view = BookView {
                 addon: &addon,
-                loads: &loads,
+                loads: self,
             };
             match policy::decide(&req, &self.hosts, &view, &self.cfg, now) {
                 Decision::Grant(g) => {
                     self.queue.remove(&id);
                     self.grant(&id, &req, &g, now, fx);
-                    loads.insert(g.host_id.clone(), self.host_load(&g.host_id));
                 }
                 Decision::Deny(d) => {
                     if let Some(w) = self.queue.get_mut(&id) {
@@ -1057,20 +1048,28 @@ impl Book {
     }
 
     /// Checks that `token` is this coordinator's token for lease `id` and,
-    /// for an active lease, that its terms name the same addon and host.
-    fn check_token(&self, id: &str, token: &str) -> Result<LeaseTerms, BookError> {
+    /// for an active lease, that its terms name the same addon and host. The
+    /// common case, the very token the lease was granted with, is a
+    /// constant-time comparison; any other token is verified in full.
+    fn check_token(&self, id: &str, token: &str) -> Result<(), BookError> {
         let forbidden = || BookError::Forbidden(id.to_string());
+        let active = self.leases.get(id);
+        if let Some(l) = active {
+            if bool::from(l.token.as_bytes().ct_eq(token.as_bytes())) {
+                return Ok(());
+            }
+        }
         let t = token::verify(token, &self.key).map_err(|_| forbidden())?;
         if t.lease_id != id {
             return Err(forbidden());
         }
-        if let Some(l) = self.leases.get(id) {
+        if let Some(l) = active {
             let host_ok = t.host_id.as_deref().is_none_or(|h| h == l.info.host_id);
             if t.addon_id != l.info.addon_id || !host_ok {
                 return Err(forbidden());
             }
         }
-        Ok(t)
+        Ok(())
     }
 
     /// Terms of a lease id this book knows nothing about: a token that does
@@ -1303,32 +1302,38 @@ impl Book {
     }
 
     fn touch_addon(&mut self, addon_id: &str, now: f64) -> &mut AddonEntry {
-        if !self.addons.contains_key(addon_id) && self.addons.len() >= self.cfg.addons_max {
-            // Forget the least recently seen addon.
-            if let Some(old) = self
-                .addons
-                .iter()
-                .min_by(|a, b| a.1.last_seen.total_cmp(&b.1.last_seen))
-                .map(|(k, _)| k.clone())
-            {
-                self.addons.remove(&old);
+        if !self.addons.contains_key(addon_id) {
+            if self.addons.len() >= self.cfg.addons_max {
+                // Forget the least recently seen addon.
+                if let Some(old) = self
+                    .addons
+                    .iter()
+                    .min_by(|a, b| a.1.last_seen.total_cmp(&b.1.last_seen))
+                    .map(|(k, _)| k.clone())
+                {
+                    self.addons.remove(&old);
+                }
             }
+            let (rate, burst) = self.cfg.addon_rate(addon_id);
+            self.addons.insert(
+                addon_id.to_string(),
+                AddonEntry {
+                    bucket: TokenBucket::new(rate, burst, now),
+                    decisions: AddonDecisions {
+                        addon_id: addon_id.to_string(),
+                        granted: 0,
+                        denied: 0,
+                        last_reason: None,
+                        cooldown_until: None,
+                    },
+                    last_seen: now,
+                },
+            );
         }
-        let (rate, burst) = self.cfg.addon_rate(addon_id);
         let e = self
             .addons
-            .entry(addon_id.to_string())
-            .or_insert_with(|| AddonEntry {
-                bucket: TokenBucket::new(rate, burst, now),
-                decisions: AddonDecisions {
-                    addon_id: addon_id.to_string(),
-                    granted: 0,
-                    denied: 0,
-                    last_reason: None,
-                    cooldown_until: None,
-                },
-                last_seen: now,
-            });
+            .get_mut(addon_id)
+            .expect("the addon entry was inserted above");
         e.last_seen = e.last_seen.max(now);
         e
     }
@@ -1338,37 +1343,6 @@ impl Book {
         e.decisions.denied += 1;
         e.decisions.last_reason = Some(reason.to_string());
         e.decisions.cooldown_until = Some(now + retry);
-    }
-
-    fn holder(l: &Lease) -> Holder {
-        Holder {
-            units: l.info.cost_units,
-            free_at: l.free_at(),
-        }
-    }
-
-    fn host_load(&self, host_id: &str) -> HostLoad {
-        let holders = self
-            .by_host
-            .get(host_id)
-            .map(|ids| {
-                ids.iter()
-                    .filter_map(|id| self.leases.get(id))
-                    .map(Self::holder)
-                    .collect()
-            })
-            .unwrap_or_default();
-        HostLoad {
-            used_units: self.used_units(host_id),
-            holders,
-        }
-    }
-
-    fn all_loads(&self) -> HashMap<String, HostLoad> {
-        self.by_host
-            .keys()
-            .map(|h| (h.clone(), self.host_load(h)))
-            .collect()
     }
 
     fn addon_load(&self, addon_id: &str, rate_wait_sec: Option<f64>) -> AddonLoad {
@@ -1440,6 +1414,29 @@ impl Book {
             reason,
             detail,
         }
+    }
+}
+
+/// Admission reads the book's per-host counters directly: the used units
+/// are one map lookup, and the holders are gathered only for a full host.
+impl Loads for Book {
+    fn used_units(&self, host_id: &str) -> u32 {
+        Book::used_units(self, host_id)
+    }
+
+    fn holders(&self, host_id: &str) -> Vec<Holder> {
+        self.by_host
+            .get(host_id)
+            .map(|ids| {
+                ids.iter()
+                    .filter_map(|id| self.leases.get(id))
+                    .map(|l| Holder {
+                        units: l.info.cost_units,
+                        free_at: l.free_at(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 }
 

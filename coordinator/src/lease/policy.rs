@@ -120,10 +120,28 @@ pub struct HostLoad {
     pub holders: Vec<Holder>,
 }
 
-static EMPTY_LOAD: HostLoad = HostLoad {
-    used_units: 0,
-    holders: Vec::new(),
-};
+/// What the book holds on each host, as admission sees it. The used units
+/// are asked on every decision, so they must be cheap; the holders only
+/// when a host is full, to tell when room frees up.
+pub trait Loads {
+    /// Units held by active leases on `host_id`.
+    fn used_units(&self, host_id: &str) -> u32;
+    /// The active leases on `host_id`.
+    fn holders(&self, host_id: &str) -> Vec<Holder>;
+}
+
+/// Plain per-host loads (a host missing here carries nothing).
+impl Loads for HashMap<String, HostLoad> {
+    fn used_units(&self, host_id: &str) -> u32 {
+        self.get(host_id).map_or(0, |l| l.used_units)
+    }
+
+    fn holders(&self, host_id: &str) -> Vec<Holder> {
+        self.get(host_id)
+            .map(|l| l.holders.clone())
+            .unwrap_or_default()
+    }
+}
 
 /// What the book holds for the requesting addon and the fleet.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -143,19 +161,12 @@ pub struct AddonLoad {
 }
 
 /// The lease book as seen by the policy.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct BookView<'a> {
     /// The requesting addon's and the fleet's counts.
     pub addon: &'a AddonLoad,
-    /// Per-host loads; a host missing here carries nothing.
-    pub loads: &'a HashMap<String, HostLoad>,
-}
-
-impl BookView<'_> {
-    /// The load of one host.
-    pub fn load(&self, host_id: &str) -> &HostLoad {
-        self.loads.get(host_id).unwrap_or(&EMPTY_LOAD)
-    }
+    /// Per-host loads.
+    pub loads: &'a dyn Loads,
 }
 
 /// A request may be granted.
@@ -415,18 +426,24 @@ fn until(t: Option<f64>, now: f64) -> Option<f64> {
     t.map(|t| t - now).filter(|d| *d > 0.0)
 }
 
-/// Seconds until enough of the holders are likely gone for `units` more to
-/// fit under `capacity`; `None` when even an empty host would not fit them.
-pub fn capacity_retry(load: &HostLoad, units: u32, capacity: u32, now: f64) -> Option<f64> {
+/// Seconds until enough of the `holders` (together `used_units`) are likely
+/// gone for `units` more to fit under `capacity`; `None` when even an empty
+/// host would not fit them.
+pub fn capacity_retry(
+    mut holders: Vec<Holder>,
+    used_units: u32,
+    units: u32,
+    capacity: u32,
+    now: f64,
+) -> Option<f64> {
     if units > capacity {
         return None;
     }
-    let need = u64::from(load.used_units) + u64::from(units);
+    let need = u64::from(used_units) + u64::from(units);
     if need <= u64::from(capacity) {
         return Some(0.0);
     }
     let mut to_free = need - u64::from(capacity);
-    let mut holders = load.holders.clone();
     holders.sort_by(|a, b| a.free_at.total_cmp(&b.free_at));
     for h in holders {
         to_free = to_free.saturating_sub(u64::from(h.units));
@@ -496,7 +513,7 @@ pub fn admit_host(
     units: u32,
     host_id: &str,
     host: Option<&HostView>,
-    load: &HostLoad,
+    loads: &dyn Loads,
     cfg: &LeaseConfig,
     now: f64,
 ) -> Decision {
@@ -593,18 +610,17 @@ pub fn admit_host(
         );
     }
     let capacity = calculate_capacity(h.cpu_count, j.state, h.quiet_score, &cfg.capacity);
-    if u64::from(load.used_units) + u64::from(units) > u64::from(capacity) {
-        let retry = match capacity_retry(load, units, capacity, now) {
+    let used_units = loads.used_units(&h.host_id);
+    if u64::from(used_units) + u64::from(units) > u64::from(capacity) {
+        let holders = loads.holders(&h.host_id);
+        let retry = match capacity_retry(holders, used_units, units, capacity, now) {
             Some(r) => r,
             // Only a better state can make room: the forecast, if any.
             None => forecast.unwrap_or(cfg.retry.default_sec),
         };
         return deny(
             DenyReason::CapacityExceeded,
-            format!(
-                "Capacity exceeded: used={}, requested={units}, capacity={capacity}",
-                load.used_units
-            ),
+            format!("Capacity exceeded: used={used_units}, requested={units}, capacity={capacity}"),
             retry,
             id,
             cfg,
@@ -613,7 +629,7 @@ pub fn admit_host(
     Decision::Grant(Grant {
         host_id: h.host_id.clone(),
         units,
-        used_units: load.used_units,
+        used_units,
         capacity_units: capacity,
         judged_state: j.state,
     })
@@ -636,7 +652,7 @@ pub fn admit(
         .map(|h| h.host_id.as_str())
         .or(req.host_id.as_deref())
         .unwrap_or("?");
-    admit_host(req, units, host_id, host, book.load(host_id), cfg, now)
+    admit_host(req, units, host_id, host, book.loads, cfg, now)
 }
 
 /// Placement: the quietest eligible host with room. Among the hosts that
@@ -661,15 +677,7 @@ pub fn place<'h>(
     let mut checked = 0usize;
     for h in hosts {
         checked += 1;
-        match admit_host(
-            req,
-            units,
-            &h.host_id,
-            Some(h),
-            book.load(&h.host_id),
-            cfg,
-            now,
-        ) {
+        match admit_host(req, units, &h.host_id, Some(h), book.loads, cfg, now) {
             Decision::Grant(g) => {
                 let free = g.capacity_units.saturating_sub(g.used_units);
                 let better = match &best {
@@ -1002,9 +1010,15 @@ mod tests {
         // 11 do not.
         assert!(!admit_on(&req(11), Some(&h), load.clone(), AddonLoad::default(), &c).is_grant());
         // Needing both releases waits for the later one.
-        assert_eq!(capacity_retry(&load, 70, 70, NOW), Some(20.0));
+        assert_eq!(
+            capacity_retry(load.holders.clone(), load.used_units, 70, 70, NOW),
+            Some(20.0)
+        );
         // More than the whole capacity: only a better state could help.
-        assert_eq!(capacity_retry(&load, 71, 70, NOW), None);
+        assert_eq!(
+            capacity_retry(load.holders.clone(), load.used_units, 71, 70, NOW),
+            None
+        );
     }
 
     #[test]

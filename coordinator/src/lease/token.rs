@@ -11,6 +11,8 @@
 //! prefixed, so no escaping can make a token grow); the tag is
 //! `HMAC-SHA256(key, "lull-lease-v1" || payload)`, checked in constant time.
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use hmac::{Hmac, Mac};
 use lull_common::msg::lease::Priority;
 use sha2::Sha256;
@@ -304,67 +306,15 @@ pub fn verify(token: &str, key: &LeaseKey) -> Result<LeaseTerms, TokenError> {
     decode_terms(&payload)
 }
 
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
 /// Unpadded base64url.
 fn b64_encode(data: &[u8]) -> String {
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        let chars = chunk.len() + 1;
-        for i in 0..chars {
-            let idx = (n >> (18 - 6 * i)) & 63;
-            out.push(char::from(B64[idx as usize]));
-        }
-    }
-    out
+    URL_SAFE_NO_PAD.encode(data)
 }
 
-fn b64_value(c: u8) -> Option<u32> {
-    Some(match c {
-        b'A'..=b'Z' => c - b'A',
-        b'a'..=b'z' => c - b'a' + 26,
-        b'0'..=b'9' => c - b'0' + 52,
-        b'-' => 62,
-        b'_' => 63,
-        _ => return None,
-    } as u32)
-}
-
-/// Strict unpadded base64url: rejects padding, foreign characters, an
-/// impossible length and non-zero trailing bits (so each byte string has
-/// exactly one encoding).
+/// Strict unpadded base64url: no padding, and the bits past the last whole
+/// byte must be zero, so every token has exactly one spelling.
 fn b64_decode(s: &str) -> Option<Vec<u8>> {
-    let s = s.as_bytes();
-    if s.len() % 4 == 1 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    for chunk in s.chunks(4) {
-        let mut n = 0u32;
-        for (i, c) in chunk.iter().enumerate() {
-            n |= b64_value(*c)? << (18 - 6 * i);
-        }
-        let bytes = chunk.len() - 1;
-        let full = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
-        // The bits past the last whole byte must be zero.
-        let used_bits = 8 * bytes;
-        let mask = if used_bits >= 24 {
-            0
-        } else {
-            (1u32 << (24 - used_bits)) - 1
-        };
-        if n & mask != 0 {
-            return None;
-        }
-        out.extend_from_slice(&full[..bytes]);
-    }
-    Some(out)
+    URL_SAFE_NO_PAD.decode(s).ok()
 }
 
 #[cfg(test)]

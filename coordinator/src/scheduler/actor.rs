@@ -1,92 +1,137 @@
-//! The scheduler actor: owns the [`Book`], serialises every lease operation,
-//! ticks it on its own timer (expiry, queue deadlines, end of the grace
-//! period), takes host views from the fleet, and hands the book's effects
-//! to the effects task without waiting on NATS or Postgres.
+//! The scheduler actor: owns the [`Book`] and serialises every lease
+//! operation. It takes requests straight from the lease endpoints' streams
+//! (answering each in place, so a decision costs no extra task or channel
+//! hop), ticks the book on its own timer (expiry, queue deadlines, end of
+//! the grace period), and applies host views from the fleet. Events and
+//! audit records go to their own tasks without waiting.
 
-use std::collections::HashMap;
-use std::time::Duration;
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
 
-use lull_common::msg::lease::HeavyLeaseResponse;
+use futures::stream::{self, StreamExt};
 use lull_common::runtime::now_unix;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::effects::{self, EffectsConfig};
-use super::{Command, SchedulerHandle};
+use super::audit::{self, AuditConfig, AuditSink};
+use super::events::{self, EventSink};
+use crate::endpoints::lease::{handle, Decision, LeaseOp};
 use crate::lease::{Book, Effect, HostView};
+use crate::service::{Endpoint, Meter, Request};
 
 /// Tunables of the scheduler shell.
 #[derive(Debug, Clone)]
 pub struct SchedulerConfig {
-    /// Capacity of the command channel.
-    pub queue: usize,
     /// Period of the book's timer (expiry is noticed within this).
     pub tick: Duration,
     /// Period of the capacity gauges.
     pub gauges: Duration,
-    /// Effects task settings.
-    pub effects: EffectsConfig,
+    /// Largest accepted request payload.
+    pub max_payload: usize,
+    /// Lease events waiting to be published.
+    pub events_queue: usize,
+    /// The audit writer.
+    pub audit: AuditConfig,
+    /// At shutdown, how long buffered requests are still answered.
+    pub drain: Duration,
 }
 
-/// Starts the scheduler around `book`. Host views arrive on `views`.
-/// Returns its handle and its task, which ends (after the effects are
-/// flushed) once `shutdown` is cancelled.
+/// What the scheduler is connected to.
+pub struct SchedulerIo {
+    /// The lease endpoints' request streams.
+    pub endpoints: Vec<(LeaseOp, Endpoint)>,
+    /// Host views pushed by the fleet.
+    pub views: mpsc::Receiver<Vec<HostView>>,
+    /// Where lease events are published.
+    pub client: async_nats::Client,
+    /// Subject names.
+    pub subjects: lull_common::Subjects,
+    /// Where audit rows are written (`None`: nowhere).
+    pub pool: Option<deadpool_postgres::Pool>,
+}
+
+/// Starts the scheduler around `book`, answering the lease endpoints. The
+/// task ends once `shutdown` is cancelled and the endpoint streams have
+/// ended (the service was stopped) or `drain` has passed, after the events
+/// and audit rows are flushed.
 pub fn spawn(
     book: Book,
     cfg: SchedulerConfig,
-    views: mpsc::Receiver<Vec<HostView>>,
-    client: async_nats::Client,
-    subjects: lull_common::Subjects,
-    pool: Option<deadpool_postgres::Pool>,
+    io: SchedulerIo,
     shutdown: CancellationToken,
-) -> (SchedulerHandle, JoinHandle<()>) {
-    let (tx, rx) = mpsc::channel(cfg.queue.max(16));
-    let (etx, erx) = mpsc::channel(cfg.effects.queue.max(16));
-    let effects_task = tokio::spawn(effects::run(
-        erx,
+) -> JoinHandle<()> {
+    let SchedulerIo {
+        endpoints,
+        views,
         client,
         subjects,
         pool,
-        cfg.effects.clone(),
-    ));
+    } = io;
+    let (events, events_task) = events::spawn(client, subjects, cfg.events_queue);
+    let (audit, audit_task) = audit::spawn(pool, cfg.audit.clone());
     let actor = Actor {
         book,
-        effects: etx,
-        host_gauges: HashMap::new(),
+        max_payload: cfg.max_payload,
+        meters: LeaseOp::ALL.map(|op| Meter::new(op.name())),
+        decisions: HashMap::new(),
+        events,
+        audit,
+        host_gauges: HashSet::new(),
     };
-    let task = tokio::spawn(actor.run(rx, views, cfg, shutdown, effects_task));
-    (SchedulerHandle { tx }, task)
+    tokio::spawn(async move {
+        actor.run(endpoints, views, cfg, shutdown).await;
+        let _ = events_task.await;
+        let _ = audit_task.await;
+    })
 }
 
 struct Actor {
     book: Book,
-    effects: mpsc::Sender<Effect>,
+    max_payload: usize,
+    /// One per [`LeaseOp`], in [`LeaseOp::ALL`] order.
+    meters: [Meter; 7],
+    /// `lull_lease_decisions_total` handles by result and reason.
+    decisions: HashMap<Decision, metrics::Counter>,
+    events: EventSink,
+    audit: AuditSink,
     /// Hosts with gauges set, so vanished ones can be zeroed.
-    host_gauges: HashMap<String, ()>,
+    host_gauges: HashSet<String>,
 }
 
 impl Actor {
     async fn run(
         mut self,
-        mut rx: mpsc::Receiver<Command>,
+        endpoints: Vec<(LeaseOp, Endpoint)>,
         mut views: mpsc::Receiver<Vec<HostView>>,
         cfg: SchedulerConfig,
         shutdown: CancellationToken,
-        effects_task: JoinHandle<()>,
     ) {
+        let mut incoming = stream::select_all(
+            endpoints
+                .into_iter()
+                .map(|(op, ep)| ep.map(move |r| (op, r))),
+        );
         let mut tick = tokio::time::interval(cfg.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut gauges = tokio::time::interval(cfg.gauges);
+        gauges.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut views_open = true;
+        let mut serving = true;
         loop {
             tokio::select! {
-                cmd = rx.recv() => match cmd {
-                    Some(cmd) => self.handle(cmd),
-                    None => break,
+                r = incoming.next(), if serving => match r {
+                    Some((op, request)) => self.serve(op, request).await,
+                    // The service stopped: keep expiring leases until told
+                    // to stop.
+                    None => serving = false,
                 },
-                v = views.recv() => if let Some(v) = v {
-                    let fx = self.book.on_hosts_changed(v, now_unix());
-                    self.emit(fx);
+                v = views.recv(), if views_open => match v {
+                    Some(v) => {
+                        let fx = self.book.on_hosts_changed(v, now_unix());
+                        self.emit(fx);
+                    }
+                    None => views_open = false,
                 },
                 _ = tick.tick() => {
                     let fx = self.book.tick(now_unix());
@@ -96,103 +141,72 @@ impl Actor {
                 _ = shutdown.cancelled() => break,
             }
         }
-        // Answer what is already queued, then let the effects drain.
-        rx.close();
-        while let Ok(cmd) = rx.try_recv() {
-            self.handle(cmd);
-        }
-        drop(self.effects);
-        let _ = effects_task.await;
-    }
-
-    fn handle(&mut self, cmd: Command) {
-        let now = now_unix();
-        match cmd {
-            Command::Request(req, reply) => {
-                let out = self.book.request(*req, now);
-                count_decision(&out.reply);
-                self.emit(out.effects);
-                let _ = reply.send(out.reply);
-            }
-            Command::Heartbeat(h, reply) => {
-                let r = self.book.heartbeat(&h, now).map(|o| {
-                    self.emit(o.effects);
-                    o.reply
-                });
-                let _ = reply.send(r);
-            }
-            Command::Release(r, reply) => {
-                let r = self.book.release(&r, now).map(|o| {
-                    self.emit(o.effects);
-                    o.reply
-                });
-                let _ = reply.send(r);
-            }
-            Command::Report(r, reply) => {
-                let r = self.book.report(&r, now).map(|o| {
-                    self.emit(o.effects);
-                    o.reply
-                });
-                let _ = reply.send(r);
-            }
-            Command::Revoke(r, reply) => {
-                let r = self.book.revoke(&r, now).map(|o| {
-                    self.emit(o.effects);
-                    o.reply
-                });
-                let _ = reply.send(r);
-            }
-            Command::Cancel(r, reply) => {
-                let r = self.book.cancel(&r, now).map(|o| {
-                    self.emit(o.effects);
-                    o.reply
-                });
-                let _ = reply.send(r);
-            }
-            Command::Status(reply) => {
-                let _ = reply.send(self.book.status(now));
+        // Answer what was already received; the streams end once the
+        // service has unsubscribed them.
+        let deadline = tokio::time::Instant::now() + cfg.drain;
+        if serving {
+            while let Ok(Some((op, request))) =
+                tokio::time::timeout_at(deadline, incoming.next()).await
+            {
+                self.serve(op, request).await;
             }
         }
+        self.gauges();
     }
 
-    /// Hands effects over without waiting. The effects task only publishes
-    /// and forwards, so its queue drains at NATS speed; if it is full anyway
-    /// the effect is dropped and counted (lease state never depends on it,
-    /// and a holder still learns the state from its next heartbeat).
+    /// Answers one request and hands its effects over.
+    async fn serve(&mut self, op: LeaseOp, request: Request) {
+        let started = Instant::now();
+        let h = handle(
+            &mut self.book,
+            op,
+            &request.message.payload,
+            self.max_payload,
+            now_unix(),
+        );
+        if let Some(d) = h.decision {
+            self.decisions
+                .entry(d)
+                .or_insert_with(|| {
+                    metrics::counter!("lull_lease_decisions_total", "result" => d.result, "reason" => d.reason)
+                })
+                .increment(1);
+        }
+        self.meters[op as usize]
+            .respond(&request, h.reply, started)
+            .await;
+        self.emit(h.effects);
+    }
+
+    /// Hands effects to the events and audit tasks without waiting.
     fn emit(&self, effects: Vec<Effect>) {
         for fx in effects {
-            let event = match &fx {
-                Effect::Publish(ev) => Some(ev.event_label()),
-                Effect::Audit(_) => None,
-            };
-            if self.effects.try_send(fx).is_err() {
-                metrics::counter!("lull_lease_effects_dropped_total").increment(1);
-            } else if let Some(label) = event {
-                metrics::counter!("lull_lease_events_total", "event" => label).increment(1);
+            match fx {
+                Effect::Publish(ev) => self.events.send(ev),
+                Effect::Audit(rec) => self.audit.send(rec),
             }
         }
     }
 
     fn gauges(&mut self) {
-        let cfg = self.book.config().clone();
-        let mut seen = HashMap::with_capacity(self.book.hosts().len());
+        let cfg = self.book.config();
+        let mut active: HashMap<&str, u64> = HashMap::new();
+        for l in self.book.active_leases() {
+            *active.entry(l.host_id.as_str()).or_default() += 1;
+        }
+        let mut seen = HashSet::with_capacity(self.book.hosts().len());
         for (id, view) in self.book.hosts() {
             let used = self.book.used_units(id);
             metrics::gauge!("lull_lease_capacity_units", "host" => id.clone())
-                .set(view.capacity(&cfg) as f64);
+                .set(view.capacity(cfg) as f64);
             metrics::gauge!("lull_lease_used_units", "host" => id.clone()).set(used as f64);
-            seen.insert(id.clone(), ());
-        }
-        let mut per_host: HashMap<&str, u64> = HashMap::new();
-        for l in self.book.active_leases() {
-            *per_host.entry(l.host_id.as_str()).or_default() += 1;
-        }
-        for id in seen.keys() {
             metrics::gauge!("lull_lease_active", "host" => id.clone())
-                .set(per_host.get(id.as_str()).copied().unwrap_or(0) as f64);
+                .set(active.get(id.as_str()).copied().unwrap_or(0) as f64);
+            seen.insert(id.clone());
         }
-        for gone in self.host_gauges.keys().filter(|k| !seen.contains_key(*k)) {
+        for gone in self.host_gauges.difference(&seen) {
             metrics::gauge!("lull_lease_active", "host" => gone.clone()).set(0.0);
+            metrics::gauge!("lull_lease_used_units", "host" => gone.clone()).set(0.0);
         }
         self.host_gauges = seen;
         metrics::gauge!("lull_lease_queue_length").set(self.book.queue_len() as f64);
@@ -202,40 +216,5 @@ impl Actor {
         } else {
             0.0
         });
-    }
-}
-
-fn count_decision(r: &HeavyLeaseResponse) {
-    let (result, reason) = if r.approved {
-        ("granted", "none")
-    } else if r.queued {
-        (
-            "queued",
-            r.reason_code.map(|c| c.as_str()).unwrap_or("none"),
-        )
-    } else {
-        (
-            "denied",
-            r.reason_code.map(|c| c.as_str()).unwrap_or("none"),
-        )
-    };
-    metrics::counter!("lull_lease_decisions_total", "result" => result, "reason" => reason)
-        .increment(1);
-}
-
-/// Metric label of a lease event kind.
-trait EventLabel {
-    fn event_label(&self) -> &'static str;
-}
-
-impl EventLabel for lull_common::msg::lease::LeaseEvent {
-    fn event_label(&self) -> &'static str {
-        use lull_common::msg::lease::LeaseEventKind as K;
-        match self.event {
-            K::Granted => "granted",
-            K::Revoked => "revoked",
-            K::Expired => "expired",
-            K::Released => "released",
-        }
     }
 }

@@ -47,6 +47,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "workers",
         sql: include_str!("migrations/0006_workers.sql"),
     },
+    Migration {
+        version: 7,
+        name: "lease_audit_indexes",
+        sql: include_str!("migrations/0007_lease_audit_indexes.sql"),
+    },
 ];
 
 /// Advisory lock key used while migrating ("lull" in ASCII).

@@ -72,6 +72,11 @@ struct BenchConfig {
     markdown: Option<PathBuf>,
     /// Pause between cells, seconds (`--pause-sec`). Default 1.
     pause_sec: f64,
+    /// Runtime threads of the coordinator and of the echo responder alike
+    /// (`--server-threads`; 0 = one per core). Default 1: on a small
+    /// machine that also runs the clients, NATS and Postgres, one thread
+    /// wastes the least CPU on wake-ups (docs/benchmarks.md).
+    server_threads: usize,
 }
 
 impl Default for BenchConfig {
@@ -91,6 +96,7 @@ impl Default for BenchConfig {
             etcd_bin: None,
             markdown: None,
             pause_sec: 1.0,
+            server_threads: 1,
         }
     }
 }
@@ -99,7 +105,7 @@ const USAGE: &str =
     "usage: lease_bench [--levels 1,100,1000] [--systems echo,lull,lull-deny,etcd] \
 [--warmup-sec S] [--measure-sec S] [--connections N] [--hosts N] [--host-cores N] \
 [--addons N] [--timeout-sec S] [--max-per-client N] [--etcd-ttl S] \
-[--etcd-bin PATH] [--pause-sec S] [--markdown PATH]";
+[--etcd-bin PATH] [--pause-sec S] [--server-threads N] [--markdown PATH]";
 
 fn parse_args(args: &[String]) -> anyhow::Result<BenchConfig> {
     let mut c = BenchConfig::default();
@@ -155,6 +161,7 @@ fn parse_args(args: &[String]) -> anyhow::Result<BenchConfig> {
             "--etcd-ttl" => c.etcd_ttl = int(val)? as u64,
             "--etcd-bin" => c.etcd_bin = Some(PathBuf::from(val)),
             "--pause-sec" => c.pause_sec = num(val)?.min(60.0),
+            "--server-threads" => c.server_threads = (num(val)? as usize).min(256),
             "--markdown" => c.markdown = Some(PathBuf::from(val)),
             other => bail!("unknown flag {other}\n{USAGE}"),
         }
@@ -164,16 +171,35 @@ fn parse_args(args: &[String]) -> anyhow::Result<BenchConfig> {
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--echo-responder") {
+        let url = args
+            .get(1)
+            .ok_or_else(|| anyhow!("--echo-responder URL THREADS"))?;
+        let threads: usize = args.get(2).and_then(|t| t.parse().ok()).unwrap_or(0);
+        let mut rt = tokio::runtime::Builder::new_multi_thread();
+        if threads > 0 {
+            rt.worker_threads(threads);
+        }
+        let rt = rt.enable_all().build().context("tokio runtime")?;
+        return rt.block_on(echo_responder(url.clone()));
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("tokio runtime")?;
-    if args.first().map(String::as_str) == Some("--echo-responder") {
-        let url = args.get(1).ok_or_else(|| anyhow!("--echo-responder URL"))?;
-        return rt.block_on(echo_responder(url.clone()));
-    }
     let cfg = parse_args(&args)?;
     rt.block_on(run(cfg))
+}
+
+/// Extra coordinator settings for experiments, from `LULL_BENCH_COORD_ENV`
+/// (`KEY=VALUE,KEY=VALUE`, e.g. `TOKIO_WORKER_THREADS=1`).
+fn extra_coordinator_env() -> Vec<(String, String)> {
+    std::env::var("LULL_BENCH_COORD_ENV")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
 }
 
 /// The echo responder process: answers every request on [`ECHO_SUBJECT`]
@@ -754,15 +780,22 @@ async fn run(cfg: BenchConfig) -> anyhow::Result<()> {
                 ("LULL_LEASE__MAX_GLOBAL", "1000000".into()),
                 ("LULL_LEASE__MAX_PER_ADDON", "1000000".into()),
                 ("LULL_LEASE__GRACE_PERIOD_SEC", "0".into()),
+                ("LULL_WORKER_THREADS", cfg.server_threads.to_string()),
             ]
             .map(|(k, v)| (k.to_string(), v)),
         )
+        .chain(extra_coordinator_env())
         .collect();
     lines.push(format!(
         "coordinator env: {}",
         coord_env
             .iter()
-            .filter(|(k, _)| k.starts_with("LULL_LEASE") || k == "LULL_LOG")
+            .filter(|(k, _)| {
+                k.starts_with("LULL_LEASE")
+                    || k.starts_with("TOKIO_")
+                    || k == "LULL_LOG"
+                    || k == "LULL_WORKER_THREADS"
+            })
             .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
             .join(" ")
@@ -832,7 +865,11 @@ async fn run(cfg: BenchConfig) -> anyhow::Result<()> {
         let me = std::env::current_exe().context("own path")?;
         let svc = Service::builder("lease-bench-echo")
             .binary(me)
-            .args(["--echo-responder", &infra.nats.url()])
+            .args([
+                "--echo-responder".to_string(),
+                infra.nats.url(),
+                cfg.server_threads.to_string(),
+            ])
             .start()
             .context("start the echo responder")?;
         let probe = control.clone();
@@ -1014,8 +1051,18 @@ async fn run(cfg: BenchConfig) -> anyhow::Result<()> {
         stats::render_verdicts(&stats::verdicts(&cells, TARGET_P50_RATIO, TARGET_DECISIONS));
     let details = stats::render_details(&cells);
     let setup = format!(
-        "warm-up {} s + measured {} s per cell; {} NATS client connections; {} quiet hosts × {} cores + 1 busy host; {} addons; request mix 70% named quiet host / 10% placement / 20% busy host (not_quiet), cost 1..4 units; each client releases its granted lease right after the grant (untimed); \"all denied\" sends every request to the busy host",
-        cfg.warmup_sec, cfg.measure_sec, cfg.connections, cfg.hosts, cfg.host_cores, cfg.addons
+        "warm-up {} s + measured {} s per cell; {} NATS client connections; coordinator and echo responder on {} runtime thread(s); {} quiet hosts × {} cores + 1 busy host; {} addons; request mix 70% named quiet host / 10% placement / 20% busy host (not_quiet), cost 1..4 units; each client releases its granted lease right after the grant (untimed); \"all denied\" sends every request to the busy host",
+        cfg.warmup_sec,
+        cfg.measure_sec,
+        cfg.connections,
+        if cfg.server_threads == 0 {
+            "one per core".to_string()
+        } else {
+            cfg.server_threads.to_string()
+        },
+        cfg.hosts,
+        cfg.host_cores,
+        cfg.addons
     );
     let mut md = String::new();
     md.push_str("Machine:\n\n");

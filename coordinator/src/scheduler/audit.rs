@@ -1,0 +1,126 @@
+//! The lease audit trail: records from the book are queued without waiting
+//! and written to the `lease_events` table by a task of their own, a batch
+//! at a time (binary `COPY`). A batch is written when it is full or when
+//! the flush period passes. A slow or absent database never holds up the
+//! scheduler: past the queue, records are dropped and counted.
+
+use std::time::{Duration, Instant};
+
+use deadpool_postgres::Pool;
+use lull_common::runtime::now_unix;
+use tokio::sync::mpsc;
+
+use crate::lease::AuditRecord;
+
+/// Tunables of the audit writer.
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    /// Records waiting to be written before new ones are dropped.
+    pub queue: usize,
+    /// Largest batch.
+    pub batch: usize,
+    /// Longest time a record waits before its batch is written.
+    pub flush: Duration,
+    /// Records kept for a retry while the database fails.
+    pub retry_max: usize,
+}
+
+/// Hands records to the writer task.
+#[derive(Debug)]
+pub struct AuditSink {
+    tx: mpsc::Sender<AuditRecord>,
+    dropped: metrics::Counter,
+}
+
+impl AuditSink {
+    /// Queues `rec`, or drops and counts it when the queue is full.
+    pub fn send(&self, rec: AuditRecord) {
+        if self.tx.try_send(rec).is_err() {
+            self.dropped.increment(1);
+        }
+    }
+}
+
+/// Starts the writer. With no pool, records are taken and discarded. The
+/// task ends (after writing what is queued) when the sink is dropped.
+pub fn spawn(pool: Option<Pool>, cfg: AuditConfig) -> (AuditSink, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel(cfg.queue.max(16));
+    let dropped = dropped_counter();
+    let sink = AuditSink {
+        tx,
+        dropped: dropped.clone(),
+    };
+    (sink, tokio::spawn(run(rx, pool, cfg, dropped)))
+}
+
+fn dropped_counter() -> metrics::Counter {
+    metrics::counter!("lull_lease_effects_dropped_total", "effect" => "audit")
+}
+
+async fn run(
+    mut rx: mpsc::Receiver<AuditRecord>,
+    pool: Option<Pool>,
+    cfg: AuditConfig,
+    dropped: metrics::Counter,
+) {
+    let batch = cfg.batch.max(1);
+    let mut pending: Vec<AuditRecord> = Vec::with_capacity(batch);
+    let mut flush = tokio::time::interval(cfg.flush);
+    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // After a failed write, only the flush timer retries (no busy retry on
+    // every full batch while the database is down).
+    let mut healthy = true;
+    loop {
+        tokio::select! {
+            n = rx.recv_many(&mut pending, batch) => {
+                if n == 0 {
+                    break;
+                }
+                if healthy && pending.len() >= batch {
+                    healthy = write(&pool, &mut pending, &cfg, &dropped).await;
+                }
+            }
+            _ = flush.tick() => healthy = write(&pool, &mut pending, &cfg, &dropped).await,
+        }
+    }
+    write(&pool, &mut pending, &cfg, &dropped).await;
+}
+
+/// Writes the pending batch; `false` when it failed (it is kept, bounded).
+async fn write(
+    pool: &Option<Pool>,
+    pending: &mut Vec<AuditRecord>,
+    cfg: &AuditConfig,
+    dropped: &metrics::Counter,
+) -> bool {
+    let Some(pool) = pool else {
+        pending.clear();
+        return true;
+    };
+    if pending.is_empty() {
+        return true;
+    }
+    let started = Instant::now();
+    match crate::store::leases::insert_audit(pool, pending).await {
+        Ok(n) => {
+            metrics::histogram!("lull_db_batch_duration_seconds", "table" => "lease_events")
+                .record(started.elapsed().as_secs_f64());
+            metrics::histogram!("lull_db_batch_rows", "table" => "lease_events").record(n as f64);
+            metrics::gauge!("lull_db_last_write_timestamp_seconds", "table" => "lease_events")
+                .set(now_unix());
+            pending.clear();
+            true
+        }
+        Err(e) => {
+            metrics::counter!("lull_db_write_errors_total", "table" => "lease_events").increment(1);
+            tracing::warn!(error = %e, rows = pending.len(), "writing lease audit failed; will retry");
+            // Keep the batch for the next flush, but bounded.
+            if pending.len() > cfg.retry_max {
+                let drop_n = pending.len() - cfg.retry_max;
+                pending.drain(..drop_n);
+                dropped.increment(drop_n as u64);
+            }
+            false
+        }
+    }
+}
