@@ -136,6 +136,9 @@ pub async fn run(cfg: CoordinatorConfig, stop: CancellationToken) -> anyhow::Res
                 batch: cfg.scheduler.audit_batch.max(1),
                 flush: secs(cfg.scheduler.audit_flush_sec),
                 retry_max: cfg.scheduler.audit_queue,
+                retention: (cfg.scheduler.audit_retention_days > 0.0)
+                    .then(|| secs(cfg.scheduler.audit_retention_days * 86_400.0)),
+                prune_every: secs(cfg.scheduler.audit_prune_sec),
             },
             drain: secs(cfg.scheduler.drain_sec),
         },

@@ -73,6 +73,11 @@ pub struct SchedulerTunables {
     /// How far back ended leases are loaded at start so they cannot be
     /// re-asserted, seconds. Default 3600.
     pub ended_lookback_sec: f64,
+    /// Lease audit rows older than this many days are deleted; 0 keeps them
+    /// forever. Default 30.
+    pub audit_retention_days: f64,
+    /// How often old audit rows are deleted, seconds. Default 60.
+    pub audit_prune_sec: f64,
 }
 
 impl Default for SchedulerTunables {
@@ -86,6 +91,8 @@ impl Default for SchedulerTunables {
             audit_batch: 5000,
             audit_flush_sec: 1.0,
             ended_lookback_sec: 3600.0,
+            audit_retention_days: 30.0,
+            audit_prune_sec: 60.0,
         }
     }
 }

@@ -162,7 +162,7 @@ pub fn describe() {
     );
     describe_counter!(
         "lull_lease_effects_dropped_total",
-        "Lease events or audit records dropped because the effects queue was full."
+        "Lease events (effect=event) or audit records (effect=audit) dropped because their queue was full."
     );
     describe_gauge!("lull_lease_active", "Active leases on each host.");
     describe_gauge!("lull_leases_active", "Active leases in the whole fleet.");
@@ -195,7 +195,11 @@ pub fn describe() {
     );
     describe_counter!(
         "lull_db_write_errors_total",
-        "Failed batched database writes, by table."
+        "Failed batched database writes (and retention deletes), by table."
+    );
+    describe_counter!(
+        "lull_db_pruned_rows_total",
+        "Rows deleted past their retention, by table."
     );
     describe_gauge!(
         "lull_db_last_write_timestamp_seconds",

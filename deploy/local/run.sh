@@ -86,7 +86,11 @@ wait_port() {
   return 1
 }
 
-setsid "$NATS" -a 127.0.0.1 -p "$NATS_PORT" -js -sd "$STATE/nats" >"$STATE/logs/nats.log" 2>&1 &
+# Replies such as the full regions.stats document outgrow NATS's 1 MB
+# default payload limit on a large fleet (the flags below override the rest).
+printf 'max_payload: 8MB\n' >"$STATE/nats.conf"
+setsid "$NATS" -c "$STATE/nats.conf" -a 127.0.0.1 -p "$NATS_PORT" -js -sd "$STATE/nats" \
+  >"$STATE/logs/nats.log" 2>&1 &
 PIDS+=($!)
 wait_port "${PIDS[-1]}" "$NATS_PORT"
 

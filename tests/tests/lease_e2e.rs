@@ -17,7 +17,7 @@ use lull_common::msg::lease::{
 };
 use lull_common::subjects::endpoints as ep;
 use lull_common::{ErrorCode, Subjects};
-use lull_tests::{wait_until, Infra};
+use lull_tests::{wait_for, wait_until, Infra};
 use serde_json::json;
 use support::*;
 
@@ -85,6 +85,17 @@ async fn next_event(sub: &mut async_nats::Subscriber) -> LeaseEvent {
         .expect("an event in time")
         .expect("subscription open");
     serde_json::from_slice(&msg.payload).expect("a lease event")
+}
+
+/// The next event that ends a lease. A holder that subscribes after its
+/// grant reply may or may not see its own `GRANTED` first: that is skipped.
+async fn next_end_event(sub: &mut async_nats::Subscriber) -> LeaseEvent {
+    loop {
+        let e = next_event(sub).await;
+        if e.event != LeaseEventKind::Granted {
+            return e;
+        }
+    }
 }
 
 fn service_code(e: RequestError) -> ErrorCode {
@@ -174,7 +185,10 @@ async fn lease_lifecycle_denials_queue_and_placement() {
     .await
     .unwrap();
     assert!(rel.ok);
-    assert_eq!(next_event(&mut ev).await.event, LeaseEventKind::Released);
+    assert_eq!(
+        next_end_event(&mut ev).await.event,
+        LeaseEventKind::Released
+    );
     let hb: HeartbeatResponse = call(
         &client,
         ep::LEASE_HEARTBEAT,
@@ -199,7 +213,7 @@ async fn lease_lifecycle_denials_queue_and_placement() {
     .await
     .unwrap();
     assert!(r.ok);
-    let e = next_event(&mut ev).await;
+    let e = next_end_event(&mut ev).await;
     assert_eq!(e.event, LeaseEventKind::Revoked);
     let hb: HeartbeatResponse = call(
         &client,
@@ -216,7 +230,7 @@ async fn lease_lifecycle_denials_queue_and_placement() {
     let id = g.lease_id.clone().unwrap();
     let token = g.token.clone().unwrap();
     let mut ev = events(&client, &id).await;
-    let e = next_event(&mut ev).await;
+    let e = next_end_event(&mut ev).await;
     assert_eq!(e.event, LeaseEventKind::Expired);
     assert!(
         e.at <= g.expires_at.unwrap() + 1.0,
@@ -629,5 +643,87 @@ async fn kill9_restart_keeps_heartbeating_leases_and_refuses_new_grants_in_grace
     .await;
     assert!(fits.approved, "{fits:?}");
     hb_task.abort();
+    drop(feeder);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_rows_are_written_in_batches_and_pruned_past_retention() {
+    let infra = Infra::start().await.expect("infra");
+    // Keep audit rows for 0.0002 days (17 s) and prune every 0.2 s.
+    let coord = start_coordinator(
+        &infra,
+        &lease_env(&[
+            ("LULL_SCHEDULER__AUDIT_RETENTION_DAYS", "0.0002"),
+            ("LULL_SCHEDULER__AUDIT_PRUNE_SEC", "0.2"),
+            ("LULL_SCHEDULER__AUDIT_FLUSH_SEC", "0.1"),
+        ]),
+    )
+    .await;
+    let client = infra.nats.connect().await.unwrap();
+    let feeder = Feeder::start(client.clone(), Duration::from_millis(300));
+    feeder.set("h1", Load::idle(8));
+    wait_state(&client, "h1", QuietState::Quiet).await;
+    // The book hears of the host shortly after the fleet does, and the
+    // grace period (one TTL) must pass.
+    let ask = json!({"addon_id": "auditor", "job_type": "j", "host_id": "h1", "cost_units": 2});
+    let c = &client;
+    let a = &ask;
+    let r = wait_for(Duration::from_secs(10), || async move {
+        Some(request(c, a.clone()).await).filter(|r| r.approved)
+    })
+    .await
+    .expect("a grant");
+    let lease_id = r.lease_id.clone().unwrap();
+
+    let pg = infra.pg.client().await.unwrap();
+    // An old row, as if written 2 days ago.
+    pg.execute(
+        "INSERT INTO lease_events (at, kind, lease_id, addon_id, job_type, host_id,
+                                   cost_units, priority)
+         VALUES (extract(epoch from now()) - 172800, 'granted', 'old-1', 'auditor', 'j',
+                 'h1', 1, 'NORMAL')",
+        &[],
+    )
+    .await
+    .unwrap();
+    let pgc = &pg;
+    let lid = lease_id.as_str();
+    wait_until(Duration::from_secs(10), || async move {
+        let kinds: Vec<String> = pgc
+            .query(
+                "SELECT kind FROM lease_events WHERE lease_id = $1 OR (kind = 'requested' AND addon_id = 'auditor')",
+                &[&lid],
+            )
+            .await
+            .map(|rows| rows.iter().map(|r| r.get(0)).collect())
+            .unwrap_or_default();
+        let old: i64 = pgc
+            .query_one("SELECT count(*) FROM lease_events WHERE lease_id = 'old-1'", &[])
+            .await
+            .map(|r| r.get(0))
+            .unwrap_or(1);
+        kinds.contains(&"requested".to_string()) && kinds.contains(&"granted".to_string()) && old == 0
+    })
+    .await
+    .unwrap_or_else(|e| {
+        panic!(
+            "the grant is not audited (requested + granted) or the 2-day-old row is not pruned: {e}\n{}",
+            coord.svc.logs()
+        )
+    });
+    // The row keeps every field of the grant.
+    let row = pg
+        .query_one(
+            "SELECT addon_id, job_type, host_id, cost_units, priority FROM lease_events
+             WHERE lease_id = $1 AND kind = 'granted'",
+            &[&lease_id],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, &str>(0), "auditor");
+    assert_eq!(row.get::<_, &str>(1), "j");
+    assert_eq!(row.get::<_, &str>(2), "h1");
+    assert_eq!(row.get::<_, i32>(3), 2);
+    assert_eq!(row.get::<_, &str>(4), "NORMAL");
     drop(feeder);
 }

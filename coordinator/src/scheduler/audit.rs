@@ -2,7 +2,8 @@
 //! and written to the `lease_events` table by a task of their own, a batch
 //! at a time (binary `COPY`). A batch is written when it is full or when
 //! the flush period passes. A slow or absent database never holds up the
-//! scheduler: past the queue, records are dropped and counted.
+//! scheduler: past the queue, records are dropped and counted. The same
+//! task deletes rows past the retention, a bounded amount at a time.
 
 use std::time::{Duration, Instant};
 
@@ -23,7 +24,16 @@ pub struct AuditConfig {
     pub flush: Duration,
     /// Records kept for a retry while the database fails.
     pub retry_max: usize,
+    /// Rows older than this are deleted; `None` keeps them forever.
+    pub retention: Option<Duration>,
+    /// How often old rows are deleted.
+    pub prune_every: Duration,
 }
+
+/// Rows deleted per statement when pruning.
+const PRUNE_BATCH: i64 = 20_000;
+/// Longest a prune run holds up the writes.
+const PRUNE_BUDGET: Duration = Duration::from_secs(2);
 
 /// Hands records to the writer task.
 #[derive(Debug)]
@@ -70,8 +80,15 @@ async fn run(
     // After a failed write, only the flush timer retries (no busy retry on
     // every full batch while the database is down).
     let mut healthy = true;
+    let mut prune = tokio::time::interval(cfg.prune_every);
+    prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            _ = prune.tick(), if cfg.retention.is_some() && pool.is_some() => {
+                if let (Some(keep), Some(pool)) = (cfg.retention, &pool) {
+                    prune_old(pool, keep).await;
+                }
+            }
             n = rx.recv_many(&mut pending, batch) => {
                 if n == 0 {
                     break;
@@ -84,6 +101,30 @@ async fn run(
         }
     }
     write(&pool, &mut pending, &cfg, &dropped).await;
+}
+
+/// Deletes rows older than `keep`, in batches, for at most
+/// [`PRUNE_BUDGET`]; the rest waits for the next run.
+async fn prune_old(pool: &Pool, keep: Duration) {
+    let before = now_unix() - keep.as_secs_f64();
+    let started = Instant::now();
+    loop {
+        match crate::store::leases::prune_audit(pool, before, PRUNE_BATCH).await {
+            Ok(n) => {
+                metrics::counter!("lull_db_pruned_rows_total", "table" => "lease_events")
+                    .increment(n);
+                if n < PRUNE_BATCH as u64 || started.elapsed() >= PRUNE_BUDGET {
+                    return;
+                }
+            }
+            Err(e) => {
+                metrics::counter!("lull_db_write_errors_total", "table" => "lease_events")
+                    .increment(1);
+                tracing::warn!(error = %e, "pruning the lease audit failed");
+                return;
+            }
+        }
+    }
 }
 
 /// Writes the pending batch; `false` when it failed (it is kept, bounded).

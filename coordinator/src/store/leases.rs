@@ -62,6 +62,21 @@ pub async fn insert_audit(pool: &Pool, recs: &[AuditRecord]) -> Result<usize, St
     Ok(usize::try_from(n).unwrap_or(recs.len()))
 }
 
+/// Deletes up to `limit` audit rows older than `before` (Unix seconds);
+/// returns how many went. Old rows are found through the BRIN index on
+/// `at`, so a call costs little when there is nothing to delete.
+pub async fn prune_audit(pool: &Pool, before: f64, limit: i64) -> Result<u64, StoreError> {
+    let client = pool.get().await?;
+    let n = client
+        .execute(
+            "DELETE FROM lease_events WHERE id IN
+               (SELECT id FROM lease_events WHERE at < $1 LIMIT $2)",
+            &[&before, &limit],
+        )
+        .await?;
+    Ok(n)
+}
+
 /// The signing key, created (from `fresh`) on first use. Returns the key and
 /// whether it was created just now (then no lease can predate this start).
 pub async fn load_or_create_key(
