@@ -249,16 +249,61 @@ impl Resource {
     }
 }
 
-/// How a request sees a host: the state it is judged in, on which
-/// resource, and the numbers behind it.
-#[derive(Debug, Clone, PartialEq)]
+/// How a request sees a host: the state it is judged in and on which
+/// resource. The numbers behind it are only spelled out when a denial needs
+/// them ([`Judgement::detail`]), so a grant formats no text.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Judgement {
     /// The judged state.
     pub state: QuietState,
     /// The resource that decided it (the worst one).
     pub resource: Resource,
-    /// The numbers, e.g. `io_pressure=22.0, disk_free_pct=40.0`.
-    pub detail: String,
+}
+
+impl Judgement {
+    /// The numbers behind the judgement of `host`, e.g.
+    /// `io_pressure=22.0%, disk_free_pct=40.0%`.
+    pub fn detail(&self, host: &HostView) -> String {
+        let fallback = |what: &str| {
+            format!(
+                "no {what} signal, judged on the host state (quiet_score={:.1})",
+                host.quiet_score
+            )
+        };
+        let join = |parts: [Option<String>; 2], what: &str| {
+            let parts: Vec<String> = parts.into_iter().flatten().collect();
+            if parts.is_empty() {
+                fallback(what)
+            } else {
+                parts.join(", ")
+            }
+        };
+        match self.resource {
+            Resource::System => format!("quiet_score={:.1}", host.quiet_score),
+            Resource::Cpu => join(
+                [
+                    host.cpu_avg_pct.map(|v| format!("cpu_avg_2m={v:.1}%")),
+                    host.load_per_core.map(|v| format!("load_per_core={v:.2}")),
+                ],
+                "CPU",
+            ),
+            Resource::Disk => join(
+                [
+                    host.io_pressure.map(|v| format!("io_pressure={v:.1}%")),
+                    host.disk_free_pct.map(|v| format!("disk_free_pct={v:.1}%")),
+                ],
+                "disk",
+            ),
+            Resource::Network => host
+                .net_bps
+                .map(|v| format!("net_bps={v:.0}"))
+                .unwrap_or_else(|| fallback("network")),
+            Resource::Memory => host
+                .mem_pct
+                .map(|v| format!("mem_pct={v:.1}%"))
+                .unwrap_or_else(|| fallback("memory")),
+        }
+    }
 }
 
 fn band(v: f64, quiet_below: f64, normal_below: f64) -> QuietState {
@@ -272,63 +317,28 @@ fn band(v: f64, quiet_below: f64, normal_below: f64) -> QuietState {
     }
 }
 
-fn worst(a: QuietState, b: QuietState) -> QuietState {
-    a.max(b)
-}
-
-fn fallback(resource: Resource, host: &HostView, what: &str) -> Judgement {
-    Judgement {
-        state: host.state,
-        resource,
-        detail: format!(
-            "no {what} signal, judged on the host state (quiet_score={:.1})",
-            host.quiet_score
-        ),
-    }
+/// The worst of the states that are known; `None` when none is.
+fn worst_of(states: impl IntoIterator<Item = Option<QuietState>>) -> Option<QuietState> {
+    states.into_iter().flatten().max()
 }
 
 /// Judges one resource of `host` from its own signals. A resource with no
 /// signal at all falls back to the host's overall state (never better than
 /// what is known).
 pub fn resource_state(resource: Resource, host: &HostView, c: &ConstraintConfig) -> Judgement {
-    match resource {
-        Resource::System => Judgement {
-            state: host.state,
-            resource,
-            detail: format!("quiet_score={:.1}", host.quiet_score),
-        },
-        Resource::Cpu => {
-            let mut parts = Vec::new();
-            let mut state: Option<QuietState> = None;
-            if let Some(cpu) = host.cpu_avg_pct {
-                let s = band(cpu, c.cpu_quiet_pct, c.cpu_normal_pct);
-                state = Some(state.map_or(s, |x| worst(x, s)));
-                parts.push(format!("cpu_avg_2m={cpu:.1}%"));
-            }
-            if let Some(load) = host.load_per_core {
-                let s = band(load, c.load_quiet_per_core, c.load_normal_per_core);
-                state = Some(state.map_or(s, |x| worst(x, s)));
-                parts.push(format!("load_per_core={load:.2}"));
-            }
-            match state {
-                Some(state) => Judgement {
-                    state,
-                    resource,
-                    detail: parts.join(", "),
-                },
-                None => fallback(resource, host, "CPU"),
-            }
-        }
-        Resource::Disk => {
-            let mut parts = Vec::new();
-            let mut state: Option<QuietState> = None;
-            if let Some(io) = host.io_pressure {
-                let s = band(io, c.io_quiet_pct, c.io_normal_pct);
-                state = Some(state.map_or(s, |x| worst(x, s)));
-                parts.push(format!("io_pressure={io:.1}%"));
-            }
-            if let Some(free) = host.disk_free_pct {
-                let s = if free.is_nan() || free <= c.disk_free_panic_pct {
+    let state = match resource {
+        Resource::System => Some(host.state),
+        Resource::Cpu => worst_of([
+            host.cpu_avg_pct
+                .map(|v| band(v, c.cpu_quiet_pct, c.cpu_normal_pct)),
+            host.load_per_core
+                .map(|v| band(v, c.load_quiet_per_core, c.load_normal_per_core)),
+        ]),
+        Resource::Disk => worst_of([
+            host.io_pressure
+                .map(|v| band(v, c.io_quiet_pct, c.io_normal_pct)),
+            host.disk_free_pct.map(|free| {
+                if free.is_nan() || free <= c.disk_free_panic_pct {
                     QuietState::Panic
                 } else if free >= c.disk_free_quiet_pct {
                     QuietState::Quiet
@@ -336,35 +346,19 @@ pub fn resource_state(resource: Resource, host: &HostView, c: &ConstraintConfig)
                     QuietState::Normal
                 } else {
                     QuietState::Busy
-                };
-                state = Some(state.map_or(s, |x| worst(x, s)));
-                parts.push(format!("disk_free_pct={free:.1}%"));
-            }
-            match state {
-                Some(state) => Judgement {
-                    state,
-                    resource,
-                    detail: parts.join(", "),
-                },
-                None => fallback(resource, host, "disk"),
-            }
-        }
-        Resource::Network => match host.net_bps {
-            Some(bps) => Judgement {
-                state: band(bps, c.net_quiet_bps, c.net_normal_bps),
-                resource,
-                detail: format!("net_bps={bps:.0}"),
-            },
-            None => fallback(resource, host, "network"),
-        },
-        Resource::Memory => match host.mem_pct {
-            Some(mem) => Judgement {
-                state: band(mem, c.mem_quiet_pct, c.mem_normal_pct),
-                resource,
-                detail: format!("mem_pct={mem:.1}%"),
-            },
-            None => fallback(resource, host, "memory"),
-        },
+                }
+            }),
+        ]),
+        Resource::Network => host
+            .net_bps
+            .map(|v| band(v, c.net_quiet_bps, c.net_normal_bps)),
+        Resource::Memory => host
+            .mem_pct
+            .map(|v| band(v, c.mem_quiet_pct, c.mem_normal_pct)),
+    };
+    Judgement {
+        state: state.unwrap_or(host.state),
+        resource,
     }
 }
 
@@ -587,7 +581,7 @@ pub fn admit_host(
                 "{} is PANIC; no heavy work (host={}, {})",
                 j.resource.label(),
                 h.host_id,
-                j.detail
+                j.detail(h)
             ),
             forecast.unwrap_or(0.0).max(cfg.retry.panic_sec),
             id,
@@ -602,7 +596,7 @@ pub fn admit_host(
                 j.resource.label(),
                 j.state,
                 h.host_id,
-                j.detail
+                j.detail(h)
             ),
             forecast.unwrap_or(cfg.retry.default_sec),
             id,
@@ -1226,7 +1220,7 @@ mod tests {
         let j = judge(&DISK, &h, &cfg().constraints);
         assert_eq!(j.state, QuietState::Busy);
         assert_eq!(
-            j.detail,
+            j.detail(&h),
             "no disk signal, judged on the host state (quiet_score=40.0)"
         );
         assert_eq!(simple(&with(DISK), &h).code(), Some(DenyReason::NotQuiet));

@@ -69,8 +69,8 @@ pub async fn prune_audit(pool: &Pool, before: f64, limit: i64) -> Result<u64, St
     let client = pool.get().await?;
     let n = client
         .execute(
-            "DELETE FROM lease_events WHERE id IN
-               (SELECT id FROM lease_events WHERE at < $1 LIMIT $2)",
+            "DELETE FROM lease_events WHERE ctid = ANY(ARRAY(
+               SELECT ctid FROM lease_events WHERE at < $1 LIMIT $2))",
             &[&before, &limit],
         )
         .await?;
