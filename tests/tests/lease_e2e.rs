@@ -727,3 +727,57 @@ async fn audit_rows_are_written_in_batches_and_pruned_past_retention() {
     assert_eq!(row.get::<_, &str>(4), "NORMAL");
     drop(feeder);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_entering_panic_revokes_its_leases() {
+    let infra = Infra::start().await.expect("infra");
+    let _coord = start_coordinator(&infra, &lease_env(&[])).await;
+    let client = infra.nats.connect().await.unwrap();
+    let feeder = Feeder::start(client.clone(), Duration::from_millis(200));
+    feeder.set("h1", Load::idle(8));
+    feeder.set("h2", Load::idle(8));
+    wait_state(&client, "h1", QuietState::Quiet).await;
+    wait_state(&client, "h2", QuietState::Quiet).await;
+    let c = &client;
+    let grant = |host: &'static str| async move {
+        let ask = json!({"addon_id": "backup", "job_type": "j", "host_id": host, "cost_units": 5});
+        let a = &ask;
+        wait_for(Duration::from_secs(10), || async move {
+            Some(request(c, a.clone()).await).filter(|r| r.approved)
+        })
+        .await
+        .expect("a grant")
+    };
+    let on_h1 = grant("h1").await;
+    let on_h2 = grant("h2").await;
+    let id1 = on_h1.lease_id.clone().unwrap();
+    let mut ev = events(&client, &id1).await;
+    client.flush().await.unwrap();
+
+    feeder.set("h1", Load::panic(8));
+    let e = next_end_event(&mut ev).await;
+    assert_eq!(e.event, LeaseEventKind::Revoked, "{e:?}");
+    assert!(
+        e.reason.as_deref().unwrap_or("").contains("entered PANIC"),
+        "{e:?}"
+    );
+    let hb: HeartbeatResponse = call(
+        &client,
+        ep::LEASE_HEARTBEAT,
+        &json!({"lease_id": id1, "token": on_h1.token}),
+    )
+    .await
+    .unwrap();
+    assert!(!hb.ok);
+    assert_eq!(hb.state, LeaseState::Revoked);
+    // The quiet host's lease is untouched.
+    let hb: HeartbeatResponse = call(
+        &client,
+        ep::LEASE_HEARTBEAT,
+        &json!({"lease_id": on_h2.lease_id, "token": on_h2.token}),
+    )
+    .await
+    .unwrap();
+    assert!(hb.ok, "{hb:?}");
+    drop(feeder);
+}

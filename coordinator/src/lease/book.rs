@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use lull_common::error::ErrorCode;
+use lull_common::msg::hosts::QuietState;
 use lull_common::msg::lease::{
     AddonDecisions, CancelRequest, DenyReason, HeartbeatResponse, HeavyLeaseRequest,
     HeavyLeaseResponse, HostCapacity, LeaseEvent, LeaseEventKind, LeaseHandle, LeaseInfo,
@@ -897,23 +898,51 @@ impl Book {
         fx
     }
 
-    /// Takes new host views (upsert by `host_id`) and, when any host got
-    /// better (quieter, more capacity, unblocked, fresh again, out of
-    /// cool-down, a resource calmer, or new), re-evaluates the whole queue.
+    /// Takes new host views (upsert by `host_id`). A host that has just
+    /// entered PANIC has its active leases revoked (`revoke_on_panic`).
+    /// When any host got better (quieter, more capacity, unblocked, fresh
+    /// again, out of cool-down, a resource calmer, or new), the whole queue
+    /// is re-evaluated.
     pub fn on_hosts_changed(&mut self, views: Vec<HostView>, now: f64) -> Vec<Effect> {
         let mut improved = false;
+        let mut panicked = Vec::new();
         for v in views {
+            let was_panic = self
+                .hosts
+                .get(&v.host_id)
+                .is_some_and(|old| old.state == QuietState::Panic);
             improved |= match self.hosts.get(&v.host_id) {
                 None => true,
                 Some(old) => self.got_better(old, &v, now),
             };
+            if v.state == QuietState::Panic && !was_panic {
+                panicked.push(v.host_id.clone());
+            }
             self.hosts.insert(v.host_id.clone(), v);
         }
         let mut fx = Vec::new();
+        if self.cfg.revoke_on_panic {
+            for host in panicked {
+                self.revoke_host(&host, now, &mut fx);
+            }
+        }
         if improved {
             self.dispatch(now, true, &mut fx);
         }
         fx
+    }
+
+    /// Revokes every active lease on a host that has just entered PANIC.
+    fn revoke_host(&mut self, host_id: &str, now: f64, fx: &mut Vec<Effect>) {
+        let Some(ids) = self.by_host.get(host_id).cloned() else {
+            return;
+        };
+        let score = self.hosts.get(host_id).map_or(0.0, |h| h.quiet_score);
+        let why =
+            format!("host {host_id} entered PANIC (quiet_score={score:.1}); heavy work must stop");
+        for id in ids {
+            self.end_lease(&id, LeaseState::Revoked, Some(why.clone()), now, fx);
+        }
     }
 
     /// Forgets a host (decommissioned). Its active leases stay until they

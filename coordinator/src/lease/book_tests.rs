@@ -1092,3 +1092,50 @@ fn lease_ids_differ_between_starts_even_with_the_same_prefix() {
     assert!(lull_common::validate::subject_token("lease_id", &h.lease_id).is_ok());
     assert!(h.lease_id.starts_with("abc-"));
 }
+
+#[test]
+fn a_host_entering_panic_has_its_leases_revoked() {
+    let mut b = book();
+    b.on_hosts_changed(vec![view("h2", QuietState::Quiet, T0)], T0);
+    let on_h1 = b.request(req(10), T0).reply;
+    let mut r2 = req(5);
+    r2.host_id = Some("h2".into());
+    let on_h2 = b.request(r2, T0).reply;
+    assert!(on_h1.approved && on_h2.approved);
+    let fx = b.on_hosts_changed(vec![view("h1", QuietState::Panic, T0 + 1.0)], T0 + 1.0);
+    let id1 = on_h1.lease_id.clone().unwrap();
+    assert_eq!(events(&fx), vec![(id1.clone(), LeaseEventKind::Revoked)]);
+    let reason = fx
+        .iter()
+        .find_map(|e| match e {
+            Effect::Publish(ev) => ev.reason.clone(),
+            Effect::Audit(_) => None,
+        })
+        .unwrap();
+    assert!(reason.contains("h1 entered PANIC"), "{reason}");
+    assert_eq!(b.used_units("h1"), 0);
+    assert_eq!(b.ended_state(&id1), Some(LeaseState::Revoked));
+    let hb = b.heartbeat(&handle(&on_h1), T0 + 2.0).unwrap().reply;
+    assert!(!hb.ok);
+    assert_eq!(hb.state, LeaseState::Revoked);
+    // The other host's lease is untouched, and a host still in PANIC is
+    // not revoked again.
+    assert!(b.heartbeat(&handle(&on_h2), T0 + 2.0).unwrap().reply.ok);
+    let again = b.on_hosts_changed(vec![view("h1", QuietState::Panic, T0 + 3.0)], T0 + 3.0);
+    assert!(events(&again).is_empty());
+}
+
+#[test]
+fn panic_revocation_can_be_turned_off() {
+    let mut b = book_with(LeaseConfig {
+        revoke_on_panic: false,
+        ..cfg()
+    });
+    let granted = b.request(req(10), T0).reply;
+    let fx = b.on_hosts_changed(vec![view("h1", QuietState::Panic, T0 + 1.0)], T0 + 1.0);
+    assert!(events(&fx).is_empty());
+    assert!(b.heartbeat(&handle(&granted), T0 + 2.0).unwrap().reply.ok);
+    // New requests are still refused on a PANIC host.
+    let d = b.request(req(1), T0 + 2.0).reply;
+    assert_eq!(d.reason_code, Some(DenyReason::Panic));
+}

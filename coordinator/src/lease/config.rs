@@ -231,6 +231,9 @@ pub struct LeaseConfig {
     pub constraints: ConstraintConfig,
     /// `retry_after_sec` bounds and fallbacks.
     pub retry: RetryConfig,
+    /// Revoke the active leases of a host when it enters PANIC, so heavy
+    /// work stops at once instead of running until it ends. Default true.
+    pub revoke_on_panic: bool,
     /// A host whose last snapshot is older than this is treated as stale
     /// even when its view says otherwise, seconds; 0 disables the check.
     /// Default 30.
@@ -266,6 +269,7 @@ impl Default for LeaseConfig {
             capacity: CapacityConfig::default(),
             constraints: ConstraintConfig::default(),
             retry: RetryConfig::default(),
+            revoke_on_panic: true,
             stale_after_sec: 30.0,
             queue_max: 1024,
             default_wait_sec: 300.0,
