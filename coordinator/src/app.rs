@@ -71,17 +71,18 @@ pub async fn run(cfg: CoordinatorConfig, stop: CancellationToken) -> anyhow::Res
         history.clone(),
         actors.clone(),
     ));
-    let forecast_task = tokio::spawn(fleet::forecast::run(
-        history.clone(),
-        fleet.clone(),
-        actors.clone(),
-    ));
 
     // Durable reports: one consumer, one sink per domain actor.
     let (sinks, regions_rx, workers_rx) = ingest::reports::Sinks::channel(cfg.ingest.reports_queue);
     let (regions, regions_task) =
         start_regions(&pool, &cfg, &client, regions_rx, actors.clone()).await?;
     let (workers, workers_task) = start_workers(&pool, &cfg, workers_rx, actors.clone()).await?;
+    let forecast_task = tokio::spawn(fleet::forecast::run(
+        history.clone(),
+        fleet.clone(),
+        Some(workers.clone()),
+        actors.clone(),
+    ));
 
     let intake = CancellationToken::new();
     let max = cfg.common.max_payload_bytes;

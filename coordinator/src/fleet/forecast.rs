@@ -2,8 +2,9 @@
 //! every host's hour-of-week heatmap from the rollups (aggregated in the
 //! database), predicts the next quiet window, and hands the start times to
 //! the fleet actor, which puts them into the lease book's host views as
-//! `next_quiet_at`. Forecasts change by the hour, so this runs on a timer,
-//! never per snapshot.
+//! `next_quiet_at`. It also hands each host's usually-quiet hours of the
+//! day to the workers' state, for schedule recommendations. Forecasts
+//! change by the hour, so this runs on a timer, never per snapshot.
 
 use std::time::Duration;
 
@@ -11,8 +12,9 @@ use lull_common::runtime::now_unix;
 use tokio_util::sync::CancellationToken;
 
 use super::FleetHandle;
-use crate::quiet::forecast::{next_quiet_window, Heatmap};
+use crate::quiet::forecast::{next_quiet_window, quiet_hours_of_day, Heatmap};
 use crate::store::history::{read, HistoryStore};
+use crate::workers::{QuietHours, WorkersHandle};
 
 /// The next quiet window's start per host (pure).
 pub fn hints(maps: &[(String, Heatmap)], now: f64, threshold: f64) -> Vec<(String, Option<f64>)> {
@@ -26,11 +28,27 @@ pub fn hints(maps: &[(String, Heatmap)], now: f64, threshold: f64) -> Vec<(Strin
         .collect()
 }
 
+/// The usually-quiet UTC hours of each host that has any (pure).
+pub fn quiet_hours(maps: &[(String, Heatmap)], threshold: f64) -> QuietHours {
+    maps.iter()
+        .map(|(h, m)| (h.clone(), quiet_hours_of_day(m, threshold)))
+        .filter(|(_, hours)| !hours.is_empty())
+        .collect()
+}
+
 /// One refresh at `now`.
-pub async fn refresh(store: &HistoryStore, fleet: &FleetHandle, now: f64) -> anyhow::Result<usize> {
+pub async fn refresh(
+    store: &HistoryStore,
+    fleet: &FleetHandle,
+    workers: Option<&WorkersHandle>,
+    now: f64,
+) -> anyhow::Result<usize> {
     let f = &store.quiet.forecast;
     let since = now - f64::from(f.lookback_days) * 86_400.0;
     let maps = read::heatmaps(store, since).await?;
+    if let Some(w) = workers {
+        w.set_quiet_hours(quiet_hours(&maps, f.threshold));
+    }
     let hints = hints(&maps, now, f.threshold);
     let n = hints.len();
     fleet.set_forecasts(hints).await?;
@@ -39,7 +57,12 @@ pub async fn refresh(store: &HistoryStore, fleet: &FleetHandle, now: f64) -> any
 
 /// Runs [`refresh`] at start and then every `forecast_refresh_sec` until
 /// `shutdown`.
-pub async fn run(store: HistoryStore, fleet: FleetHandle, shutdown: CancellationToken) {
+pub async fn run(
+    store: HistoryStore,
+    fleet: FleetHandle,
+    workers: Option<WorkersHandle>,
+    shutdown: CancellationToken,
+) {
     let period = Duration::from_secs_f64(store.cfg.forecast_refresh_sec.max(0.05));
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -48,7 +71,7 @@ pub async fn run(store: HistoryStore, fleet: FleetHandle, shutdown: Cancellation
             _ = tick.tick() => {}
             _ = shutdown.cancelled() => break,
         }
-        match refresh(&store, &fleet, now_unix()).await {
+        match refresh(&store, &fleet, workers.as_ref(), now_unix()).await {
             Ok(n) => tracing::debug!(hosts = n, "forecasts refreshed"),
             Err(e) => {
                 metrics::counter!("lull_history_maintenance_errors_total", "step" => "forecast")

@@ -141,6 +141,21 @@ impl Heatmap {
     }
 }
 
+/// The UTC hours of the day (0 to 23) that are usually quiet: the mean of
+/// the known cells at that hour over the week's seven days is at least
+/// `threshold`. Hours with no known cell are left out. Worker schedule
+/// recommendations lean toward these hours.
+pub fn quiet_hours_of_day(heatmap: &Heatmap, threshold: f64) -> Vec<u8> {
+    (0u8..24)
+        .filter(|&h| {
+            let known: Vec<f64> = (0..7)
+                .filter_map(|day| heatmap.cell(day * 24 + usize::from(h)))
+                .collect();
+            !known.is_empty() && known.iter().sum::<f64>() / known.len() as f64 >= threshold
+        })
+        .collect()
+}
+
 /// A predicted quiet window.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct QuietWindow {
@@ -241,6 +256,26 @@ impl ForecastReply {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn quiet_hours_of_day_average_the_week() {
+        // Monday 2025-11-10 00:00:00 UTC.
+        let monday = 1_762_732_800.0;
+        let mut m = Heatmap::new(1);
+        for day in 0..7 {
+            let t = monday + f64::from(day) * 86_400.0;
+            m.add(t + 3.0 * 3600.0, 95.0); // 03:00 quiet every day
+            m.add(t + 14.0 * 3600.0, 30.0); // 14:00 busy every day
+        }
+        // 05:00 quiet on weekdays only: mean (5 * 90 + 2 * 40) / 7 = 75.7.
+        for day in 0..7 {
+            let score = if day < 5 { 90.0 } else { 40.0 };
+            m.add(monday + f64::from(day) * 86_400.0 + 5.0 * 3600.0, score);
+        }
+        assert_eq!(quiet_hours_of_day(&m, 75.0), vec![3, 5]);
+        assert_eq!(quiet_hours_of_day(&m, 80.0), vec![3]);
+        assert!(quiet_hours_of_day(&Heatmap::new(1), 75.0).is_empty());
+    }
+
     use super::*;
 
     /// Monday 2025-11-10 00:00:00 UTC.
