@@ -10,7 +10,7 @@
 
 use lull_common::msg::lease::{
     CancelRequest, HeavyLeaseRequest, HeavyLeaseResponse, LeaseHandle, ProgressReport,
-    ReleaseRequest, RevokeRequest,
+    ReleaseRequest, RevokeRequest, SchedulerStatus,
 };
 use lull_common::subjects::endpoints as ep;
 use lull_common::ErrorReply;
@@ -168,9 +168,9 @@ pub fn handle(
         LeaseOp::Report => apply!(ProgressReport, report),
         LeaseOp::Revoke => apply!(RevokeRequest, revoke),
         LeaseOp::Cancel => apply!(CancelRequest, cancel),
-        LeaseOp::Status => match decode_request::<Empty>(payload, max_payload) {
-            Ok(_) => Handled {
-                reply: encode_reply(&book.status(now)),
+        LeaseOp::Status => match status(book, payload, max_payload, now) {
+            Ok(st) => Handled {
+                reply: encode_reply(&st),
                 effects: Vec::new(),
                 decision: None,
             },
@@ -179,13 +179,26 @@ pub fn handle(
     }
 }
 
+/// `scheduler.status` without the encoding, which can be large (every
+/// active and recent lease, host and addon), so the caller may do it off
+/// the book's task.
+pub fn status(
+    book: &Book,
+    payload: &[u8],
+    max_payload: usize,
+    now: f64,
+) -> Result<SchedulerStatus, ErrorReply> {
+    decode_request::<Empty>(payload, max_payload)?;
+    Ok(book.status(now))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::lease::{HostView, LeaseConfig, LeaseKey};
     use lull_common::error::ErrorCode;
     use lull_common::msg::hosts::QuietState;
-    use lull_common::msg::lease::{HeavyLeaseResponse, LeaseEventKind, SchedulerStatus};
+    use lull_common::msg::lease::{HeavyLeaseResponse, LeaseEventKind};
 
     const NOW: f64 = 1_000_000.0;
     const MAX: usize = 4096;

@@ -16,9 +16,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::audit::{self, AuditConfig, AuditSink};
 use super::events::{self, EventSink};
-use crate::endpoints::lease::{handle, Decision, LeaseOp};
+use crate::endpoints::lease::{handle, status, Decision, LeaseOp};
 use crate::lease::{Book, Effect, HostView};
-use crate::service::{Endpoint, Meter, Request};
+use crate::service::{encode_reply, Endpoint, Meter, Request};
 
 /// Tunables of the scheduler shell.
 #[derive(Debug, Clone)]
@@ -157,6 +157,24 @@ impl Actor {
     /// Answers one request and hands its effects over.
     async fn serve(&mut self, op: LeaseOp, request: Request) {
         let started = Instant::now();
+        if op == LeaseOp::Status {
+            // Built here, encoded (it can be large) on a task of its own.
+            let meter = self.meters[op as usize].clone();
+            match status(
+                &self.book,
+                &request.message.payload,
+                self.max_payload,
+                now_unix(),
+            ) {
+                Ok(st) => {
+                    tokio::spawn(async move {
+                        meter.respond(&request, encode_reply(&st), started).await;
+                    });
+                }
+                Err(e) => meter.respond(&request, Err(e), started).await,
+            }
+            return;
+        }
         let h = handle(
             &mut self.book,
             op,
