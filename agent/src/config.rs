@@ -177,6 +177,39 @@ pub struct DiskConfig {
     pub statvfs_timeout_ms: u64,
     /// Most mounts reported. Default 64.
     pub max_mounts: usize,
+    /// Where the host's root file system is seen. Default `/`. In a
+    /// container that mounts the node's `/` read-only elsewhere (the
+    /// Kubernetes DaemonSet: `/host/root`), set it to that path: mounts are
+    /// then read from the host's mount table and probed under this path,
+    /// and reported by their host mount points.
+    pub rootfs: String,
+    /// The mount table. Default: `/proc/self/mounts` when `rootfs` is `/`,
+    /// otherwise `/proc/1/mounts` (the host's init; needs the host's PID
+    /// namespace, `hostPID: true`).
+    pub mounts_file: Option<String>,
+}
+
+impl DiskConfig {
+    /// The mount table to read.
+    pub fn mounts_file(&self) -> String {
+        match &self.mounts_file {
+            Some(f) => f.clone(),
+            None if self.rootfs.trim_end_matches('/').is_empty() => "/proc/self/mounts".into(),
+            None => "/proc/1/mounts".into(),
+        }
+    }
+
+    /// Where a host mount point is probed: under `rootfs`.
+    pub fn probe_path(&self, mount: &str) -> String {
+        let root = self.rootfs.trim_end_matches('/');
+        if root.is_empty() {
+            mount.to_string()
+        } else if mount == "/" {
+            root.to_string()
+        } else {
+            format!("{root}{mount}")
+        }
+    }
 }
 
 impl Default for DiskConfig {
@@ -227,6 +260,8 @@ impl Default for DiskConfig {
             ]),
             statvfs_timeout_ms: 1000,
             max_mounts: 64,
+            rootfs: "/".into(),
+            mounts_file: None,
         }
     }
 }

@@ -762,21 +762,25 @@ fn k8s_manifests_are_sane_and_schema_valid() {
         s(&host_id["valueFrom"]["fieldRef"], "fieldPath"),
         "spec.nodeName"
     );
-    for host_path in ["/proc", "/sys"] {
-        let vol = seq(&pod["volumes"])
-            .iter()
-            .find(|v| s(&v["hostPath"], "path") == host_path)
-            .unwrap_or_else(|| panic!("no hostPath volume for {host_path}"));
-        let mount = seq(&agent["volumeMounts"])
-            .iter()
-            .find(|m| s(m, "name") == s(vol, "name"))
-            .unwrap_or_else(|| panic!("{host_path} is not mounted"));
-        assert_eq!(
-            mount["readOnly"].as_bool(),
-            Some(true),
-            "{host_path} must be mounted read-only"
-        );
-    }
+    // The node's root, read-only, where the disk collector is told to look.
+    let vol = seq(&pod["volumes"])
+        .iter()
+        .find(|v| s(&v["hostPath"], "path") == "/")
+        .expect("no hostPath volume for the node's /");
+    let mount = seq(&agent["volumeMounts"])
+        .iter()
+        .find(|m| s(m, "name") == s(vol, "name"))
+        .expect("the node's / is not mounted");
+    assert_eq!(
+        mount["readOnly"].as_bool(),
+        Some(true),
+        "the node's / must be mounted read-only"
+    );
+    let rootfs = seq(&agent["env"])
+        .iter()
+        .find(|e| s(e, "name") == "LULL_DISK__ROOTFS")
+        .expect("LULL_DISK__ROOTFS");
+    assert_eq!(s(rootfs, "value"), s(mount, "mountPath"));
     assert!(
         seq(&agent["volumeMounts"])
             .iter()

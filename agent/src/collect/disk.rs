@@ -141,8 +141,9 @@ pub fn usage(mount: &str, blocks: u64, bfree: u64, bavail: u64, frsize: u64) -> 
     })
 }
 
-fn statvfs(mount: &str) -> Result<Option<DiskStats>, String> {
-    let c = CString::new(mount).map_err(|_| "mount point contains NUL".to_string())?;
+/// `statvfs` of `path`, reported as `mount`.
+fn statvfs(mount: &str, path: &str) -> Result<Option<DiskStats>, String> {
+    let c = CString::new(path).map_err(|_| "mount point contains NUL".to_string())?;
     // SAFETY: `st` is plain old data that statvfs fills; `c` is a valid C string.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
     let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
@@ -177,6 +178,7 @@ impl DiskCollector {
 
 async fn probe(
     mount: String,
+    path: String,
     pending: Arc<Mutex<HashSet<String>>>,
     timeout: Duration,
 ) -> Result<Option<DiskStats>, String> {
@@ -192,7 +194,7 @@ async fn probe(
     let m = mount.clone();
     let pend = Arc::clone(&pending);
     let handle = tokio::task::spawn_blocking(move || {
-        let r = statvfs(&m);
+        let r = statvfs(&m, &path);
         pend.lock().unwrap_or_else(|e| e.into_inner()).remove(&m);
         r
     });
@@ -216,11 +218,12 @@ impl Collector for DiskCollector {
         let pending = Arc::clone(&self.pending);
         Box::pin(async move {
             // Reading the mount table does not touch the file systems.
-            let mounts = select_mounts(parse_mounts(&read_text("/proc/self/mounts")?), &cfg);
+            let mounts = select_mounts(parse_mounts(&read_text(cfg.mounts_file())?), &cfg);
             let timeout = Duration::from_millis(cfg.statvfs_timeout_ms.max(1));
-            let probes = mounts
-                .into_iter()
-                .map(|m| probe(m.mount, Arc::clone(&pending), timeout));
+            let probes = mounts.into_iter().map(|m| {
+                let path = cfg.probe_path(&m.mount);
+                probe(m.mount, path, Arc::clone(&pending), timeout)
+            });
             let results = futures::future::join_all(probes).await;
             let mut disks = Vec::new();
             let mut warnings = Vec::new();
@@ -317,10 +320,52 @@ nfs.example:/export /mnt/nfs nfs4 rw 0 0\n\
         assert!(d.iter().any(|d| d.mount == "/"), "{d:?}");
     }
 
+    #[test]
+    fn a_host_root_elsewhere_changes_where_mounts_are_read_and_probed() {
+        let local = DiskConfig::default();
+        assert_eq!(local.mounts_file(), "/proc/self/mounts");
+        assert_eq!(local.probe_path("/data"), "/data");
+        let node = DiskConfig {
+            rootfs: "/host/root/".into(),
+            ..DiskConfig::default()
+        };
+        assert_eq!(node.mounts_file(), "/proc/1/mounts");
+        assert_eq!(node.probe_path("/"), "/host/root");
+        assert_eq!(node.probe_path("/data"), "/host/root/data");
+    }
+
+    #[tokio::test]
+    async fn mounts_are_probed_under_the_host_root_and_named_as_on_the_host() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join("data")).unwrap();
+        let table = root.path().join("mounts");
+        // Two "host" mounts on distinct devices; /missing does not exist
+        // under the root and is reported as a warning.
+        std::fs::write(
+            &table,
+            "/dev/sda1 / ext4 rw 0 0\n/dev/sdb1 /data xfs rw 0 0\n/dev/sdc1 /missing ext4 rw 0 0\n",
+        )
+        .unwrap();
+        let mut c = DiskCollector::new(DiskConfig {
+            rootfs: root.path().to_string_lossy().into_owned(),
+            mounts_file: Some(table.to_string_lossy().into_owned()),
+            ..DiskConfig::default()
+        });
+        let r = c.collect().await.unwrap();
+        let Output::Disks(d) = r.output else {
+            panic!("not disks")
+        };
+        let names: Vec<&str> = d.iter().map(|d| d.mount.as_str()).collect();
+        assert_eq!(names, ["/", "/data"]);
+        assert!(d.iter().all(|d| d.total_bytes > 0));
+        assert_eq!(r.warnings.len(), 1, "{:?}", r.warnings);
+        assert!(r.warnings[0].starts_with("/missing:"), "{:?}", r.warnings);
+    }
+
     #[tokio::test]
     async fn a_pending_probe_is_not_repeated() {
         let pending = Arc::new(Mutex::new(HashSet::from(["/".to_string()])));
-        let e = probe("/".into(), pending, Duration::from_millis(100))
+        let e = probe("/".into(), "/".into(), pending, Duration::from_millis(100))
             .await
             .unwrap_err();
         assert!(e.contains("still blocked"), "{e}");
