@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use tempfile::TempDir;
@@ -112,22 +112,15 @@ impl NatsServer {
         let log = self.log_path();
         let mut proc = Proc::spawn("nats-server", cmd, &log, &log, None)?;
         let healthz = format!("{}/healthz", self.monitor_url());
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
-        loop {
-            if let Some(st) = proc.exited() {
-                return Err(self.start_failed(format!("exited with {st}")));
-            }
-            if http_get(&healthz).await.is_ok_and(|r| r.status == 200) {
-                break;
-            }
-            if Instant::now() >= deadline {
-                proc.kill();
-                return Err(
-                    self.start_failed(format!("/healthz not OK within {STARTUP_TIMEOUT:?}"))
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let h = &healthz;
+        proc.wait_ready(
+            STARTUP_TIMEOUT,
+            Duration::from_millis(20),
+            "/healthz not OK",
+            || async move { http_get(h).await.is_ok_and(|r| r.status == 200) },
+        )
+        .await
+        .map_err(|why| self.start_failed(why))?;
         tracing::debug!(port = self.port, pid = proc.pid(), "nats-server ready");
         self.proc = Some(proc);
         Ok(())

@@ -5,7 +5,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use nix::unistd::{Gid, Uid, User};
@@ -212,22 +212,15 @@ impl Postgres {
             .parse()
             .map_err(HarnessError::Postgres)?;
         config.connect_timeout(Duration::from_secs(1));
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
-        loop {
-            if let Some(st) = proc.exited() {
-                return Err(self.start_failed(format!("exited with {st}")));
-            }
-            if config.connect(NoTls).await.is_ok() {
-                break;
-            }
-            if Instant::now() >= deadline {
-                proc.kill();
-                return Err(
-                    self.start_failed(format!("no connection accepted within {STARTUP_TIMEOUT:?}"))
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        let c = &config;
+        proc.wait_ready(
+            STARTUP_TIMEOUT,
+            Duration::from_millis(25),
+            "no connection accepted",
+            || async move { c.connect(NoTls).await.is_ok() },
+        )
+        .await
+        .map_err(|why| self.start_failed(why))?;
         tracing::debug!(port = self.port, pid = proc.pid(), "postgres ready");
         self.proc = Some(proc);
         Ok(())

@@ -224,6 +224,36 @@ impl Proc {
         self.reap()
     }
 
+    /// Waits until `ready` says the child is serving, polling every `every`
+    /// for at most `timeout`. On failure the child is killed and the reason
+    /// (`exited with ...` or `<what> within <timeout>`) is returned.
+    pub async fn wait_ready<F, Fut>(
+        &mut self,
+        timeout: Duration,
+        every: Duration,
+        what: &str,
+        mut ready: F,
+    ) -> std::result::Result<(), String>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = self.exited() {
+                return Err(format!("exited with {st}"));
+            }
+            if ready().await {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                self.kill();
+                return Err(format!("{what} within {timeout:?}"));
+            }
+            tokio::time::sleep(every).await;
+        }
+    }
+
     /// Blocking: waits up to `timeout` for the child to exit by itself.
     pub fn wait_blocking(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + timeout;

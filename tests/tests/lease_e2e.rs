@@ -87,6 +87,13 @@ async fn next_event(sub: &mut async_nats::Subscriber) -> LeaseEvent {
     serde_json::from_slice(&msg.payload).expect("a lease event")
 }
 
+/// `lease.heartbeat`, which must answer (not an error reply).
+async fn heartbeat(client: &async_nats::Client, body: serde_json::Value) -> HeartbeatResponse {
+    call(client, ep::LEASE_HEARTBEAT, &body)
+        .await
+        .expect("lease.heartbeat reply")
+}
+
 /// The next event that ends a lease. A holder that subscribes after its
 /// grant reply may or may not see its own `GRANTED` first: that is skipped.
 async fn next_end_event(sub: &mut async_nats::Subscriber) -> LeaseEvent {
@@ -135,13 +142,7 @@ async fn lease_lifecycle_denials_queue_and_placement() {
     assert!(g.expires_at.unwrap() > lull_common::runtime::now_unix());
     let mut ev = events(&client, &id).await;
 
-    let hb: HeartbeatResponse = call(
-        &client,
-        ep::LEASE_HEARTBEAT,
-        &json!({"lease_id": id, "token": token}),
-    )
-    .await
-    .unwrap();
+    let hb = heartbeat(&client, json!({"lease_id": id, "token": token})).await;
     assert!(hb.ok);
     assert_eq!(hb.state, LeaseState::Active);
     let wrong = call::<_, HeartbeatResponse>(
@@ -189,13 +190,7 @@ async fn lease_lifecycle_denials_queue_and_placement() {
         next_end_event(&mut ev).await.event,
         LeaseEventKind::Released
     );
-    let hb: HeartbeatResponse = call(
-        &client,
-        ep::LEASE_HEARTBEAT,
-        &json!({"lease_id": id, "token": token}),
-    )
-    .await
-    .unwrap();
+    let hb = heartbeat(&client, json!({"lease_id": id, "token": token})).await;
     assert!(!hb.ok);
     assert_eq!(hb.state, LeaseState::Released);
 
@@ -215,13 +210,7 @@ async fn lease_lifecycle_denials_queue_and_placement() {
     assert!(r.ok);
     let e = next_end_event(&mut ev).await;
     assert_eq!(e.event, LeaseEventKind::Revoked);
-    let hb: HeartbeatResponse = call(
-        &client,
-        ep::LEASE_HEARTBEAT,
-        &json!({"lease_id": id, "token": token}),
-    )
-    .await
-    .unwrap();
+    let hb = heartbeat(&client, json!({"lease_id": id, "token": token})).await;
     assert!(!hb.ok);
     assert_eq!(hb.state, LeaseState::Revoked);
 
@@ -236,13 +225,7 @@ async fn lease_lifecycle_denials_queue_and_placement() {
         e.at <= g.expires_at.unwrap() + 1.0,
         "expired late: {e:?} vs {g:?}"
     );
-    let hb: HeartbeatResponse = call(
-        &client,
-        ep::LEASE_HEARTBEAT,
-        &json!({"lease_id": id, "token": token}),
-    )
-    .await
-    .unwrap();
+    let hb = heartbeat(&client, json!({"lease_id": id, "token": token})).await;
     assert_eq!((hb.ok, hb.state), (false, LeaseState::Expired));
 
     // Denials, each with its code, a reason and a retry hint.
@@ -414,13 +397,7 @@ async fn lease_lifecycle_denials_queue_and_placement() {
     let granted = next_event(&mut qev).await;
     assert_eq!(granted.event, LeaseEventKind::Granted);
     assert_eq!(granted.host_id.as_deref(), Some("small"));
-    let hb: HeartbeatResponse = call(
-        &client,
-        ep::LEASE_HEARTBEAT,
-        &json!({"lease_id": qid, "token": q.token}),
-    )
-    .await
-    .unwrap();
+    let hb = heartbeat(&client, json!({"lease_id": qid, "token": q.token})).await;
     assert!(hb.ok);
 
     // Bad requests get error replies and change nothing.
@@ -589,13 +566,7 @@ async fn kill9_restart_keeps_heartbeating_leases_and_refuses_new_grants_in_grace
     )
     .await;
     // ...and the holder re-asserts its lease with a heartbeat.
-    let hb: HeartbeatResponse = call(
-        &client,
-        ep::LEASE_HEARTBEAT,
-        &json!({"lease_id": id, "token": token}),
-    )
-    .await
-    .unwrap();
+    let hb = heartbeat(&client, json!({"lease_id": id, "token": token})).await;
     assert!(hb.ok, "{hb:?}\n{}", coord2.svc.logs());
     assert_eq!(hb.state, LeaseState::Active);
     // A forged token is refused even in grace.
@@ -761,23 +732,15 @@ async fn a_host_entering_panic_revokes_its_leases() {
         e.reason.as_deref().unwrap_or("").contains("entered PANIC"),
         "{e:?}"
     );
-    let hb: HeartbeatResponse = call(
-        &client,
-        ep::LEASE_HEARTBEAT,
-        &json!({"lease_id": id1, "token": on_h1.token}),
-    )
-    .await
-    .unwrap();
+    let hb = heartbeat(&client, json!({"lease_id": id1, "token": on_h1.token})).await;
     assert!(!hb.ok);
     assert_eq!(hb.state, LeaseState::Revoked);
     // The quiet host's lease is untouched.
-    let hb: HeartbeatResponse = call(
+    let hb = heartbeat(
         &client,
-        ep::LEASE_HEARTBEAT,
-        &json!({"lease_id": on_h2.lease_id, "token": on_h2.token}),
+        json!({"lease_id": on_h2.lease_id, "token": on_h2.token}),
     )
-    .await
-    .unwrap();
+    .await;
     assert!(hb.ok, "{hb:?}");
     drop(feeder);
 }
