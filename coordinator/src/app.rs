@@ -263,13 +263,33 @@ async fn open_book(
         .map_err(|e| anyhow::anyhow!("invalid [lease] configuration: {e}"))?;
     let now = lull_common::runtime::now_unix();
     let fresh = hex::encode(rand::random::<[u8; 32]>());
-    let (hex, created) = store::leases::load_or_create_key(pool, &fresh, now)
-        .await
-        .context("loading the lease signing key")?;
-    let key = lease::LeaseKey::from_hex(&hex)
-        .map_err(|e| anyhow::anyhow!("the stored lease key is unusable: {e}"))?;
+    let days = |d: f64| d * 86_400.0;
+    let keys = store::leases::load_keys(
+        pool,
+        &fresh,
+        now,
+        (cfg.scheduler.key_rotate_days > 0.0).then(|| days(cfg.scheduler.key_rotate_days)),
+        days(cfg.scheduler.key_keep_days.max(0.0)),
+    )
+    .await
+    .context("loading the lease signing keys")?;
+    let mut parsed = keys.keys_hex.iter().map(|h| {
+        lease::LeaseKey::from_hex(h)
+            .map_err(|e| anyhow::anyhow!("a stored lease key is unusable: {e}"))
+    });
+    let key = parsed
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("no lease signing key"))??;
+    let previous = parsed.collect::<anyhow::Result<Vec<_>>>()?;
+    if keys.rotated {
+        tracing::info!(
+            previous = previous.len(),
+            "rotated the lease signing key; older tokens are swapped on their next heartbeat"
+        );
+    }
     let mut book = lease::Book::new(cfg.lease.clone(), key, "L", now);
-    if created {
+    book.add_previous_keys(previous);
+    if keys.first {
         book.skip_grace();
     } else {
         tracing::info!(

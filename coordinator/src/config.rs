@@ -78,6 +78,12 @@ pub struct SchedulerTunables {
     pub audit_retention_days: f64,
     /// How often old audit rows are deleted, seconds. Default 60.
     pub audit_prune_sec: f64,
+    /// At start, the token signing key is replaced when it is older than
+    /// this many days; 0 never rotates. Default 30.
+    pub key_rotate_days: f64,
+    /// A replaced key still verifies tokens for this many days (holders of
+    /// older tokens get a new one on their next heartbeat). Default 7.
+    pub key_keep_days: f64,
 }
 
 impl Default for SchedulerTunables {
@@ -93,6 +99,8 @@ impl Default for SchedulerTunables {
             ended_lookback_sec: 3600.0,
             audit_retention_days: 30.0,
             audit_prune_sec: 60.0,
+            key_rotate_days: 30.0,
+            key_keep_days: 7.0,
         }
     }
 }

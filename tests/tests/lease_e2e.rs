@@ -744,3 +744,64 @@ async fn a_host_entering_panic_revokes_its_leases() {
     assert!(hb.ok, "{hb:?}");
     drop(feeder);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_signing_key_still_re_admits_leases_and_swaps_their_tokens() {
+    let infra = Infra::start().await.expect("infra");
+    let base = [("LULL_LEASE__GRACE_PERIOD_SEC", "5")];
+    let mut coord = start_coordinator(&infra, &lease_env(&base)).await;
+    let client = infra.nats.connect().await.unwrap();
+    let feeder = Feeder::start(client.clone(), Duration::from_millis(300));
+    feeder.set("h1", Load::idle(8));
+    wait_state(&client, "h1", QuietState::Quiet).await;
+    let c = &client;
+    let ask = json!({"addon_id": "keeper", "job_type": "j", "host_id": "h1", "cost_units": 5});
+    let a = &ask;
+    let g = wait_for(Duration::from_secs(10), || async move {
+        Some(request(c, a.clone()).await).filter(|r| r.approved)
+    })
+    .await
+    .expect("a grant");
+    let (id, old_token) = (g.lease_id.clone().unwrap(), g.token.clone().unwrap());
+    let pg = infra.pg.client().await.unwrap();
+    let count_keys = || async {
+        pg.query_one("SELECT count(*) FROM lease_keys", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+    assert_eq!(count_keys().await, 1);
+
+    // Restart with a key older than the rotation age: a second key signs,
+    // the first still verifies, and the holder is handed a new token.
+    coord.svc.kill9();
+    let mut rotate = base.to_vec();
+    rotate.push(("LULL_SCHEDULER__KEY_ROTATE_DAYS", "0.000001"));
+    let mut coord2 = start_coordinator_on(&infra, coord.metrics_port, &lease_env(&rotate)).await;
+    assert_eq!(count_keys().await, 2);
+    let hb = heartbeat(&client, json!({"lease_id": id, "token": old_token})).await;
+    assert!(hb.ok, "{hb:?}\n{}", coord2.svc.logs());
+    let new_token = hb.token.clone().expect("a token signed with the new key");
+    assert_ne!(new_token, old_token);
+    let hb = heartbeat(&client, json!({"lease_id": id, "token": new_token})).await;
+    assert!(hb.ok && hb.token.is_none(), "{hb:?}");
+
+    // Restart keeping replaced keys for no time: the old key is gone, so
+    // only the new token can re-assert the lease.
+    coord2.svc.kill9();
+    let mut forget = base.to_vec();
+    forget.push(("LULL_SCHEDULER__KEY_ROTATE_DAYS", "0"));
+    forget.push(("LULL_SCHEDULER__KEY_KEEP_DAYS", "0"));
+    let coord3 = start_coordinator_on(&infra, coord.metrics_port, &lease_env(&forget)).await;
+    assert_eq!(count_keys().await, 1);
+    let old = call::<_, HeartbeatResponse>(
+        &client,
+        ep::LEASE_HEARTBEAT,
+        &json!({"lease_id": id, "token": old_token}),
+    )
+    .await;
+    assert_eq!(service_code(old.unwrap_err()), ErrorCode::NotFound);
+    let hb = heartbeat(&client, json!({"lease_id": id, "token": new_token})).await;
+    assert!(hb.ok, "{hb:?}\n{}", coord3.svc.logs());
+    drop(feeder);
+}

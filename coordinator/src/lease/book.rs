@@ -178,7 +178,10 @@ struct AddonEntry {
 #[derive(Debug)]
 pub struct Book {
     cfg: LeaseConfig,
+    /// Signs new tokens.
     key: LeaseKey,
+    /// Earlier keys, still accepted for tokens minted before a rotation.
+    previous_keys: Vec<LeaseKey>,
     id_prefix: String,
     next_id: u64,
     grace_until: Option<f64>,
@@ -232,6 +235,7 @@ impl Book {
             grace_until: (grace > 0.0).then_some(now + grace),
             cfg,
             key,
+            previous_keys: Vec::new(),
             id_prefix,
             next_id: 1,
             hosts: BTreeMap::new(),
@@ -245,6 +249,13 @@ impl Book {
             tomb_order: VecDeque::new(),
             addons: HashMap::new(),
         }
+    }
+
+    /// Accepts tokens signed with these earlier keys too (after a key
+    /// rotation). A lease re-asserted with such a token gets a new token
+    /// signed with the current key, handed back on its heartbeat.
+    pub fn add_previous_keys(&mut self, keys: impl IntoIterator<Item = LeaseKey>) {
+        self.previous_keys.extend(keys);
     }
 
     /// Ends the grace period now. Call it when the key was created on this
@@ -632,12 +643,12 @@ impl Book {
         let terms = self.unknown_lease_terms(id, &h.token)?;
         let mut fx = Vec::new();
         let reply = match self.reclaim(terms, &h.token, now, &mut fx) {
-            Ok(info) => HeartbeatResponse {
+            Ok((info, fresh)) => HeartbeatResponse {
                 ok: true,
                 state: LeaseState::Active,
                 expires_at: Some(info.expires_at),
                 reason: Some("lease re-admitted after a coordinator restart".into()),
-                token: None,
+                token: fresh,
             },
             Err(r) => r,
         };
@@ -707,7 +718,7 @@ impl Book {
                 effects: fx,
             });
         }
-        let terms = self.unknown_lease_terms(id, token)?;
+        let (terms, _) = self.unknown_lease_terms(id, token)?;
         // A holder that finished while the coordinator was down: remember
         // the lease as released so its token cannot re-assert it.
         self.tomb(id.to_string(), LeaseState::Released, outcome.clone());
@@ -1088,7 +1099,7 @@ impl Book {
                 return Ok(());
             }
         }
-        let t = token::verify(token, &self.key).map_err(|_| forbidden())?;
+        let (t, _) = self.verify(token).map_err(|_| forbidden())?;
         if t.lease_id != id {
             return Err(forbidden());
         }
@@ -1104,22 +1115,36 @@ impl Book {
     /// Terms of a lease id this book knows nothing about: a token that does
     /// not verify means the lease is simply unknown; a valid token for
     /// another lease is forbidden.
-    fn unknown_lease_terms(&self, id: &str, token: &str) -> Result<LeaseTerms, BookError> {
-        match token::verify(token, &self.key) {
+    fn unknown_lease_terms(&self, id: &str, token: &str) -> Result<(LeaseTerms, bool), BookError> {
+        match self.verify(token) {
             Err(_) => Err(BookError::NotFound(id.to_string())),
-            Ok(t) if t.lease_id != id => Err(BookError::Forbidden(id.to_string())),
-            Ok(t) => Ok(t),
+            Ok((t, _)) if t.lease_id != id => Err(BookError::Forbidden(id.to_string())),
+            Ok(found) => Ok(found),
+        }
+    }
+
+    /// Verifies a token with the current key, then with earlier ones;
+    /// `true` with the terms when the current key signed it.
+    fn verify(&self, token: &str) -> Result<(LeaseTerms, bool), token::TokenError> {
+        match token::verify(token, &self.key) {
+            Ok(t) => Ok((t, true)),
+            Err(e) => self
+                .previous_keys
+                .iter()
+                .find_map(|k| token::verify(token, k).ok())
+                .map(|t| (t, false))
+                .ok_or(e),
         }
     }
 
     /// Re-admits a lease from its token's terms during the grace period.
     fn reclaim(
         &mut self,
-        terms: LeaseTerms,
+        (terms, current_key): (LeaseTerms, bool),
         token: &str,
         now: f64,
         fx: &mut Vec<Effect>,
-    ) -> Result<LeaseInfo, HeartbeatResponse> {
+    ) -> Result<(LeaseInfo, Option<String>), HeartbeatResponse> {
         let id = terms.lease_id.clone();
         let refuse = |reason: String| HeartbeatResponse {
             ok: false,
@@ -1177,6 +1202,8 @@ impl Book {
                 return Err(refuse(reason));
             }
         }
+        // A token of an earlier key is swapped for one of the current key.
+        let fresh = (!current_key).then(|| token::mint(&terms, &self.key));
         let info = LeaseInfo {
             lease_id: id,
             addon_id: terms.addon_id,
@@ -1194,7 +1221,7 @@ impl Book {
         };
         self.insert(Lease {
             info: info.clone(),
-            token: token.to_string(),
+            token: fresh.clone().unwrap_or_else(|| token.to_string()),
             expected_duration_sec: terms.expected_duration_sec,
         });
         fx.push(Effect::Audit(self.audit_lease(
@@ -1204,7 +1231,7 @@ impl Book {
             None,
             now,
         )));
-        Ok(info)
+        Ok((info, fresh))
     }
 
     fn insert(&mut self, lease: Lease) {

@@ -1139,3 +1139,41 @@ fn panic_revocation_can_be_turned_off() {
     let d = b.request(req(1), T0 + 2.0).reply;
     assert_eq!(d.reason_code, Some(DenyReason::Panic));
 }
+
+#[test]
+fn tokens_of_a_previous_key_are_re_admitted_and_replaced() {
+    let mut before = book();
+    let granted = before.request(req(10), T0).reply;
+    assert!(granted.approved);
+    // A restart with a rotated key; the old one is kept for verification.
+    let new_key = LeaseKey::from_bytes(vec![7u8; 32]).unwrap();
+    let restarted = |previous: Option<LeaseKey>| {
+        let mut b = Book::new(cfg(), new_key.clone(), "t2", T0 + 5.0);
+        b.add_previous_keys(previous);
+        b.on_hosts_changed(vec![view("h1", QuietState::Quiet, T0 + 5.0)], T0 + 5.0);
+        b
+    };
+    let mut b = restarted(Some(key()));
+    let hb = b.heartbeat(&handle(&granted), T0 + 6.0).unwrap().reply;
+    assert!(hb.ok, "{hb:?}");
+    let fresh = hb.token.clone().expect("a token of the current key");
+    assert!(token::verify(&fresh, &new_key).is_ok());
+    assert!(token::verify(&fresh, &key()).is_err());
+    // The old token still works until the holder switches; each answer
+    // repeats the replacement. The new one needs no replacement.
+    let again = b.heartbeat(&handle(&granted), T0 + 7.0).unwrap().reply;
+    assert!(again.ok);
+    assert_eq!(again.token.as_deref(), Some(fresh.as_str()));
+    let switched = LeaseHandle {
+        lease_id: granted.lease_id.clone().unwrap(),
+        token: fresh,
+    };
+    let hb = b.heartbeat(&switched, T0 + 8.0).unwrap().reply;
+    assert!(hb.ok && hb.token.is_none(), "{hb:?}");
+    // Once the old key is dropped, its tokens prove nothing.
+    let mut b = restarted(None);
+    assert!(matches!(
+        b.heartbeat(&handle(&granted), T0 + 6.0),
+        Err(BookError::NotFound(_))
+    ));
+}

@@ -77,25 +77,69 @@ pub async fn prune_audit(pool: &Pool, before: f64, limit: i64) -> Result<u64, St
     Ok(n)
 }
 
-/// The signing key, created (from `fresh`) on first use. Returns the key and
-/// whether it was created just now (then no lease can predate this start).
-pub async fn load_or_create_key(
+/// The token signing keys, newest (the one that signs) first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SigningKeys {
+    /// Hex keys, newest first; never empty.
+    pub keys_hex: Vec<String>,
+    /// The first key was created just now (no lease can predate this start).
+    pub first: bool,
+    /// A new key was made just now because the newest was too old.
+    pub rotated: bool,
+}
+
+/// Loads the signing keys. The first key is created from `fresh` on first
+/// use; a new one (also `fresh`) when the newest is older than
+/// `rotate_after_sec` (`None`: never). A key replaced more than `keep_sec`
+/// ago is deleted: its tokens can no longer be re-asserted. Runs under a
+/// table lock, so coordinators starting together agree on the keys.
+pub async fn load_keys(
     pool: &Pool,
     fresh: &str,
     now: f64,
-) -> Result<(String, bool), StoreError> {
-    let client = pool.get().await?;
-    let inserted = client
-        .execute(
-            "INSERT INTO lease_keys (id, key_hex, created_at) VALUES (1, $1, $2)
-             ON CONFLICT (id) DO NOTHING",
-            &[&fresh, &now],
+    rotate_after_sec: Option<f64>,
+    keep_sec: f64,
+) -> Result<SigningKeys, StoreError> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    tx.batch_execute("LOCK TABLE lease_keys IN SHARE ROW EXCLUSIVE MODE")
+        .await?;
+    let rows = tx
+        .query(
+            "SELECT id, key_hex, created_at FROM lease_keys ORDER BY created_at DESC, id DESC",
+            &[],
         )
         .await?;
-    let row = client
-        .query_one("SELECT key_hex FROM lease_keys WHERE id = 1", &[])
+    let mut keys: Vec<(i32, String, f64)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let first = keys.is_empty();
+    let rotated = !first
+        && rotate_after_sec.is_some_and(|age| keys.first().is_some_and(|k| now - k.2 >= age));
+    if first || rotated {
+        let id = keys.iter().map(|k| k.0).max().unwrap_or(0) + 1;
+        tx.execute(
+            "INSERT INTO lease_keys (id, key_hex, created_at) VALUES ($1, $2, $3)",
+            &[&id, &fresh, &now],
+        )
         .await?;
-    Ok((row.get(0), inserted == 1))
+        keys.insert(0, (id, fresh.to_string(), now));
+    }
+    // keys[i] was replaced when keys[i - 1] was created.
+    let cut = (1..keys.len()).find(|&i| now - keys[i - 1].2 > keep_sec);
+    if let Some(cut) = cut {
+        let gone: Vec<i32> = keys[cut..].iter().map(|k| k.0).collect();
+        tx.execute("DELETE FROM lease_keys WHERE id = ANY($1)", &[&gone])
+            .await?;
+        keys.truncate(cut);
+    }
+    tx.commit().await?;
+    Ok(SigningKeys {
+        keys_hex: keys.into_iter().map(|k| k.1).collect(),
+        first,
+        rotated,
+    })
 }
 
 /// Leases that ended since `since` (released, expired or revoked), so their
