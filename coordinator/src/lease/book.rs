@@ -1167,6 +1167,36 @@ impl Book {
                 )));
             }
         };
+        if self.cfg.revoke_on_panic
+            && self
+                .hosts
+                .get(&host_id)
+                .is_some_and(|v| v.state == QuietState::Panic)
+        {
+            // Its lease would have been revoked had we been running.
+            let reason = format!("host {host_id} is in PANIC; heavy work must stop");
+            self.tomb(id.clone(), LeaseState::Revoked, Some(reason.clone()));
+            fx.push(Effect::Audit(AuditRecord {
+                at: now,
+                kind: AuditKind::Revoked,
+                lease_id: Some(id),
+                addon_id: terms.addon_id,
+                job_type: terms.job_type,
+                host_id: Some(host_id),
+                cost_units: terms.cost_units,
+                priority: terms.priority,
+                reason_code: None,
+                reason: Some(reason.clone()),
+                detail: None,
+            }));
+            return Err(HeartbeatResponse {
+                ok: false,
+                state: LeaseState::Revoked,
+                expires_at: None,
+                reason: Some(reason),
+                token: None,
+            });
+        }
         if let Some(view) = self.hosts.get(&host_id) {
             let ceiling = capacity::ceiling(view.cpu_count, &self.cfg.capacity);
             let used = self.used_units(&host_id);

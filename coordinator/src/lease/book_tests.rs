@@ -1177,3 +1177,19 @@ fn tokens_of_a_previous_key_are_re_admitted_and_replaced() {
         Err(BookError::NotFound(_))
     ));
 }
+
+#[test]
+fn a_lease_on_a_host_in_panic_is_not_re_admitted_after_a_restart() {
+    let mut before = book();
+    let granted = before.request(req(10), T0).reply;
+    let mut b = Book::new(cfg(), key(), "t2", T0 + 5.0);
+    b.on_hosts_changed(vec![view("h1", QuietState::Panic, T0 + 5.0)], T0 + 5.0);
+    let hb = b.heartbeat(&handle(&granted), T0 + 6.0).unwrap().reply;
+    assert!(!hb.ok);
+    assert_eq!(hb.state, LeaseState::Revoked);
+    assert!(hb.reason.unwrap().contains("PANIC"));
+    assert_eq!(b.active_len(), 0);
+    // It stays ended.
+    let hb = b.heartbeat(&handle(&granted), T0 + 7.0).unwrap().reply;
+    assert_eq!(hb.state, LeaseState::Revoked);
+}
