@@ -87,6 +87,17 @@ async fn next_event(sub: &mut async_nats::Subscriber) -> LeaseEvent {
     serde_json::from_slice(&msg.payload).expect("a lease event")
 }
 
+/// Asks until the request is granted (the book hears of a host shortly
+/// after the fleet does, and a start may be in its grace period).
+async fn granted(client: &async_nats::Client, body: serde_json::Value) -> HeavyLeaseResponse {
+    let b = &body;
+    wait_for(Duration::from_secs(10), || async move {
+        Some(request(client, b.clone()).await).filter(|r| r.approved)
+    })
+    .await
+    .expect("a grant")
+}
+
 /// `lease.heartbeat`, which must answer (not an error reply).
 async fn heartbeat(client: &async_nats::Client, body: serde_json::Value) -> HeartbeatResponse {
     call(client, ep::LEASE_HEARTBEAT, &body)
@@ -636,14 +647,11 @@ async fn audit_rows_are_written_in_batches_and_pruned_past_retention() {
     wait_state(&client, "h1", QuietState::Quiet).await;
     // The book hears of the host shortly after the fleet does, and the
     // grace period (one TTL) must pass.
-    let ask = json!({"addon_id": "auditor", "job_type": "j", "host_id": "h1", "cost_units": 2});
-    let c = &client;
-    let a = &ask;
-    let r = wait_for(Duration::from_secs(10), || async move {
-        Some(request(c, a.clone()).await).filter(|r| r.approved)
-    })
-    .await
-    .expect("a grant");
+    let r = granted(
+        &client,
+        json!({"addon_id": "auditor", "job_type": "j", "host_id": "h1", "cost_units": 2}),
+    )
+    .await;
     let lease_id = r.lease_id.clone().unwrap();
 
     let pg = infra.pg.client().await.unwrap();
@@ -709,15 +717,11 @@ async fn a_host_entering_panic_revokes_its_leases() {
     feeder.set("h2", Load::idle(8));
     wait_state(&client, "h1", QuietState::Quiet).await;
     wait_state(&client, "h2", QuietState::Quiet).await;
-    let c = &client;
-    let grant = |host: &'static str| async move {
-        let ask = json!({"addon_id": "backup", "job_type": "j", "host_id": host, "cost_units": 5});
-        let a = &ask;
-        wait_for(Duration::from_secs(10), || async move {
-            Some(request(c, a.clone()).await).filter(|r| r.approved)
-        })
-        .await
-        .expect("a grant")
+    let grant = |host: &str| {
+        granted(
+            &client,
+            json!({"addon_id": "backup", "job_type": "j", "host_id": host, "cost_units": 5}),
+        )
     };
     let on_h1 = grant("h1").await;
     let on_h2 = grant("h2").await;
@@ -754,14 +758,11 @@ async fn a_rotated_signing_key_still_re_admits_leases_and_swaps_their_tokens() {
     let feeder = Feeder::start(client.clone(), Duration::from_millis(300));
     feeder.set("h1", Load::idle(8));
     wait_state(&client, "h1", QuietState::Quiet).await;
-    let c = &client;
-    let ask = json!({"addon_id": "keeper", "job_type": "j", "host_id": "h1", "cost_units": 5});
-    let a = &ask;
-    let g = wait_for(Duration::from_secs(10), || async move {
-        Some(request(c, a.clone()).await).filter(|r| r.approved)
-    })
-    .await
-    .expect("a grant");
+    let g = granted(
+        &client,
+        json!({"addon_id": "keeper", "job_type": "j", "host_id": "h1", "cost_units": 5}),
+    )
+    .await;
     let (id, old_token) = (g.lease_id.clone().unwrap(), g.token.clone().unwrap());
     let pg = infra.pg.client().await.unwrap();
     let count_keys = || async {
