@@ -55,24 +55,24 @@ pub fn describe() {
         "Snapshots that arrived after a newer one of the same host and were ignored."
     );
     describe_counter!(
-        "lull_agent_messages_total",
+        "lull_fleet_agent_messages_total",
         "Agent loop telemetry messages received, by kind (health, failure) and result."
     );
     describe_gauge!(
-        "lull_agent_reported_queue_length",
+        "lull_fleet_agent_reported_queue_length",
         "Messages waiting in each agent's outbox, as its latest loop.health says."
     );
     describe_counter!(
-        "lull_agent_reported_dropped_total",
+        "lull_fleet_agent_reported_dropped_total",
         "Messages each agent dropped from its full outbox, as its latest loop.health says."
     );
     describe_gauge!(
-        "lull_agent_last_health_timestamp_seconds",
+        "lull_fleet_agent_last_health_timestamp_seconds",
         Unit::Seconds,
         "Unix time when each agent's latest loop.health arrived."
     );
     describe_counter!(
-        "lull_agent_loop_failures_total",
+        "lull_fleet_agent_loop_failures_total",
         "loop.failure messages reported by each host's agent."
     );
     describe_gauge!(

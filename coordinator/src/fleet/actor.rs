@@ -367,11 +367,11 @@ impl Fleet {
             Command::Health(host, h, at) => {
                 if let Some(e) = self.hosts.get_mut(&host) {
                     let t = &h.transport;
-                    metrics::gauge!("lull_agent_reported_queue_length", "host" => host.clone())
+                    metrics::gauge!("lull_fleet_agent_reported_queue_length", "host" => host.clone())
                         .set(t.queue_length as f64);
-                    metrics::counter!("lull_agent_reported_dropped_total", "host" => host.clone())
+                    metrics::counter!("lull_fleet_agent_reported_dropped_total", "host" => host.clone())
                         .absolute(t.dropped_messages);
-                    metrics::gauge!("lull_agent_last_health_timestamp_seconds", "host" => host.clone())
+                    metrics::gauge!("lull_fleet_agent_last_health_timestamp_seconds", "host" => host.clone())
                         .set(at);
                     e.agent.health = Some(*h);
                     e.agent.health_at = Some(at);
@@ -379,7 +379,7 @@ impl Fleet {
             }
             Command::Failure(host, f, at) => {
                 if let Some(e) = self.hosts.get_mut(&host) {
-                    metrics::counter!("lull_agent_loop_failures_total", "host" => host.clone())
+                    metrics::counter!("lull_fleet_agent_loop_failures_total", "host" => host.clone())
                         .increment(1);
                     e.agent.failure = Some(*f);
                     e.agent.failure_at = Some(at);

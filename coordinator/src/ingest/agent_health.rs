@@ -1,7 +1,7 @@
 //! Agent telemetry ingest: `lull.agent.<host>.health` (`loop.health`) and
 //! `lull.agent.<host>.failure` (`loop.failure`, legacy keys accepted), kept
 //! per host by the fleet actor. Counted in
-//! `lull_agent_messages_total{kind,result}`.
+//! `lull_fleet_agent_messages_total{kind,result}`.
 
 use futures::StreamExt;
 use lull_common::msg::telemetry::{LoopFailure, LoopHealth};
@@ -81,7 +81,7 @@ pub async fn run(
                     (kind, rejection.label())
                 }
             };
-        metrics::counter!("lull_agent_messages_total", "kind" => kind, "result" => result)
+        metrics::counter!("lull_fleet_agent_messages_total", "kind" => kind, "result" => result)
             .increment(1);
     }
     let _ = sub.unsubscribe().await;
