@@ -10,7 +10,7 @@ use lull_common::msg::worker::{
 };
 use lull_common::subjects::endpoints as ep;
 
-use crate::output::{ago, call, json, table};
+use crate::output::{ago, call, json, table, utc};
 use crate::Ctx;
 
 /// Arguments of `lullctl workers`.
@@ -46,29 +46,6 @@ pub async fn run(ctx: &Ctx, args: WorkersArgs) -> anyhow::Result<i32> {
         (None, Some(name)) => one(ctx, name, args.executions, args.learning).await,
         (None, None) => list(ctx).await,
     }
-}
-
-/// `YYYY-MM-DD HH:MM:SS` (UTC) of a Unix time.
-pub fn utc(t: f64) -> String {
-    let secs = t.floor() as i64;
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }
 
 const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
@@ -502,14 +479,3 @@ async fn quality(ctx: &Ctx) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn utc_formats_known_times() {
-        assert_eq!(utc(0.0), "1970-01-01 00:00:00");
-        assert_eq!(utc(1_763_026_000.0), "2025-11-13 09:26:40");
-        assert_eq!(utc(951_782_400.0), "2000-02-29 00:00:00");
-    }
-}
