@@ -478,4 +478,3 @@ async fn quality(ctx: &Ctx) -> anyhow::Result<i32> {
     );
     Ok(0)
 }
-

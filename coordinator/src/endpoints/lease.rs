@@ -72,33 +72,33 @@ pub struct Handled {
     /// What the shell must publish and write.
     pub effects: Vec<Effect>,
     /// The decision, for `lease.request` that got as far as the book.
-    pub decision: Option<Decision>,
+    pub decision: Option<DecisionLabels>,
 }
 
 /// How a `lease.request` ended, for the decision counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Decision {
+pub struct DecisionLabels {
     /// `granted`, `queued` or `denied`.
     pub result: &'static str,
     /// The denial code, or `none`.
     pub reason: &'static str,
 }
 
-impl Decision {
+impl DecisionLabels {
     fn of(r: &HeavyLeaseResponse) -> Self {
         let reason = r.reason_code.map_or("none", |c| c.as_str());
         if r.approved {
-            Decision {
+            DecisionLabels {
                 result: "granted",
                 reason: "none",
             }
         } else if r.queued {
-            Decision {
+            DecisionLabels {
                 result: "queued",
                 reason,
             }
         } else {
-            Decision {
+            DecisionLabels {
                 result: "denied",
                 reason,
             }
@@ -156,7 +156,7 @@ pub fn handle(
             Ok(r) => {
                 let out = book.request(r, now);
                 Handled {
-                    decision: Some(Decision::of(&out.reply)),
+                    decision: Some(DecisionLabels::of(&out.reply)),
                     reply: encode_reply(&out.reply),
                     effects: out.effects,
                 }
@@ -255,7 +255,7 @@ mod tests {
         let h = handle(&mut b, LeaseOp::Request, GOOD, MAX, NOW);
         assert_eq!(
             h.decision,
-            Some(Decision {
+            Some(DecisionLabels {
                 result: "granted",
                 reason: "none"
             })
@@ -290,7 +290,7 @@ mod tests {
         let h = handle(&mut b, LeaseOp::Request, busy, MAX, NOW);
         assert_eq!(
             h.decision,
-            Some(Decision {
+            Some(DecisionLabels {
                 result: "denied",
                 reason: "unknown_host"
             })

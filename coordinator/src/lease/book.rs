@@ -722,19 +722,12 @@ impl Book {
         // A holder that finished while the coordinator was down: remember
         // the lease as released so its token cannot re-assert it.
         self.tomb(id.to_string(), LeaseState::Released, outcome.clone());
-        fx.push(Effect::Audit(AuditRecord {
-            at: now,
-            kind: AuditKind::Released,
-            lease_id: Some(id.to_string()),
-            addon_id: terms.addon_id,
-            job_type: terms.job_type,
-            host_id: terms.host_id,
-            cost_units: terms.cost_units,
-            priority: terms.priority,
-            reason_code: None,
-            reason: outcome,
-            detail: None,
-        }));
+        fx.push(Effect::Audit(audit_terms(
+            AuditKind::Released,
+            &terms,
+            outcome,
+            now,
+        )));
         Ok(Outcome {
             reply: ok(Some(format!(
                 "lease {id} was not active here (coordinator restarted); nothing to release"
@@ -1175,20 +1168,7 @@ impl Book {
         {
             // Its lease would have been revoked had we been running.
             let reason = format!("host {host_id} is in PANIC; heavy work must stop");
-            self.tomb(id.clone(), LeaseState::Revoked, Some(reason.clone()));
-            fx.push(Effect::Audit(AuditRecord {
-                at: now,
-                kind: AuditKind::Revoked,
-                lease_id: Some(id),
-                addon_id: terms.addon_id,
-                job_type: terms.job_type,
-                host_id: Some(host_id),
-                cost_units: terms.cost_units,
-                priority: terms.priority,
-                reason_code: None,
-                reason: Some(reason.clone()),
-                detail: None,
-            }));
+            self.refuse_reclaim(&terms, LeaseState::Revoked, &reason, now, fx);
             return Err(HeartbeatResponse {
                 ok: false,
                 state: LeaseState::Revoked,
@@ -1205,30 +1185,7 @@ impl Book {
                     "cannot re-admit lease {id}: host {host_id} used={used}, requested={}, ceiling={ceiling}",
                     terms.cost_units
                 );
-                self.tomb(id.clone(), LeaseState::Expired, Some(reason.clone()));
-                fx.push(Effect::Publish(LeaseEvent {
-                    lease_id: id.clone(),
-                    event: LeaseEventKind::Expired,
-                    at: now,
-                    host_id: Some(host_id.clone()),
-                    addon_id: Some(terms.addon_id.clone()),
-                    reason: Some(reason.clone()),
-                    expires_at: None,
-                    limits: None,
-                }));
-                fx.push(Effect::Audit(AuditRecord {
-                    at: now,
-                    kind: AuditKind::Expired,
-                    lease_id: Some(id),
-                    addon_id: terms.addon_id,
-                    job_type: terms.job_type,
-                    host_id: Some(host_id),
-                    cost_units: terms.cost_units,
-                    priority: terms.priority,
-                    reason_code: None,
-                    reason: Some(reason.clone()),
-                    detail: None,
-                }));
+                self.refuse_reclaim(&terms, LeaseState::Expired, &reason, now, fx);
                 return Err(refuse(reason));
             }
         }
@@ -1262,6 +1219,39 @@ impl Book {
             now,
         )));
         Ok((info, fresh))
+    }
+
+    /// A lease that may not be re-admitted ends in `state` (`EXPIRED` or
+    /// `REVOKED`): remembered, published and audited.
+    fn refuse_reclaim(
+        &mut self,
+        terms: &LeaseTerms,
+        state: LeaseState,
+        reason: &str,
+        now: f64,
+        fx: &mut Vec<Effect>,
+    ) {
+        let (event, kind) = match state {
+            LeaseState::Revoked => (LeaseEventKind::Revoked, AuditKind::Revoked),
+            _ => (LeaseEventKind::Expired, AuditKind::Expired),
+        };
+        self.tomb(terms.lease_id.clone(), state, Some(reason.to_string()));
+        fx.push(Effect::Publish(LeaseEvent {
+            lease_id: terms.lease_id.clone(),
+            event,
+            at: now,
+            host_id: terms.host_id.clone(),
+            addon_id: Some(terms.addon_id.clone()),
+            reason: Some(reason.to_string()),
+            expires_at: None,
+            limits: None,
+        }));
+        fx.push(Effect::Audit(audit_terms(
+            kind,
+            terms,
+            Some(reason.to_string()),
+            now,
+        )));
     }
 
     fn insert(&mut self, lease: Lease) {
@@ -1523,6 +1513,28 @@ impl Loads for Book {
                     .collect()
             })
             .unwrap_or_default()
+    }
+}
+
+/// An audit record of a lease known only from its token's terms.
+fn audit_terms(
+    kind: AuditKind,
+    terms: &LeaseTerms,
+    reason: Option<String>,
+    now: f64,
+) -> AuditRecord {
+    AuditRecord {
+        at: now,
+        kind,
+        lease_id: Some(terms.lease_id.clone()),
+        addon_id: terms.addon_id.clone(),
+        job_type: terms.job_type.clone(),
+        host_id: terms.host_id.clone(),
+        cost_units: terms.cost_units,
+        priority: terms.priority,
+        reason_code: None,
+        reason,
+        detail: None,
     }
 }
 

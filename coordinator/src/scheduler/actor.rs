@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::audit::{self, AuditConfig, AuditSink};
 use super::events::{self, EventSink};
-use crate::endpoints::lease::{handle, status, Decision, LeaseOp};
+use crate::endpoints::lease::{handle, status, DecisionLabels, LeaseOp};
 use crate::lease::{Book, Effect, HostView};
 use crate::service::{encode_reply, Endpoint, Meter, Request};
 
@@ -92,7 +92,7 @@ struct Actor {
     /// One per [`LeaseOp`], in [`LeaseOp::ALL`] order.
     meters: [Meter; 7],
     /// `lull_lease_decisions_total` handles by result and reason.
-    decisions: HashMap<Decision, metrics::Counter>,
+    decisions: HashMap<DecisionLabels, metrics::Counter>,
     events: EventSink,
     audit: AuditSink,
     /// Hosts with gauges set, so vanished ones can be zeroed.

@@ -55,16 +55,12 @@ impl AuditSink {
 /// task ends (after writing what is queued) when the sink is dropped.
 pub fn spawn(pool: Option<Pool>, cfg: AuditConfig) -> (AuditSink, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(cfg.queue.max(16));
-    let dropped = dropped_counter();
+    let dropped = metrics::counter!("lull_lease_effects_dropped_total", "effect" => "audit");
     let sink = AuditSink {
         tx,
         dropped: dropped.clone(),
     };
     (sink, tokio::spawn(run(rx, pool, cfg, dropped)))
-}
-
-fn dropped_counter() -> metrics::Counter {
-    metrics::counter!("lull_lease_effects_dropped_total", "effect" => "audit")
 }
 
 async fn run(
