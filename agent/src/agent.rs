@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 
 use async_nats::{Client, Event};
 use bytes::Bytes;
-use lull_common::msg::stats::SystemStatsSnapshot;
-use lull_common::msg::telemetry::LoopHealth;
 use lull_common::runtime::now_unix;
-use lull_common::Subjects;
+use lull_proto::msg::stats::SystemStatsSnapshot;
+use lull_proto::msg::telemetry::LoopHealth;
+use lull_proto::Subjects;
 use tokio::sync::watch;
 
 use crate::collect::addons::{AddonDirsCollector, AddonHealthCollector, AddonsCollector};
@@ -152,34 +152,35 @@ pub fn report(cfg: &AgentConfig, file: &Path) -> Result<std::path::PathBuf, spoo
 }
 
 async fn connect(cfg: &AgentConfig) -> anyhow::Result<Client> {
-    let opts = lull_common::nats::options(&cfg.common, &format!("lull-agent {}", cfg.host_id))
-        .await?
-        .client_capacity(cfg.outbox.client_capacity.max(1))
-        .retry_on_initial_connect()
-        .event_callback(|ev| async move {
-            let label = match &ev {
-                Event::Connected => "connected",
-                Event::Disconnected => "disconnected",
-                Event::LameDuckMode => "lame_duck",
-                Event::Draining => "draining",
-                Event::Closed => "closed",
-                Event::SlowConsumer(_) => "slow_consumer",
-                Event::ServerError(_) => "server_error",
-                Event::ClientError(_) => "client_error",
-            };
-            match ev {
-                Event::Connected => {
-                    metrics::gauge!(m::NATS_CONNECTED).set(1.0);
-                    tracing::info!("connected to NATS");
+    let opts =
+        lull_client::connect::options(&cfg.common.nats(), &format!("lull-agent {}", cfg.host_id))
+            .await?
+            .client_capacity(cfg.outbox.client_capacity.max(1))
+            .retry_on_initial_connect()
+            .event_callback(|ev| async move {
+                let label = match &ev {
+                    Event::Connected => "connected",
+                    Event::Disconnected => "disconnected",
+                    Event::LameDuckMode => "lame_duck",
+                    Event::Draining => "draining",
+                    Event::Closed => "closed",
+                    Event::SlowConsumer(_) => "slow_consumer",
+                    Event::ServerError(_) => "server_error",
+                    Event::ClientError(_) => "client_error",
+                };
+                match ev {
+                    Event::Connected => {
+                        metrics::gauge!(m::NATS_CONNECTED).set(1.0);
+                        tracing::info!("connected to NATS");
+                    }
+                    Event::Disconnected | Event::Closed => {
+                        metrics::gauge!(m::NATS_CONNECTED).set(0.0);
+                        tracing::warn!(event = label, "NATS connection lost; reconnecting");
+                    }
+                    other => tracing::info!(event = %other, "NATS event"),
                 }
-                Event::Disconnected | Event::Closed => {
-                    metrics::gauge!(m::NATS_CONNECTED).set(0.0);
-                    tracing::warn!(event = label, "NATS connection lost; reconnecting");
-                }
-                other => tracing::info!(event = %other, "NATS event"),
-            }
-            metrics::counter!(m::NATS_EVENTS, "event" => label).increment(1);
-        });
+                metrics::counter!(m::NATS_EVENTS, "event" => label).increment(1);
+            });
     Ok(opts.connect(cfg.common.nats_url.as_str()).await?)
 }
 

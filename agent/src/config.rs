@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use lull_common::config::{CommonArgs, CommonConfig, ConfigError};
-use lull_common::validate;
+use lull_proto::validate;
 use serde::{Deserialize, Serialize};
 
 /// Everything the agent can be told.

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::connection::State;
 use async_nats::Client;
-use lull_common::msg::telemetry::{TransportStatus, TransportWorker};
+use lull_proto::msg::telemetry::{TransportStatus, TransportWorker};
 use tokio::sync::{watch, Notify};
 
 use crate::config::{secs, OutboxConfig};

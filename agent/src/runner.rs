@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use lull_common::msg::telemetry::CollectorHealth;
+use lull_proto::msg::telemetry::CollectorHealth;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 

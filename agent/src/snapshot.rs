@@ -6,9 +6,9 @@
 
 use std::collections::BTreeMap;
 
-use lull_common::msg::stats::{AddonStatsSnapshot, CollectorError, SystemStatsSnapshot, MAX_LIST};
-use lull_common::validate::{Validate, MAX_TEXT_LEN};
-use lull_common::ValidationError;
+use lull_proto::msg::stats::{AddonStatsSnapshot, CollectorError, SystemStatsSnapshot, MAX_LIST};
+use lull_proto::validate::{Validate, MAX_TEXT_LEN};
+use lull_proto::ValidationError;
 
 use crate::collect::addons::addon_snapshot;
 use crate::collect::Output;
@@ -185,7 +185,7 @@ mod tests {
     use crate::collect::addons::AddonFacts;
     use crate::collect::{CollectError, Collected};
     use crate::config::Schedule;
-    use lull_common::msg::stats::{example_snapshot, AddonState, Pressure};
+    use lull_proto::msg::stats::{example_snapshot, AddonState, Pressure};
 
     fn sched(i: f64) -> Schedule {
         Schedule {

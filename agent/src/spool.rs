@@ -17,8 +17,8 @@ use std::time::{Duration, SystemTime};
 
 use async_nats::jetstream::{self, context::PublishErrorKind};
 use async_nats::Client;
-use lull_common::subjects::{Subjects, REPORTS_STREAM};
-use lull_common::validate;
+use lull_proto::subjects::{Subjects, REPORTS_STREAM};
+use lull_proto::validate;
 use serde_json::Value;
 use tokio::sync::watch;
 

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use lull_common::msg::telemetry::{
+use lull_proto::msg::telemetry::{
     CollectorHealth, FailureSummary, LoopFailure, LoopHealth, TransportStatus,
 };
 use serde_json::{json, Value};
@@ -122,7 +122,7 @@ pub fn failure_wire(f: &LoopFailure) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lull_common::validate::{decode, Validate};
+    use lull_proto::validate::{decode, Validate};
 
     fn transport() -> TransportStatus {
         TransportStatus {

@@ -4,8 +4,8 @@
 
 use anyhow::bail;
 use clap::Args;
-use lull_common::msg::hosts::{BlockInfo, BlockReply, BlockRequest, BlockScope, UnblockRequest};
-use lull_common::subjects::endpoints as ep;
+use lull_proto::msg::hosts::{BlockInfo, BlockReply, BlockRequest, BlockScope, UnblockRequest};
+use lull_proto::subjects::endpoints as ep;
 
 use crate::output::{call, json, table};
 use crate::Ctx;

@@ -1,8 +1,8 @@
 //! `lullctl hosts`: the fleet with quiet states, or one host in detail.
 
 use clap::Args;
-use lull_common::msg::hosts::{HostDetail, HostGetRequest, HostSummary};
-use lull_common::subjects::endpoints as ep;
+use lull_proto::msg::hosts::{HostDetail, HostGetRequest, HostSummary};
+use lull_proto::subjects::endpoints as ep;
 
 use crate::output::{ago, call, json, table};
 use crate::Ctx;

@@ -3,9 +3,9 @@
 //! revoke.
 
 use clap::Args;
-use lull_common::msg::lease::{LeaseInfo, OkResponse, RevokeRequest, SchedulerStatus};
-use lull_common::subjects::endpoints as ep;
-use lull_common::validate::Validate;
+use lull_proto::msg::lease::{LeaseInfo, OkResponse, RevokeRequest, SchedulerStatus};
+use lull_proto::subjects::endpoints as ep;
+use lull_proto::validate::Validate;
 
 use crate::output::{ago, call, json, table};
 use crate::Ctx;
@@ -202,7 +202,7 @@ pub async fn revoke(ctx: &Ctx, args: RevokeArgs) -> anyhow::Result<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lull_common::msg::lease::{LeaseState, Priority};
+    use lull_proto::msg::lease::{LeaseState, Priority};
 
     fn info() -> LeaseInfo {
         LeaseInfo {

@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use lull_common::config::{CommonArgs, CommonConfig};
-use lull_common::Subjects;
+use lull_proto::Subjects;
 
 /// Global options.
 #[derive(Debug, Parser)]
@@ -81,7 +81,7 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     lull_common::runtime::init_logging("warn", cfg.log_format);
-    let client = lull_common::nats::connect(&cfg, "lullctl", false)
+    let client = lull_client::connect::connect(&cfg.nats(), "lullctl", false)
         .await
         .context("connecting to NATS")?;
     let ctx = Ctx {

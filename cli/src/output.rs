@@ -13,7 +13,7 @@ pub async fn call<B: Serialize, R: DeserializeOwned>(
     body: &B,
 ) -> anyhow::Result<R> {
     let subject = ctx.subjects.endpoint(endpoint);
-    lull_common::client::request::request(&ctx.client, subject, body, ctx.timeout)
+    lull_client::request::request(&ctx.client, subject, body, ctx.timeout)
         .await
         .map_err(|e| anyhow::anyhow!("{endpoint}: {e}"))
 }

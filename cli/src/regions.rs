@@ -10,11 +10,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use lull_common::client::request::RequestError;
-use lull_common::msg::region::{
+use lull_client::request::RequestError;
+use lull_proto::msg::region::{
     CampaignStats, RegionInsights, RegionSelectReply, RegionSelectRequest, SelectWeights,
 };
-use lull_common::subjects::endpoints as ep;
+use lull_proto::subjects::endpoints as ep;
 use serde_json::{json, Value};
 
 use crate::output::{ago, call, json, table};

@@ -6,8 +6,8 @@ use std::io::Read;
 use std::path::PathBuf;
 
 use clap::Args;
-use lull_common::client::report::{PreparedReport, ReportKind, ReportPublisher};
-use lull_common::validate::DEFAULT_MAX_PAYLOAD;
+use lull_client::report::{PreparedReport, ReportKind, ReportPublisher};
+use lull_proto::validate::DEFAULT_MAX_PAYLOAD;
 
 use crate::output::json;
 use crate::Ctx;

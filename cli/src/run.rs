@@ -15,11 +15,11 @@ use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use lull_common::client::lease::{
+use lull_client::lease::{
     AcquireError, LeaseClient, LeaseClientConfig, LeaseEnd, LeaseGuard, WaitProgress,
 };
-use lull_common::msg::lease::{Constraints, HeavyLeaseRequest, Priority};
-use lull_common::validate::Validate;
+use lull_proto::msg::lease::{Constraints, HeavyLeaseRequest, Priority};
+use lull_proto::validate::Validate;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use tokio::signal::unix::{signal, SignalKind};
@@ -448,8 +448,8 @@ async fn supervise(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lull_common::client::lease::Denial;
-    use lull_common::msg::lease::DenyReason;
+    use lull_client::lease::Denial;
+    use lull_proto::msg::lease::DenyReason;
 
     #[test]
     fn outcomes_and_exit_codes() {

@@ -4,11 +4,11 @@
 //! `workers system` and `workers quality` show the system-wide views.
 
 use clap::{Args, Subcommand};
-use lull_common::msg::worker::{
+use lull_proto::msg::worker::{
     DataQualitySummaryReply, ScheduleStatus, SystemLearningReply, WorkerExecutionsReply,
     WorkerExecutionsRequest, WorkerLearningReply, WorkerRequest, WorkerStatsReply,
 };
-use lull_common::subjects::endpoints as ep;
+use lull_proto::subjects::endpoints as ep;
 
 use crate::output::{ago, call, json, table, utc};
 use crate::Ctx;
@@ -365,7 +365,7 @@ async fn system(ctx: &Ctx) -> anyhow::Result<i32> {
         json(&s)?;
         return Ok(0);
     }
-    let hours = |v: &[lull_common::msg::worker::HourLoad]| {
+    let hours = |v: &[lull_proto::msg::worker::HourLoad]| {
         v.iter()
             .map(|h| format!("{:02}:00 ({})", h.hour, h.executions))
             .collect::<Vec<_>>()

@@ -11,7 +11,8 @@ use figment::Figment;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::validate::DEFAULT_MAX_PAYLOAD;
+use lull_client::connect::NatsSettings;
+use lull_proto::validate::DEFAULT_MAX_PAYLOAD;
 
 /// A secret string: readable by code through [`Secret::expose`], shown as
 /// `<redacted>` by `Debug`, `Display` and `Serialize`.
@@ -127,11 +128,24 @@ impl CommonConfig {
             nats_token: None,
             nats_ca: None,
             nats_inbox_prefix: None,
-            subject_prefix: crate::subjects::DEFAULT_PREFIX.into(),
+            subject_prefix: lull_proto::subjects::DEFAULT_PREFIX.into(),
             metrics_addr,
             log: "info".into(),
             log_format: LogFormat::Text,
             max_payload_bytes: DEFAULT_MAX_PAYLOAD,
+        }
+    }
+
+    /// The NATS connection settings, for [`lull_client::connect`].
+    pub fn nats(&self) -> NatsSettings {
+        NatsSettings {
+            url: self.nats_url.clone(),
+            creds: self.nats_creds.clone(),
+            user: self.nats_user.clone(),
+            password: self.nats_password.as_ref().map(|p| p.expose().to_string()),
+            token: self.nats_token.as_ref().map(|t| t.expose().to_string()),
+            ca: self.nats_ca.clone(),
+            inbox_prefix: self.nats_inbox_prefix.clone(),
         }
     }
 

@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use async_nats::jetstream;
-use lull_common::Subjects;
+use lull_proto::Subjects;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::CoordinatorConfig;
-use crate::{endpoints, fleet, ingest, lease, regions, scheduler, service, store, workers};
+use crate::{endpoints, fleet, ingest, regions, scheduler, service, store, workers};
+use lull_engine::lease;
 
 /// Runs the coordinator until `stop` is cancelled.
 pub async fn run(cfg: CoordinatorConfig, stop: CancellationToken) -> anyhow::Result<()> {
@@ -23,7 +24,7 @@ pub async fn run(cfg: CoordinatorConfig, stop: CancellationToken) -> anyhow::Res
     tracing::info!(addr = %cfg.common.metrics_addr, "serving /metrics");
 
     let subjects = Subjects::new(&cfg.common.subject_prefix);
-    let client = lull_common::nats::connect(&cfg.common, "lull-coordinator", false)
+    let client = lull_client::connect::connect(&cfg.common.nats(), "lull-coordinator", false)
         .await
         .context("connecting to NATS")?;
     tracing::info!(url = %cfg.common.nats_url, "connected to NATS");
@@ -222,7 +223,7 @@ async fn start_workers(
     pool: &deadpool_postgres::Pool,
     cfg: &CoordinatorConfig,
     batches: tokio::sync::mpsc::Receiver<
-        ingest::reports::Batch<lull_common::msg::worker::WorkerExecutionReport>,
+        ingest::reports::Batch<lull_proto::msg::worker::WorkerExecutionReport>,
     >,
     shutdown: CancellationToken,
 ) -> anyhow::Result<(workers::WorkersHandle, tokio::task::JoinHandle<()>)> {
@@ -355,7 +356,7 @@ async fn ensure_reports_stream(
 ) -> anyhow::Result<()> {
     let js = jetstream::new(client.clone());
     js.get_or_create_stream(jetstream::stream::Config {
-        name: lull_common::subjects::REPORTS_STREAM.to_string(),
+        name: lull_proto::subjects::REPORTS_STREAM.to_string(),
         subjects: vec![subjects.reports_all()],
         storage: jetstream::stream::StorageType::File,
         duplicate_window: Duration::from_secs(cfg.ingest.reports_duplicate_window_sec),
@@ -365,7 +366,7 @@ async fn ensure_reports_stream(
     .map_err(|e| {
         anyhow::anyhow!(
             "creating the {} stream: {e}",
-            lull_common::subjects::REPORTS_STREAM
+            lull_proto::subjects::REPORTS_STREAM
         )
     })?;
     Ok(())

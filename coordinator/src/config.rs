@@ -28,20 +28,20 @@ pub struct CoordinatorConfig {
     /// Ingest and persistence tunables.
     pub ingest: IngestConfig,
     /// Quiet engine thresholds (see docs/quiet.md).
-    pub quiet: crate::quiet::config::QuietConfig,
+    pub quiet: lull_engine::quiet::config::QuietConfig,
     /// History storage: cadences, batching, partitions, rollups, retention
     /// (`[history]`, see docs/quiet.md "History storage").
     pub history: crate::store::history::HistoryStoreConfig,
     /// Lease scheduler policy (see docs/leases.md).
-    pub lease: crate::lease::LeaseConfig,
+    pub lease: lull_engine::lease::LeaseConfig,
     /// Shell tunables of the lease scheduler.
     pub scheduler: SchedulerTunables,
     /// Worker report scoring, learning, anomalies and missed runs
     /// (`[workers]`, see docs/workers.md).
-    pub workers: crate::worker::WorkerConfig,
+    pub workers: lull_engine::worker::WorkerConfig,
     /// Region fatigue, outlaw, selection and insight rules (`[regions]`,
     /// see docs/regions.md).
-    pub regions: crate::region::RegionConfig,
+    pub regions: lull_engine::region::RegionConfig,
     /// Shell tunables of the regions actor (`[region_service]`).
     pub region_service: crate::regions::RegionsTunables,
 }

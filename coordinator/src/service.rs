@@ -16,9 +16,9 @@ use std::time::Instant;
 use async_nats::service::ServiceExt;
 use bytes::Bytes;
 use futures::StreamExt;
-use lull_common::error::{ErrorCode, ErrorReply};
-use lull_common::validate::{decode, Validate};
-use lull_common::Subjects;
+use lull_proto::error::{ErrorCode, ErrorReply};
+use lull_proto::validate::{decode, Validate};
+use lull_proto::Subjects;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::Semaphore;
@@ -80,7 +80,7 @@ where
 pub struct Empty {}
 
 impl Validate for Empty {
-    fn validate(&self) -> Result<(), lull_common::ValidationError> {
+    fn validate(&self) -> Result<(), lull_proto::ValidationError> {
         Ok(())
     }
 }
@@ -158,7 +158,7 @@ impl Service {
             .service_builder()
             .description("Lull coordinator: quiet state, heavy-work leases, regions and workers")
             .start(
-                lull_common::subjects::SERVICE_NAME,
+                lull_proto::subjects::SERVICE_NAME,
                 env!("CARGO_PKG_VERSION"),
             )
             .await?;

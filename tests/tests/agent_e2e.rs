@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use futures::StreamExt;
-use lull_common::msg::stats::SystemStatsSnapshot;
-use lull_common::msg::telemetry::LoopHealth;
-use lull_common::validate::{decode, DEFAULT_MAX_PAYLOAD};
+use lull_proto::msg::stats::SystemStatsSnapshot;
+use lull_proto::msg::telemetry::LoopHealth;
+use lull_proto::validate::{decode, DEFAULT_MAX_PAYLOAD};
 use lull_tests::{free_port, scrape, wait_for, wait_until, NatsServer, Service};
 use support::metric;
 
@@ -119,7 +119,7 @@ fn spool_files(spool: &Path) -> usize {
 async fn stream_messages(nats: &NatsServer) -> Option<u64> {
     let js = nats.jetstream().await.ok()?;
     let mut s = js
-        .get_stream(lull_common::subjects::REPORTS_STREAM)
+        .get_stream(lull_proto::subjects::REPORTS_STREAM)
         .await
         .ok()?;
     Some(s.info().await.ok()?.state.messages)
@@ -203,7 +203,7 @@ async fn spool_delivers_every_report_exactly_once_across_a_nats_outage() {
     // filled in (the reports had none).
     let js = nats.jetstream().await.unwrap();
     let stream = js
-        .get_stream(lull_common::subjects::REPORTS_STREAM)
+        .get_stream(lull_proto::subjects::REPORTS_STREAM)
         .await
         .unwrap();
     let first = stream.get_raw_message(1).await.unwrap();

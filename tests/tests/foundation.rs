@@ -7,10 +7,10 @@ mod support;
 
 use std::time::Duration;
 
-use lull_common::msg::hosts::{HostDetail, HostSummary};
-use lull_common::msg::stats::{example_snapshot, SystemStatsSnapshot};
-use lull_common::subjects::endpoints as ep;
-use lull_common::ErrorCode;
+use lull_proto::msg::hosts::{HostDetail, HostSummary};
+use lull_proto::msg::stats::{example_snapshot, SystemStatsSnapshot};
+use lull_proto::subjects::endpoints as ep;
+use lull_proto::ErrorCode;
 use lull_tests::{scrape, wait_for, wait_until, Infra, Service};
 use support::*;
 
@@ -132,7 +132,7 @@ async fn agent_to_coordinator_end_to_end() {
     )
     .await
     {
-        Err(lull_common::client::request::RequestError::Service { code, .. }) => {
+        Err(lull_client::request::RequestError::Service { code, .. }) => {
             assert_eq!(code, ErrorCode::NotFound)
         }
         other => panic!("expected not_found, got {other:?}"),
@@ -183,7 +183,7 @@ async fn agent_once_prints_a_valid_snapshot() {
         .expect("run --once");
     assert!(out.status.success(), "{out:?}");
     let snap: SystemStatsSnapshot =
-        lull_common::decode(out.stdout.as_bytes(), 1 << 20).expect("valid snapshot");
+        lull_proto::decode(out.stdout.as_bytes(), 1 << 20).expect("valid snapshot");
     assert_eq!(snap.host_id, "once-host");
     assert!(snap.host.cpu_count >= 1);
     assert!(snap.host.mem_total_bytes > 0);

@@ -12,12 +12,12 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use lull_common::client::lease::{AcquireError, LeaseClient, LeaseEnd, LeaseGuard};
-use lull_common::msg::hosts::QuietState;
-use lull_common::msg::lease::{
+use lull_client::lease::{AcquireError, LeaseClient, LeaseEnd, LeaseGuard};
+use lull_proto::msg::hosts::QuietState;
+use lull_proto::msg::lease::{
     DenyReason, HeavyLeaseRequest, LeaseInfo, LeaseState, SchedulerStatus,
 };
-use lull_common::Subjects;
+use lull_proto::Subjects;
 use lull_tests::{wait_for, Infra, Service};
 use nix::sys::signal::Signal;
 use support::*;
@@ -634,7 +634,7 @@ async fn lullctl_run_status_revoke_and_report() {
     assert_eq!(f.status.code(), Some(2), "{}", f.stderr);
 
     // Reports: validated, published with the record id, resend deduplicated.
-    let rep = lull_common::msg::worker::example_report(
+    let rep = lull_proto::msg::worker::example_report(
         "lc-exec-1",
         "lc_worker",
         lull_common::runtime::now_unix() - 10.0,

@@ -9,14 +9,14 @@ mod support;
 use std::time::Duration;
 
 use futures::StreamExt;
-use lull_common::client::request::RequestError;
-use lull_common::msg::hosts::QuietState;
-use lull_common::msg::lease::{
+use lull_client::request::RequestError;
+use lull_proto::msg::hosts::QuietState;
+use lull_proto::msg::lease::{
     DenyReason, HeartbeatResponse, HeavyLeaseResponse, LeaseEvent, LeaseEventKind, LeaseState,
     OkResponse, SchedulerStatus,
 };
-use lull_common::subjects::endpoints as ep;
-use lull_common::{ErrorCode, Subjects};
+use lull_proto::subjects::endpoints as ep;
+use lull_proto::{ErrorCode, Subjects};
 use lull_tests::{wait_for, wait_until, Infra};
 use serde_json::json;
 use support::*;

@@ -423,7 +423,7 @@ async fn coordinator_and_agent_run_under_the_generated_permissions() {
     );
 
     // A spooled report is published and acknowledged (then deleted).
-    let report = lull_common::msg::worker::example_report(
+    let report = lull_proto::msg::worker::example_report(
         "perm-exec-1",
         "perm_worker",
         lull_common::runtime::now_unix() - 5.0,

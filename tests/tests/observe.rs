@@ -295,7 +295,7 @@ async fn prometheus_scrapes_lull_and_every_dashboard_query_runs() {
     let _: Result<Value, _> = call(&client, "lease.request", &lease).await;
     let now = lull_common::runtime::now_unix();
     let worker =
-        lull_common::msg::worker::example_report("obs-exec-1", "obs_worker", now - 5.0, 1500.0);
+        lull_proto::msg::worker::example_report("obs-exec-1", "obs_worker", now - 5.0, 1500.0);
     let reports = tempfile::tempdir().unwrap();
     for (name, body) in [
         ("worker.json", serde_json::to_value(&worker).unwrap()),

@@ -12,12 +12,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use lull_common::client::request::RequestError;
-use lull_common::msg::hosts::{BlockReply, HostDetail, HostSummary, QuietState};
-use lull_common::msg::stats::{example_snapshot, ApiStats};
+use lull_client::request::RequestError;
 use lull_common::runtime::now_unix;
-use lull_common::subjects::endpoints as ep;
-use lull_common::ErrorCode;
+use lull_proto::msg::hosts::{BlockReply, HostDetail, HostSummary, QuietState};
+use lull_proto::msg::stats::{example_snapshot, ApiStats};
+use lull_proto::subjects::endpoints as ep;
+use lull_proto::ErrorCode;
 use lull_tests::{scrape, wait_for, wait_until, Infra, Service};
 use serde_json::{json, Value};
 use support::*;

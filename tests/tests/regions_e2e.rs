@@ -11,19 +11,19 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use async_nats::jetstream;
-use lull_common::msg::region::{BuildRecord, CampaignStats, FatigueEventReport, RegionSelectReply};
-use lull_common::subjects::endpoints as ep;
-use lull_common::Subjects;
-use lull_coordinator::region::{campaign_stats, recompute, Baselines, RegionConfig};
+use lull_engine::region::{campaign_stats, recompute, Baselines, RegionConfig};
+use lull_proto::msg::region::{BuildRecord, CampaignStats, FatigueEventReport, RegionSelectReply};
+use lull_proto::subjects::endpoints as ep;
+use lull_proto::Subjects;
 use lull_tests::{scrape, wait_for, wait_until, Infra, Service};
 use serde_json::{json, Value};
 use support::*;
 
 const T0: f64 = 1_763_026_000.0;
-const SEED000: &str = include_str!("../../common/tests/fixtures/seed000.jsonc");
-const SEED001: &str = include_str!("../../common/tests/fixtures/seed001.json");
+const SEED000: &str = include_str!("../../proto/tests/fixtures/seed000.jsonc");
+const SEED001: &str = include_str!("../../proto/tests/fixtures/seed001.json");
 
-use lull_common::msg::region::{
+use lull_proto::msg::region::{
     example_build as build, example_build_fatigue as fatigue, example_fatigue_event as event,
 };
 
@@ -486,8 +486,8 @@ async fn seed_scenarios_selection_pardon_and_invalid_reports() {
     assert!(
         matches!(
             unknown,
-            Err(lull_common::client::request::RequestError::Service {
-                code: lull_common::ErrorCode::NotFound,
+            Err(lull_client::request::RequestError::Service {
+                code: lull_proto::ErrorCode::NotFound,
                 ..
             })
         ),

@@ -12,14 +12,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use async_nats::jetstream;
-use lull_common::msg::worker::{
+use lull_common::runtime::now_unix;
+use lull_proto::msg::worker::{
     AnomalyKind, DataQualitySummaryReply, DataVerification, ExecutionOutcome, PeriodSource,
     RecommendationKind, ResourceMetrics, ScheduleState, SystemLearningReply, WorkerExecutionReport,
     WorkerExecutionsReply, WorkerLearningReply, WorkerStatsReply,
 };
-use lull_common::runtime::now_unix;
-use lull_common::subjects::endpoints as ep;
-use lull_common::{ErrorCode, Subjects};
+use lull_proto::subjects::endpoints as ep;
+use lull_proto::{ErrorCode, Subjects};
 use lull_tests::{scrape, wait_for, wait_until, Infra, Service};
 use serde_json::json;
 use support::*;
@@ -590,7 +590,7 @@ async fn worker_reports_end_to_end() {
     assert!(
         matches!(
             e,
-            lull_common::client::request::RequestError::Service {
+            lull_client::request::RequestError::Service {
                 code: ErrorCode::NotFound,
                 ..
             }
@@ -610,7 +610,7 @@ async fn worker_reports_end_to_end() {
         assert!(
             matches!(
                 e,
-                lull_common::client::request::RequestError::Service {
+                lull_client::request::RequestError::Service {
                     code: ErrorCode::NotFound,
                     ..
                 }
@@ -636,7 +636,7 @@ async fn worker_reports_end_to_end() {
         assert!(
             matches!(
                 e,
-                lull_common::client::request::RequestError::Service {
+                lull_client::request::RequestError::Service {
                     code: ErrorCode::InvalidRequest,
                     ..
                 }

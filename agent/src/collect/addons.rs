@@ -19,7 +19,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use lull_common::msg::stats::{AddonHealth, AddonState, AddonStatsSnapshot, HealthStatus};
+use lull_proto::msg::stats::{AddonHealth, AddonState, AddonStatsSnapshot, HealthStatus};
 use serde_json::{Map, Value};
 
 use super::process::{find_by_name, parse_pidfile, read_pid};

@@ -9,7 +9,7 @@
 
 use std::time::Instant;
 
-use lull_common::msg::stats::ApiStats;
+use lull_proto::msg::stats::ApiStats;
 
 use super::{CollectError, CollectFuture, Collected, Collector, Output};
 use crate::config::{ApiConfig, LatencyUnit};

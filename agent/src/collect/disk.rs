@@ -11,7 +11,7 @@ use std::ffi::CString;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use lull_common::msg::stats::DiskStats;
+use lull_proto::msg::stats::DiskStats;
 
 use super::{clamp_pct, read_text, CollectError, CollectFuture, Collected, Collector, Output};
 use crate::config::DiskConfig;

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use lull_common::msg::stats::{HostStats, NetStats};
+use lull_proto::msg::stats::{HostStats, NetStats};
 
 use super::{
     blocking, clamp_pct, read_text, CollectError, CollectFuture, Collected, Collector, Output,

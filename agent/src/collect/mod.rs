@@ -18,9 +18,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, TryLockError};
 
-use lull_common::msg::stats::{
-    AddonHealth, ApiStats, DiskStats, HostStats, Pressure, ProcessStats,
-};
+use lull_proto::msg::stats::{AddonHealth, ApiStats, DiskStats, HostStats, Pressure, ProcessStats};
 
 /// What a collector produced in one run.
 #[derive(Debug, Clone, PartialEq)]

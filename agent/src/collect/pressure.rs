@@ -8,7 +8,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use lull_common::msg::stats::Pressure;
+use lull_proto::msg::stats::Pressure;
 
 use super::{blocking, clamp_pct, CollectError, CollectFuture, Collected, Collector, Output};
 

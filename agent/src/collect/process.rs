@@ -16,7 +16,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use lull_common::msg::stats::ProcessStats;
+use lull_proto::msg::stats::ProcessStats;
 
 use super::{blocking, read_text, CollectError, CollectFuture, Collected, Collector, Output};
 use crate::config::{ProcessConfig, WatchedProcess};

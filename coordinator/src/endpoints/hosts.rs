@@ -1,8 +1,8 @@
 //! Host endpoints: `hosts.list` and `hosts.get`, answered by the fleet actor.
 
-use lull_common::error::ErrorCode;
-use lull_common::msg::hosts::HostGetRequest;
-use lull_common::subjects::endpoints as ep;
+use lull_proto::error::ErrorCode;
+use lull_proto::msg::hosts::HostGetRequest;
+use lull_proto::subjects::endpoints as ep;
 
 use super::{gone, Deps};
 use crate::service::{err, typed, Empty, Handler};

@@ -8,16 +8,16 @@
 //! denial is a normal reply; an unknown lease is `not_found`, a wrong token
 //! `forbidden`, and bad input `invalid_request` with the book untouched.
 
-use lull_common::msg::lease::{
+use lull_proto::msg::lease::{
     CancelRequest, HeavyLeaseRequest, HeavyLeaseResponse, LeaseHandle, ProgressReport,
     ReleaseRequest, RevokeRequest, SchedulerStatus,
 };
-use lull_common::subjects::endpoints as ep;
-use lull_common::ErrorReply;
+use lull_proto::subjects::endpoints as ep;
+use lull_proto::ErrorReply;
 use serde::Serialize;
 
-use crate::lease::{Book, BookError, Effect, Outcome};
 use crate::service::{decode_request, encode_reply, err, Empty, HandlerResult};
+use lull_engine::lease::{Book, BookError, Effect, Outcome};
 
 /// One lease endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -195,10 +195,10 @@ pub fn status(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lease::{HostView, LeaseConfig, LeaseKey};
-    use lull_common::error::ErrorCode;
-    use lull_common::msg::hosts::QuietState;
-    use lull_common::msg::lease::{HeavyLeaseResponse, LeaseEventKind};
+    use lull_engine::lease::{HostView, LeaseConfig, LeaseKey};
+    use lull_proto::error::ErrorCode;
+    use lull_proto::msg::hosts::QuietState;
+    use lull_proto::msg::lease::{HeavyLeaseResponse, LeaseEventKind};
 
     const NOW: f64 = 1_000_000.0;
     const MAX: usize = 4096;

@@ -9,7 +9,7 @@ mod quiet;
 mod regions;
 mod workers;
 
-use lull_common::error::ErrorCode;
+use lull_proto::error::ErrorCode;
 
 use crate::fleet::FleetHandle;
 use crate::service::{err, Handler};
@@ -30,7 +30,7 @@ pub struct Deps {
 }
 
 /// The reply when an actor has stopped (the coordinator is shutting down).
-pub(crate) fn gone<E>(_: E) -> lull_common::ErrorReply {
+pub(crate) fn gone<E>(_: E) -> lull_proto::ErrorReply {
     err(ErrorCode::Unavailable, "the coordinator is shutting down")
 }
 

@@ -6,22 +6,22 @@
 
 use std::sync::Arc;
 
-use lull_common::error::ErrorCode;
-use lull_common::msg::hosts::{BlockReply, BlockRequest, UnblockRequest};
 use lull_common::runtime::now_unix;
-use lull_common::subjects::endpoints as ep;
-use lull_common::ErrorReply;
+use lull_proto::error::ErrorCode;
+use lull_proto::msg::hosts::{BlockReply, BlockRequest, UnblockRequest};
+use lull_proto::subjects::endpoints as ep;
+use lull_proto::ErrorReply;
 
 use super::{gone, Deps};
 use crate::fleet::blocks::{Block, Target};
 use crate::fleet::FleetHandle;
-use crate::quiet::forecast::{ForecastReply, ForecastRequest};
-use crate::quiet::health::{rollup, HealthReply, SystemFacts};
-use crate::quiet::history::{parse_duration, plan, HistoryReply, HistoryRequest};
-use crate::quiet::streaks::{ClosedStreak, StreaksRequest};
 use crate::service::{err, typed, Empty, Handler};
 use crate::store::history::{read, HistoryStore};
 use crate::store::StoreError;
+use lull_engine::quiet::forecast::{ForecastReply, ForecastRequest};
+use lull_engine::quiet::health::{rollup, HealthReply, SystemFacts};
+use lull_engine::quiet::history::{parse_duration, plan, HistoryReply, HistoryRequest};
+use lull_engine::quiet::streaks::{ClosedStreak, StreaksRequest};
 
 fn db(e: StoreError) -> ErrorReply {
     tracing::warn!(error = %e, "history query failed");
@@ -80,7 +80,7 @@ async fn forecast(
     let heatmap = read::heatmap(store, &req.host_id, since)
         .await
         .map_err(db)?;
-    let empty = (0..crate::quiet::forecast::HOURS_PER_WEEK).all(|h| heatmap.samples(h) == 0);
+    let empty = (0..lull_engine::quiet::forecast::HOURS_PER_WEEK).all(|h| heatmap.samples(h) == 0);
     if empty
         && fleet
             .get(req.host_id.clone())

@@ -8,10 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use lull_common::error::{ErrorCode, ErrorReply};
-use lull_common::msg::region::{CampaignStats, RegionInsightsRequest, RegionSelectRequest};
-use lull_common::subjects::endpoints as ep;
-use lull_common::validate::decode;
+use lull_proto::error::{ErrorCode, ErrorReply};
+use lull_proto::msg::region::{CampaignStats, RegionInsightsRequest, RegionSelectRequest};
+use lull_proto::subjects::endpoints as ep;
+use lull_proto::validate::decode;
 
 use super::Deps;
 use crate::regions::{

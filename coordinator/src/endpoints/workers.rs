@@ -2,11 +2,11 @@
 //! `workers.stats`, `workers.learning`, `learning.system` and
 //! `data_quality.summary` (from the latest committed aggregates).
 
-use lull_common::error::ErrorCode;
-use lull_common::msg::worker::{WorkerExecutionsRequest, WorkerRequest};
 use lull_common::runtime::now_unix;
-use lull_common::subjects::endpoints as ep;
-use lull_common::ErrorReply;
+use lull_proto::error::ErrorCode;
+use lull_proto::msg::worker::{WorkerExecutionsRequest, WorkerRequest};
+use lull_proto::subjects::endpoints as ep;
+use lull_proto::ErrorReply;
 
 use super::Deps;
 use crate::service::{err, typed, Empty, Handler};

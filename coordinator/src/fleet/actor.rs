@@ -10,27 +10,27 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::Pool;
-use lull_common::msg::hosts::{
+use lull_common::runtime::now_unix;
+use lull_proto::msg::hosts::{
     AgentStatus, BlockReply, HostDetail, HostSummary, QuietAssessment, QuietState,
 };
-use lull_common::msg::stats::SystemStatsSnapshot;
-use lull_common::runtime::now_unix;
+use lull_proto::msg::stats::SystemStatsSnapshot;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::blocks::Blocks;
 use super::{Command, FleetHandle, LiveQuiet};
-use crate::lease::policy::HostView;
-use crate::quiet::config::QuietConfig;
-use crate::quiet::health::HostFacts;
-use crate::quiet::streaks::{ClosedStreak, QuietSample, StreakBuilder};
-use crate::quiet::tracker::HostTracker;
 use crate::store::history::write::{
     run_writer, split_chunk, HistoryBatch, QuietChunk, QuietPoint, SnapshotSample, StreakRow,
 };
 use crate::store::history::HistoryStore;
 use crate::store::hosts::HostRow;
+use lull_engine::lease::policy::HostView;
+use lull_engine::quiet::config::QuietConfig;
+use lull_engine::quiet::health::HostFacts;
+use lull_engine::quiet::streaks::{ClosedStreak, QuietSample, StreakBuilder};
+use lull_engine::quiet::tracker::HostTracker;
 
 /// Tunables of the fleet actor.
 #[derive(Debug, Clone)]
@@ -862,7 +862,7 @@ mod tests {
     use super::*;
     use crate::fleet::blocks::Block;
     use crate::store::history::HistoryStoreConfig;
-    use lull_common::msg::stats::example_snapshot;
+    use lull_proto::msg::stats::example_snapshot;
 
     fn config(history: Option<HistoryStore>) -> FleetConfig {
         FleetConfig {

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use lull_common::msg::hosts::{BlockInfo, BlockScope};
+use lull_proto::msg::hosts::{BlockInfo, BlockScope};
 
 /// One block.
 #[derive(Debug, Clone, PartialEq)]

@@ -10,14 +10,14 @@ pub mod forecast;
 
 pub use actor::{spawn, FleetConfig, ViewFilter, ViewSignals};
 
-use lull_common::msg::hosts::{BlockInfo, BlockReply, HostDetail, HostSummary};
-use lull_common::msg::stats::SystemStatsSnapshot;
-use lull_common::msg::telemetry::{LoopFailure, LoopHealth};
+use lull_proto::msg::hosts::{BlockInfo, BlockReply, HostDetail, HostSummary};
+use lull_proto::msg::stats::SystemStatsSnapshot;
+use lull_proto::msg::telemetry::{LoopFailure, LoopHealth};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::quiet::health::HostFacts;
-use crate::quiet::streaks::ClosedStreak;
 use blocks::{Block, Target};
+use lull_engine::quiet::health::HostFacts;
+use lull_engine::quiet::streaks::ClosedStreak;
 
 /// What the fleet knows right now about one host's quiet history, beyond
 /// what is stored: samples not yet handed to the writer and the streak in

@@ -4,9 +4,9 @@
 //! `lull_fleet_agent_messages_total{kind,result}`.
 
 use futures::StreamExt;
-use lull_common::msg::telemetry::{LoopFailure, LoopHealth};
 use lull_common::runtime::now_unix;
-use lull_common::{decode, Subjects};
+use lull_proto::msg::telemetry::{LoopFailure, LoopHealth};
+use lull_proto::{decode, Subjects};
 use tokio_util::sync::CancellationToken;
 
 use super::Rejection;
@@ -31,7 +31,7 @@ pub fn classify(
     let (host, kind) = subjects
         .host_of_agent(subject)
         .ok_or_else(|| Rejection::BadSubject(subject.to_string()))?;
-    lull_common::validate::subject_token("host_id", host)?;
+    lull_proto::validate::subject_token("host_id", host)?;
     match kind {
         "health" => Ok(AgentMessage::Health(
             host.to_string(),

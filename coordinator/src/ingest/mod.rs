@@ -14,7 +14,7 @@ pub enum Rejection {
     BadSubject(String),
     /// The payload broke a validation rule.
     #[error("{0}")]
-    Invalid(#[from] lull_common::ValidationError),
+    Invalid(#[from] lull_proto::ValidationError),
     /// The subject's host id differs from the payload's.
     #[error("subject host {subject:?} does not match payload host_id {payload:?}")]
     HostMismatch {

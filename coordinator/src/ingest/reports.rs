@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::pull, AckKind};
 use futures::StreamExt;
-use lull_common::msg::region::{BuildRecord, FatigueEventReport};
-use lull_common::msg::worker::WorkerExecutionReport;
 use lull_common::runtime::now_unix;
-use lull_common::{decode, Subjects, ValidationError};
+use lull_proto::msg::region::{BuildRecord, FatigueEventReport};
+use lull_proto::msg::worker::WorkerExecutionReport;
+use lull_proto::{decode, Subjects, ValidationError};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -169,7 +169,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), async_nats::Error> {
     let js = jetstream::new(client);
-    let stream = js.get_stream(lull_common::subjects::REPORTS_STREAM).await?;
+    let stream = js.get_stream(lull_proto::subjects::REPORTS_STREAM).await?;
     let consumer: jetstream::consumer::PullConsumer = stream
         .get_or_create_consumer(
             &cfg.durable,

@@ -3,9 +3,9 @@
 //! fleet actor. Every message is counted in `lull_stats_messages_total{result}`.
 
 use futures::StreamExt;
-use lull_common::msg::stats::SystemStatsSnapshot;
 use lull_common::runtime::now_unix;
-use lull_common::{decode, Subjects};
+use lull_proto::msg::stats::SystemStatsSnapshot;
+use lull_proto::{decode, Subjects};
 use tokio_util::sync::CancellationToken;
 
 use super::Rejection;
@@ -70,7 +70,7 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lull_common::msg::stats::example_snapshot;
+    use lull_proto::msg::stats::example_snapshot;
 
     fn bytes(s: &SystemStatsSnapshot) -> Vec<u8> {
         serde_json::to_vec(s).unwrap()

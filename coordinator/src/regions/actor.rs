@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use deadpool_postgres::Pool;
-use lull_common::msg::region::{
+use lull_common::runtime::now_unix;
+use lull_proto::msg::region::{
     BuildRecord, CampaignStats, FatigueEventReport, RegionState, RECENT_BUILDS_LIMIT,
 };
-use lull_common::runtime::now_unix;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -22,13 +22,13 @@ use super::{
     Command, RegionPardonReply, RegionStatsRequest, RegionsError, RegionsHandle, RegionsTunables,
 };
 use crate::ingest::reports::{Batch, RegionReport};
-use crate::region::fatigue::{pardon, Pardon};
-use crate::region::{
+use crate::store::regions::{self as db, StoredRecord};
+use crate::store::StoreError;
+use lull_engine::region::fatigue::{pardon, Pardon};
+use lull_engine::region::{
     campaign_stats, insights, region_health, select, Baselines, Campaign, ImportReport,
     RegionAggregate, RegionConfig,
 };
-use crate::store::regions::{self as db, StoredRecord};
-use crate::store::StoreError;
 
 const STATES: [RegionState; 4] = [
     RegionState::Healthy,

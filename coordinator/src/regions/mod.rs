@@ -1,4 +1,4 @@
-//! The regions shell around the pure [`crate::region`] logic: one actor owns
+//! The regions shell around the pure [`lull_engine::region`] logic: one actor owns
 //! the per-region aggregates, the imported history and the pardons, and is
 //! the only writer of the region tables (see `store::regions`).
 //!
@@ -22,16 +22,16 @@ mod writer;
 pub use actor::{load, spawn};
 
 use bytes::Bytes;
-use lull_common::msg::region::{
+use lull_proto::msg::region::{
     CampaignStats, RegionInsights, RegionInsightsRequest, RegionSelectReply, RegionSelectRequest,
     RegionState, MAX_CANDIDATES, RECENT_BUILDS_LIMIT,
 };
-use lull_common::validate::{self as v, Validate};
-use lull_common::ValidationError;
+use lull_proto::validate::{self as v, Validate};
+use lull_proto::ValidationError;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::region::ImportReport;
+use lull_engine::region::ImportReport;
 
 /// Shell tunables of the regions actor (`[region_service]`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -272,7 +272,7 @@ impl RegionsHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lull_common::validate::decode;
+    use lull_proto::validate::decode;
 
     #[test]
     fn stats_request_is_optional_and_bounded() {

@@ -9,16 +9,16 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use deadpool_postgres::Pool;
-use lull_common::msg::region::{BuildRecord, CampaignStats, FatigueEventReport};
 use lull_common::runtime::now_unix;
+use lull_proto::msg::region::{BuildRecord, CampaignStats, FatigueEventReport};
 
-use crate::region::fatigue::{judge_outlaw, OutlawCounts, Pardon};
-use crate::region::{
+use crate::store::regions::{self as db, AggregateRow};
+use crate::store::StoreError;
+use lull_engine::region::fatigue::{judge_outlaw, OutlawCounts, Pardon};
+use lull_engine::region::{
     apply_import, plan_import_with, Campaign, CampaignBaseline, ImportReport, RegionAggregate,
     RegionConfig,
 };
-use crate::store::regions::{self as db, AggregateRow};
-use crate::store::StoreError;
 
 /// A batch of reports (possibly empty: a snapshot only).
 pub(crate) struct ReportsJob {

@@ -17,8 +17,8 @@ use tokio_util::sync::CancellationToken;
 use super::audit::{self, AuditConfig, AuditSink};
 use super::events::{self, EventSink};
 use crate::endpoints::lease::{handle, status, DecisionLabels, LeaseOp};
-use crate::lease::{Book, Effect, HostView};
 use crate::service::{encode_reply, Endpoint, Meter, Request};
+use lull_engine::lease::{Book, Effect, HostView};
 
 /// Tunables of the scheduler shell.
 #[derive(Debug, Clone)]
@@ -46,7 +46,7 @@ pub struct SchedulerIo {
     /// Where lease events are published.
     pub client: async_nats::Client,
     /// Subject names.
-    pub subjects: lull_common::Subjects,
+    pub subjects: lull_proto::Subjects,
     /// Where audit rows are written (`None`: nowhere).
     pub pool: Option<deadpool_postgres::Pool>,
 }

@@ -11,7 +11,7 @@ use deadpool_postgres::Pool;
 use lull_common::runtime::now_unix;
 use tokio::sync::mpsc;
 
-use crate::lease::AuditRecord;
+use lull_engine::lease::AuditRecord;
 
 /// Tunables of the audit writer.
 #[derive(Debug, Clone)]

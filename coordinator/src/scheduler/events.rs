@@ -4,8 +4,8 @@
 //! queue the newest events are dropped and counted (a holder still learns
 //! its lease's state from its next heartbeat).
 
-use lull_common::msg::lease::{LeaseEvent, LeaseEventKind};
-use lull_common::Subjects;
+use lull_proto::msg::lease::{LeaseEvent, LeaseEventKind};
+use lull_proto::Subjects;
 use tokio::sync::mpsc;
 
 /// Hands events to the publisher task.

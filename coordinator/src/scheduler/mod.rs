@@ -1,4 +1,4 @@
-//! The scheduler: the one task that owns the lease [`Book`](crate::lease::Book),
+//! The scheduler: the one task that owns the lease [`Book`](lull_engine::lease::Book),
 //! so admission is serialised without locks. It reads the lease endpoints'
 //! request streams itself and answers them in place, applies host views
 //! pushed by the fleet, and expires leases on its own timer. What the book

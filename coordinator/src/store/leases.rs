@@ -3,12 +3,12 @@
 //! coordinator must still refuse.
 
 use deadpool_postgres::Pool;
-use lull_common::msg::lease::LeaseState;
+use lull_proto::msg::lease::LeaseState;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
 
 use super::StoreError;
-use crate::lease::AuditRecord;
+use lull_engine::lease::AuditRecord;
 
 /// Writes audit records with one binary `COPY` (the cheapest bulk load
 /// Postgres has); returns how many.

@@ -16,13 +16,13 @@ use std::collections::{BTreeMap, HashSet};
 
 use deadpool_postgres::Pool;
 use futures::{pin_mut, TryStreamExt};
-use lull_common::msg::region::{BuildRecord, FatigueEventReport, RegionStats};
+use lull_proto::msg::region::{BuildRecord, FatigueEventReport, RegionStats};
 use tokio_postgres::types::{Json, ToSql};
 use tokio_postgres::{GenericClient, Transaction};
 
 use super::StoreError;
-use crate::region::fatigue::Pardon;
-use crate::region::{CampaignBaseline, RegionAggregate};
+use lull_engine::region::fatigue::Pardon;
+use lull_engine::region::{CampaignBaseline, RegionAggregate};
 
 /// Inserts the builds whose `build_id` is not stored yet and returns the ids
 /// that were inserted. `counted: false` marks builds that an imported region

@@ -11,13 +11,13 @@
 use std::collections::{BTreeMap, HashSet};
 
 use deadpool_postgres::Pool;
-use lull_common::msg::worker::{
+use lull_proto::msg::worker::{
     Anomaly, ExecutionScores, LearningMetrics, ScoredExecution, WorkerExecutionReport,
 };
 use tokio_postgres::{Row, Transaction};
 
 use super::StoreError;
-use crate::worker::WorkerAggregate;
+use lull_engine::worker::WorkerAggregate;
 
 /// Encodes a value for a JSONB column.
 fn to_json<T: serde::Serialize>(v: &T) -> Result<serde_json::Value, StoreError> {

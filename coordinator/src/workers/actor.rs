@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::Pool;
-use lull_common::msg::worker::{ExecutionOutcome, ScheduleState, WorkerExecutionReport};
 use lull_common::runtime::now_unix;
+use lull_proto::msg::worker::{ExecutionOutcome, ScheduleState, WorkerExecutionReport};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use super::{dedupe, score_new, QuietHours, View, WorkersHandle};
 use crate::ingest::reports::Batch;
 use crate::store::{self, StoreError};
-use crate::worker::{missed, WorkerAggregate, WorkerConfig};
+use lull_engine::worker::{missed, WorkerAggregate, WorkerConfig};
 
 /// Tunables of the workers shell.
 #[derive(Debug, Clone)]

@@ -1,4 +1,4 @@
-//! The workers shell around the pure [`crate::worker`] engine: one actor
+//! The workers shell around the pure [`lull_engine::worker`] engine: one actor
 //! owns the per-worker aggregates and is the only writer of the worker
 //! tables. It takes batches of validated reports from the durable reports
 //! consumer, stores each `execution_id` once, scores exactly the reports
@@ -18,14 +18,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use deadpool_postgres::Pool;
-use lull_common::msg::worker::{
+use lull_proto::msg::worker::{
     DataQualitySummaryReply, ScoredExecution, SystemLearningReply, WorkerExecutionReport,
     WorkerExecutionsReply, WorkerLearningReply, WorkerStatsReply,
 };
 use tokio::sync::watch;
 
 use crate::store::StoreError;
-use crate::worker::{self, learning, WorkerAggregate, WorkerConfig};
+use lull_engine::worker::{self, learning, WorkerAggregate, WorkerConfig};
 
 /// Buckets of `lull_worker_duration_seconds`: from the 10-second guardian's
 /// tens of milliseconds up to runs of several hours.
@@ -225,7 +225,7 @@ pub fn score_new(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lull_common::msg::worker::{example_report, ExecutionOutcome};
+    use lull_proto::msg::worker::{example_report, ExecutionOutcome};
 
     fn cfg() -> WorkerConfig {
         WorkerConfig::default()

@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use async_nats::jetstream;
-use lull_common::msg::region::{BuildFatigue, BuildRecord, FatigueType};
-use lull_common::subjects::endpoints as ep;
-use lull_common::Subjects;
+use lull_proto::msg::region::{BuildFatigue, BuildRecord, FatigueType};
+use lull_proto::subjects::endpoints as ep;
+use lull_proto::Subjects;
 use lull_tests::{free_port, wait_until, NatsServer, Postgres, Service};
 
 /// Settings; every field has a flag.
@@ -148,7 +148,7 @@ async fn start_coordinator(infra: &Infra, cfg: &Config) -> anyhow::Result<Servic
     let up = wait_until(Duration::from_secs(600), || {
         let client = client.clone();
         async move {
-            let subject = format!("$SRV.PING.{}", lull_common::subjects::SERVICE_NAME);
+            let subject = format!("$SRV.PING.{}", lull_proto::subjects::SERVICE_NAME);
             matches!(
                 tokio::time::timeout(Duration::from_secs(1), client.request(subject, "".into()))
                     .await,
@@ -290,7 +290,7 @@ async fn ingest(infra: &Infra, cfg: &Config, rows: &mut Vec<Row>) -> anyhow::Res
     );
 
     // Idempotent: rows and totals are exact; a re-send changes nothing.
-    let stats: serde_json::Value = lull_common::client::request::request(
+    let stats: serde_json::Value = lull_client::request::request(
         &client,
         Subjects::default().endpoint(ep::REGIONS_STATS),
         &serde_json::json!({"recent_builds_limit": 0}),
@@ -305,7 +305,7 @@ async fn ingest(infra: &Infra, cfg: &Config, rows: &mut Vec<Row>) -> anyhow::Res
     )
     .await?;
     wait_until(Duration::from_secs(120), || consumer_idle(&client)).await?;
-    let stats2: serde_json::Value = lull_common::client::request::request(
+    let stats2: serde_json::Value = lull_client::request::request(
         &client,
         Subjects::default().endpoint(ep::REGIONS_STATS),
         &serde_json::json!({"recent_builds_limit": 0}),

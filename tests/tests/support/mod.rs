@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use lull_common::Subjects;
+use lull_proto::Subjects;
 use lull_tests::{free_port, wait_until, Infra, Service};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -74,7 +74,7 @@ pub async fn start_coordinator_on(
 
 /// How many endpoints `$SRV.INFO` lists for `lull-coordinator` (0 on no reply).
 pub async fn endpoint_count(client: &async_nats::Client) -> usize {
-    let subject = format!("$SRV.INFO.{}", lull_common::subjects::SERVICE_NAME);
+    let subject = format!("$SRV.INFO.{}", lull_proto::subjects::SERVICE_NAME);
     match tokio::time::timeout(Duration::from_secs(1), client.request(subject, "".into())).await {
         Ok(Ok(msg)) => serde_json::from_slice::<serde_json::Value>(&msg.payload)
             .ok()
@@ -86,10 +86,10 @@ pub async fn endpoint_count(client: &async_nats::Client) -> usize {
 
 /// Whether `lull-coordinator` answers `$SRV.PING`.
 pub async fn ping(client: &async_nats::Client) -> bool {
-    let subject = format!("$SRV.PING.{}", lull_common::subjects::SERVICE_NAME);
+    let subject = format!("$SRV.PING.{}", lull_proto::subjects::SERVICE_NAME);
     match tokio::time::timeout(Duration::from_secs(1), client.request(subject, "".into())).await {
         Ok(Ok(msg)) => serde_json::from_slice::<serde_json::Value>(&msg.payload)
-            .map(|v| v["name"] == lull_common::subjects::SERVICE_NAME)
+            .map(|v| v["name"] == lull_proto::subjects::SERVICE_NAME)
             .unwrap_or(false),
         _ => false,
     }
@@ -117,8 +117,8 @@ pub async fn call<B: Serialize, R: DeserializeOwned>(
     client: &async_nats::Client,
     endpoint: &str,
     body: &B,
-) -> Result<R, lull_common::client::request::RequestError> {
-    lull_common::client::request::request(
+) -> Result<R, lull_client::request::RequestError> {
+    lull_client::request::request(
         client,
         Subjects::default().endpoint(endpoint),
         body,
@@ -219,7 +219,7 @@ impl Feeder {
                     .map(|m| m.iter().map(|(k, v)| (k.clone(), *v)).collect())
                     .unwrap_or_default();
                 for (host, load) in batch {
-                    let mut s = lull_common::msg::stats::example_snapshot(&host, seq, now);
+                    let mut s = lull_proto::msg::stats::example_snapshot(&host, seq, now);
                     s.interval_sec = Some(period.as_secs_f64());
                     s.host.cpu_pct = load.cpu_pct;
                     s.host.mem_used_pct = load.mem_pct;
@@ -263,7 +263,7 @@ impl Drop for Feeder {
 pub async fn wait_state(
     client: &async_nats::Client,
     host: &str,
-    state: lull_common::msg::hosts::QuietState,
+    state: lull_proto::msg::hosts::QuietState,
 ) {
     let client = client.clone();
     let host = host.to_string();
@@ -271,9 +271,9 @@ pub async fn wait_state(
         let client = client.clone();
         let host = host.clone();
         async move {
-            let hosts: Vec<lull_common::msg::hosts::HostSummary> = match call(
+            let hosts: Vec<lull_proto::msg::hosts::HostSummary> = match call(
                 &client,
-                lull_common::subjects::endpoints::HOSTS_LIST,
+                lull_proto::subjects::endpoints::HOSTS_LIST,
                 &serde_json::json!({}),
             )
             .await

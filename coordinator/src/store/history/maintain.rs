@@ -14,8 +14,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::rollup::{due_chunks, GroupChunk};
 use super::{partitions, write, HistoryStore, QUIET_ROLLUPS, QUIET_STREAKS, STATS_ROLLUPS};
-use crate::quiet::history::numeric_fields;
 use crate::store::StoreError;
+use lull_engine::quiet::history::numeric_fields;
 
 const WATERMARK_KEY: &str = "rollup_watermark";
 

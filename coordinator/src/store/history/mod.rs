@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use deadpool_postgres::Pool;
 use serde::{Deserialize, Serialize};
 
-use crate::quiet::config::QuietConfig;
+use lull_engine::quiet::config::QuietConfig;
 use partitions::Partitioned;
 
 /// Raw quiet samples (one row per host per flush).
@@ -333,8 +333,8 @@ impl HistoryStore {
 }
 
 /// Wire code of a quiet state in `quiet_samples.states`.
-pub fn state_code(s: lull_common::msg::hosts::QuietState) -> i16 {
-    use lull_common::msg::hosts::QuietState::*;
+pub fn state_code(s: lull_proto::msg::hosts::QuietState) -> i16 {
+    use lull_proto::msg::hosts::QuietState::*;
     match s {
         Quiet => 0,
         Normal => 1,

@@ -3,14 +3,14 @@
 //! `stats.history` query from rollups up to the rollup watermark and from
 //! raw samples after it.
 
-use lull_common::msg::hosts::QuietState;
+use lull_proto::msg::hosts::QuietState;
 
 use super::rollup::{parse_group_chunk, Acc, AggBucketer};
 use super::HistoryStore;
-use crate::quiet::forecast::Heatmap;
-use crate::quiet::history::{numeric_fields, HistoryPlan, HistoryPoint, MetricGroup};
-use crate::quiet::streaks::ClosedStreak;
 use crate::store::StoreError;
+use lull_engine::quiet::forecast::Heatmap;
+use lull_engine::quiet::history::{numeric_fields, HistoryPlan, HistoryPoint, MetricGroup};
+use lull_engine::quiet::streaks::ClosedStreak;
 
 /// Name of the quiet score field in history points.
 pub const QUIET_FIELD: &str = "quiet_score";
@@ -274,7 +274,7 @@ pub fn state_of(code: i16) -> Option<QuietState> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::quiet::forecast::hour_of_week;
+    use lull_engine::quiet::forecast::hour_of_week;
 
     #[test]
     fn monday_anchor_maps_to_each_cell() {

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use crate::quiet::history::{Agg, HistoryPlan, HistoryPoint};
+use lull_engine::quiet::history::{Agg, HistoryPlan, HistoryPoint};
 
 /// Running aggregate of one field.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -250,7 +250,7 @@ pub fn due_chunks(from: f64, cutoff: f64, chunk: f64, max: usize) -> Vec<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::quiet::history::{plan, HistoryConfig, HistoryRequest};
+    use lull_engine::quiet::history::{plan, HistoryConfig, HistoryRequest};
 
     fn f(pairs: &[(&str, f64)]) -> Vec<(String, f64)> {
         pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()

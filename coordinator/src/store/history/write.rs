@@ -7,15 +7,15 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use lull_common::msg::hosts::QuietState;
-use lull_common::msg::stats::SystemStatsSnapshot;
 use lull_common::runtime::now_unix;
+use lull_proto::msg::hosts::QuietState;
+use lull_proto::msg::stats::SystemStatsSnapshot;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::{state_code, HistoryStore, QUIET_SAMPLES, QUIET_STREAKS, STATS_SAMPLES};
-use crate::quiet::streaks::ClosedStreak;
 use crate::store::StoreError;
+use lull_engine::quiet::streaks::ClosedStreak;
 
 /// One stored quiet sample.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -349,7 +349,7 @@ pub async fn run_writer(store: HistoryStore, mut rx: mpsc::Receiver<HistoryBatch
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lull_common::msg::stats::example_snapshot;
+    use lull_proto::msg::stats::example_snapshot;
 
     fn p(t: f64) -> QuietPoint {
         QuietPoint {

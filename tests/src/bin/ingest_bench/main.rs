@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use lull_common::msg::stats::{example_snapshot, ApiStats, ProcessStats};
+use lull_proto::msg::stats::{example_snapshot, ApiStats, ProcessStats};
 use lull_tests::{free_port, scrape, wait_until, Infra, Service};
 
 /// Target: coordinator CPU at 10k hosts / 2 s, percent of one core.

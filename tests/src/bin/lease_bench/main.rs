@@ -22,10 +22,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use futures::StreamExt;
-use lull_common::msg::hosts::{HostSummary, QuietState};
-use lull_common::msg::lease::{HeavyLeaseResponse, OkResponse, ReleaseRequest};
-use lull_common::subjects::endpoints as ep;
-use lull_common::Subjects;
+use lull_proto::msg::hosts::{HostSummary, QuietState};
+use lull_proto::msg::lease::{HeavyLeaseResponse, OkResponse, ReleaseRequest};
+use lull_proto::subjects::endpoints as ep;
+use lull_proto::Subjects;
 use lull_tests::{free_port, scrape, wait_until, Infra, Service};
 use serde::Deserialize;
 
@@ -564,7 +564,7 @@ fn start_feeder(
             seq += 1;
             let now = lull_common::runtime::now_unix();
             for (host, cpu_pct, mem_pct) in &hosts {
-                let mut s = lull_common::msg::stats::example_snapshot(host, seq, now);
+                let mut s = lull_proto::msg::stats::example_snapshot(host, seq, now);
                 s.interval_sec = Some(period.as_secs_f64());
                 s.host.cpu_pct = *cpu_pct;
                 s.host.mem_used_pct = *mem_pct;
@@ -600,7 +600,7 @@ async fn hosts_in_state(client: &async_nats::Client, want: &[(String, QuietState
 }
 
 async fn ping(client: &async_nats::Client) -> bool {
-    let subject = format!("$SRV.PING.{}", lull_common::subjects::SERVICE_NAME);
+    let subject = format!("$SRV.PING.{}", lull_proto::subjects::SERVICE_NAME);
     matches!(
         tokio::time::timeout(Duration::from_secs(1), client.request(subject, "".into())).await,
         Ok(Ok(_))

@@ -2,7 +2,7 @@
 //! and hosts, so that the coordinator makes real decisions — grants on
 //! quiet hosts, placements, and `not_quiet` denials on a busy host. Pure.
 
-use lull_common::msg::lease::{Constraints, HeavyLeaseRequest, Priority};
+use lull_proto::msg::lease::{Constraints, HeavyLeaseRequest, Priority};
 
 /// The shape of the request mix.
 #[derive(Debug, Clone, PartialEq)]
@@ -76,7 +76,7 @@ pub fn next_request(cfg: &MixConfig, rng: &mut Rng) -> HeavyLeaseRequest {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lull_common::validate::Validate;
+    use lull_proto::validate::Validate;
 
     fn cfg() -> MixConfig {
         MixConfig {
