@@ -10,7 +10,7 @@ use lull_proto::Subjects;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::CoordinatorConfig;
-use crate::{endpoints, fleet, ingest, regions, scheduler, service, store, workers};
+use crate::{builds, endpoints, executions, fleet, ingest, scheduler, service, store};
 use lull_engine::lease;
 
 /// Runs the coordinator until `stop` is cancelled.
@@ -119,7 +119,7 @@ pub async fn run(cfg: CoordinatorConfig, stop: CancellationToken) -> anyhow::Res
         .await
         .map_err(|e| anyhow::anyhow!("starting the micro service: {e}"))?;
     let mut lease_endpoints = Vec::new();
-    for op in endpoints::lease::LeaseOp::ALL {
+    for op in scheduler::endpoints::LeaseOp::ALL {
         let ep = svc
             .endpoint(op.name())
             .await
@@ -198,16 +198,16 @@ async fn start_regions(
     pool: &deadpool_postgres::Pool,
     cfg: &CoordinatorConfig,
     client: &async_nats::Client,
-    batches: tokio::sync::mpsc::Receiver<ingest::reports::Batch<ingest::reports::RegionReport>>,
+    batches: tokio::sync::mpsc::Receiver<crate::handoff::Batch<builds::RegionReport>>,
     shutdown: CancellationToken,
-) -> anyhow::Result<(regions::RegionsHandle, tokio::task::JoinHandle<()>)> {
+) -> anyhow::Result<(builds::RegionsHandle, tokio::task::JoinHandle<()>)> {
     cfg.regions
         .validate()
         .map_err(|e| anyhow::anyhow!("invalid [regions] configuration: {e}"))?;
-    let loaded = regions::load(pool, &cfg.regions)
+    let loaded = builds::load(pool, &cfg.regions)
         .await
         .context("loading the region aggregates")?;
-    Ok(regions::spawn(
+    Ok(builds::spawn(
         cfg.regions.clone(),
         cfg.region_service.clone(),
         pool.clone(),
@@ -223,20 +223,20 @@ async fn start_workers(
     pool: &deadpool_postgres::Pool,
     cfg: &CoordinatorConfig,
     batches: tokio::sync::mpsc::Receiver<
-        ingest::reports::Batch<lull_proto::msg::worker::WorkerExecutionReport>,
+        crate::handoff::Batch<lull_proto::msg::worker::WorkerExecutionReport>,
     >,
     shutdown: CancellationToken,
-) -> anyhow::Result<(workers::WorkersHandle, tokio::task::JoinHandle<()>)> {
+) -> anyhow::Result<(executions::WorkersHandle, tokio::task::JoinHandle<()>)> {
     cfg.workers
         .validate()
         .map_err(|e| anyhow::anyhow!("invalid [workers] configuration: {e}"))?;
     let engine = std::sync::Arc::new(cfg.workers.clone());
-    let loaded = workers::load(pool, &engine)
+    let loaded = executions::load(pool, &engine)
         .await
         .context("loading the worker aggregates")?;
     tracing::info!(workers = loaded.len(), "worker aggregates loaded");
-    Ok(workers::spawn(
-        workers::WorkersShellConfig {
+    Ok(executions::spawn(
+        executions::WorkersShellConfig {
             engine,
             schedule_eval: secs(cfg.ingest.workers_schedule_eval_sec),
         },
@@ -311,7 +311,10 @@ async fn open_book(
 async fn open_history(
     pool: &deadpool_postgres::Pool,
     cfg: &CoordinatorConfig,
-) -> anyhow::Result<(store::history::HistoryStore, fleet::blocks::Blocks)> {
+) -> anyhow::Result<(
+    store::history::HistoryStore,
+    lull_engine::quiet::blocks::Blocks,
+)> {
     cfg.history
         .validate(&cfg.quiet)
         .map_err(|e| anyhow::anyhow!("invalid [history] configuration: {e}"))?;
@@ -326,7 +329,8 @@ async fn open_history(
     let rows = store::blocks::load(pool)
         .await
         .context("loading operator blocks")?;
-    let blocks = fleet::blocks::Blocks::from_rows(rows, lull_common::runtime::now_unix());
+    let blocks =
+        lull_engine::quiet::blocks::Blocks::from_rows(rows, lull_common::runtime::now_unix());
     tracing::info!(
         blocks = blocks.list(lull_common::runtime::now_unix()).len(),
         "operator blocks loaded"

@@ -43,7 +43,7 @@ pub struct CoordinatorConfig {
     /// see docs/regions.md).
     pub regions: lull_engine::region::RegionConfig,
     /// Shell tunables of the regions actor (`[region_service]`).
-    pub region_service: crate::regions::RegionsTunables,
+    pub region_service: crate::builds::RegionsTunables,
 }
 
 /// Tunables of the scheduler task around the lease book.

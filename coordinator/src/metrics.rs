@@ -15,7 +15,7 @@ pub const EXTRA_BUCKETS: &[(&str, &[f64])] = &[
     ),
     (
         "lull_worker_duration_seconds",
-        crate::workers::DURATION_BUCKETS,
+        crate::executions::DURATION_BUCKETS,
     ),
     ("lull_region_build_duration_seconds", LONG_DURATION_BUCKETS),
     ("lull_region_queue_wait_seconds", LONG_DURATION_BUCKETS),

@@ -245,3 +245,8 @@ async fn serve_endpoint(
 pub fn err(code: ErrorCode, message: impl Into<String>) -> ErrorReply {
     ErrorReply::new(code, message)
 }
+
+/// The reply when an actor has stopped (the coordinator is shutting down).
+pub(crate) fn gone<E>(_: E) -> ErrorReply {
+    err(ErrorCode::Unavailable, "the coordinator is shutting down")
+}

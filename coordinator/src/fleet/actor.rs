@@ -19,7 +19,6 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::blocks::Blocks;
 use super::{Command, FleetHandle, LiveQuiet};
 use crate::store::history::write::{
     run_writer, split_chunk, HistoryBatch, QuietChunk, QuietPoint, SnapshotSample, StreakRow,
@@ -27,6 +26,7 @@ use crate::store::history::write::{
 use crate::store::history::HistoryStore;
 use crate::store::hosts::HostRow;
 use lull_engine::lease::policy::HostView;
+use lull_engine::quiet::blocks::Blocks;
 use lull_engine::quiet::config::QuietConfig;
 use lull_engine::quiet::health::HostFacts;
 use lull_engine::quiet::streaks::{ClosedStreak, QuietSample, StreakBuilder};
@@ -860,8 +860,8 @@ async fn write_hosts(pool: Pool, mut rx: mpsc::Receiver<Vec<HostRow>>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fleet::blocks::Block;
     use crate::store::history::HistoryStoreConfig;
+    use lull_engine::quiet::blocks::Block;
     use lull_proto::msg::stats::example_snapshot;
 
     fn config(history: Option<HistoryStore>) -> FleetConfig {

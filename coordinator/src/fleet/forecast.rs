@@ -12,8 +12,8 @@ use lull_common::runtime::now_unix;
 use tokio_util::sync::CancellationToken;
 
 use super::FleetHandle;
+use crate::executions::{QuietHours, WorkersHandle};
 use crate::store::history::{read, HistoryStore};
-use crate::workers::{QuietHours, WorkersHandle};
 use lull_engine::quiet::forecast::{next_quiet_window, quiet_hours_of_day, Heatmap};
 
 /// The next quiet window's start per host (pure).

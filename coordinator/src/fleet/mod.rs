@@ -5,7 +5,7 @@
 //! lease book's host views; it never awaits the database.
 
 mod actor;
-pub mod blocks;
+pub mod endpoints;
 pub mod forecast;
 
 pub use actor::{spawn, FleetConfig, ViewFilter, ViewSignals};
@@ -15,7 +15,7 @@ use lull_proto::msg::stats::SystemStatsSnapshot;
 use lull_proto::msg::telemetry::{LoopFailure, LoopHealth};
 use tokio::sync::{mpsc, oneshot};
 
-use blocks::{Block, Target};
+use lull_engine::quiet::blocks::{Block, Target};
 use lull_engine::quiet::health::HostFacts;
 use lull_engine::quiet::streaks::ClosedStreak;
 

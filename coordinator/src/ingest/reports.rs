@@ -18,15 +18,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::Rejection;
-
-/// A region report.
-#[derive(Debug, Clone, PartialEq)]
-pub enum RegionReport {
-    /// A build record (`lull.report.build.<region>`).
-    Build(Box<BuildRecord>),
-    /// A fatigue event with no build (`lull.report.fatigue.<region>`).
-    Fatigue(Box<FatigueEventReport>),
-}
+use crate::builds::RegionReport;
+use crate::handoff::Batch;
 
 /// A decoded report of any kind.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,15 +39,6 @@ impl Report {
             Report::Worker(_) => "worker",
         }
     }
-}
-
-/// A batch handed to a domain actor; it answers on `done` after its commit.
-#[derive(Debug)]
-pub struct Batch<T> {
-    /// The records, in stream order.
-    pub items: Vec<T>,
-    /// `Ok` once committed, `Err` with the reason otherwise.
-    pub done: oneshot::Sender<Result<(), String>>,
 }
 
 /// Where decoded reports go: the owning actor of each domain.

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::audit::{self, AuditConfig, AuditSink};
 use super::events::{self, EventSink};
-use crate::endpoints::lease::{handle, status, DecisionLabels, LeaseOp};
+use crate::scheduler::endpoints::{handle, status, DecisionLabels, LeaseOp};
 use crate::service::{encode_reply, Endpoint, Meter, Request};
 use lull_engine::lease::{Book, Effect, HostView};
 

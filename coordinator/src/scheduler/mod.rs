@@ -8,6 +8,7 @@
 
 mod actor;
 pub mod audit;
+pub mod endpoints;
 pub mod events;
 
 pub use actor::{spawn, SchedulerConfig, SchedulerIo};

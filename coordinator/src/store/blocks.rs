@@ -5,7 +5,7 @@
 use deadpool_postgres::Pool;
 
 use super::StoreError;
-use crate::fleet::blocks::{Block, Target};
+use lull_engine::quiet::blocks::{Block, Target};
 
 /// The key of the fleet-wide block.
 pub const FLEET_KEY: &str = "*";

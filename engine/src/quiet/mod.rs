@@ -6,6 +6,7 @@
 //! uses the request/reply types and helpers of `history`, `streaks`,
 //! `forecast` and `health`. See `docs/quiet.md`.
 
+pub mod blocks;
 pub mod config;
 pub mod forecast;
 pub mod health;

@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::{dedupe, score_new, QuietHours, View, WorkersHandle};
-use crate::ingest::reports::Batch;
+use crate::handoff::Batch;
 use crate::store::{self, StoreError};
 use lull_engine::worker::{missed, WorkerAggregate, WorkerConfig};
 

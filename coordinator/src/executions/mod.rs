@@ -11,6 +11,7 @@
 //! come from Postgres).
 
 mod actor;
+pub mod endpoints;
 
 pub use actor::{load, spawn, WorkersShellConfig};
 

@@ -13,17 +13,15 @@ use lull_proto::msg::region::{CampaignStats, RegionInsightsRequest, RegionSelect
 use lull_proto::subjects::endpoints as ep;
 use lull_proto::validate::decode;
 
-use super::Deps;
-use crate::regions::{
+use super::{
     ImportPart, ImportPartReply, RegionPardonRequest, RegionStatsRequest, RegionsError,
     RegionsHandle,
 };
 use crate::service::{err, typed, Handler, HandlerResult};
 
 /// The region endpoints with their handlers.
-pub fn endpoints(deps: &Deps) -> Vec<(&'static str, Handler)> {
-    let max = deps.max_payload;
-    let regions = deps.regions.clone();
+pub fn endpoints(regions: &RegionsHandle, max: usize) -> Vec<(&'static str, Handler)> {
+    let regions = regions.clone();
     let stats: Handler = {
         let regions = regions.clone();
         Arc::new(move |payload: Bytes| {

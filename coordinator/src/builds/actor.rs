@@ -21,7 +21,8 @@ use super::writer::{self, ReportsDone, ReportsJob};
 use super::{
     Command, RegionPardonReply, RegionStatsRequest, RegionsError, RegionsHandle, RegionsTunables,
 };
-use crate::ingest::reports::{Batch, RegionReport};
+use crate::builds::RegionReport;
+use crate::handoff::Batch;
 use crate::store::regions::{self as db, StoredRecord};
 use crate::store::StoreError;
 use lull_engine::region::fatigue::{pardon, Pardon};

@@ -8,9 +8,8 @@ use lull_proto::msg::worker::{WorkerExecutionsRequest, WorkerRequest};
 use lull_proto::subjects::endpoints as ep;
 use lull_proto::ErrorReply;
 
-use super::Deps;
+use super::WorkersHandle;
 use crate::service::{err, typed, Empty, Handler};
-use crate::workers::WorkersHandle;
 
 fn unknown(worker_name: &str) -> ErrorReply {
     err(
@@ -20,12 +19,7 @@ fn unknown(worker_name: &str) -> ErrorReply {
 }
 
 /// The worker endpoints with their handlers.
-pub fn endpoints(deps: &Deps) -> Vec<(&'static str, Handler)> {
-    handlers(deps.workers.clone(), deps.max_payload)
-}
-
-/// The handlers over a workers handle.
-pub fn handlers(workers: WorkersHandle, max: usize) -> Vec<(&'static str, Handler)> {
+pub fn endpoints(workers: WorkersHandle, max: usize) -> Vec<(&'static str, Handler)> {
     let w = workers.clone();
     let executions = typed(max, move |req: WorkerExecutionsRequest| {
         let w = w.clone();

@@ -17,14 +17,15 @@
 //!   committed after them.
 
 mod actor;
+pub mod endpoints;
 mod writer;
 
 pub use actor::{load, spawn};
 
 use bytes::Bytes;
 use lull_proto::msg::region::{
-    CampaignStats, RegionInsights, RegionInsightsRequest, RegionSelectReply, RegionSelectRequest,
-    RegionState, MAX_CANDIDATES, RECENT_BUILDS_LIMIT,
+    BuildRecord, CampaignStats, FatigueEventReport, RegionInsights, RegionInsightsRequest,
+    RegionSelectReply, RegionSelectRequest, RegionState, MAX_CANDIDATES, RECENT_BUILDS_LIMIT,
 };
 use lull_proto::validate::{self as v, Validate};
 use lull_proto::ValidationError;
@@ -32,6 +33,15 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use lull_engine::region::ImportReport;
+
+/// A region report.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RegionReport {
+    /// A build record (`lull.report.build.<region>`).
+    Build(Box<BuildRecord>),
+    /// A fatigue event with no build (`lull.report.fatigue.<region>`).
+    Fatigue(Box<FatigueEventReport>),
+}
 
 /// Shell tunables of the regions actor (`[region_service]`).
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -1,4 +1,5 @@
-//! Quiet-state endpoints: `stats.history`, `stats.health`, `quiet.streaks`,
+//! The fleet's endpoints: `hosts.list` and `hosts.get`; the quiet-state
+//! reads `stats.history`, `stats.health`, `quiet.streaks`,
 //! `quiet.forecast`, and the operator blocks `hosts.block`,
 //! `hosts.unblock` and `hosts.blocks`. Reads go to the history store and
 //! the fleet actor; a block is written to Postgres first and applied by the
@@ -8,16 +9,15 @@ use std::sync::Arc;
 
 use lull_common::runtime::now_unix;
 use lull_proto::error::ErrorCode;
-use lull_proto::msg::hosts::{BlockReply, BlockRequest, UnblockRequest};
+use lull_proto::msg::hosts::{BlockReply, BlockRequest, HostGetRequest, UnblockRequest};
 use lull_proto::subjects::endpoints as ep;
 use lull_proto::ErrorReply;
 
-use super::{gone, Deps};
-use crate::fleet::blocks::{Block, Target};
-use crate::fleet::FleetHandle;
-use crate::service::{err, typed, Empty, Handler};
+use super::FleetHandle;
+use crate::service::{err, gone, typed, Empty, Handler};
 use crate::store::history::{read, HistoryStore};
 use crate::store::StoreError;
+use lull_engine::quiet::blocks::{Block, Target};
 use lull_engine::quiet::forecast::{ForecastReply, ForecastRequest};
 use lull_engine::quiet::health::{rollup, HealthReply, SystemFacts};
 use lull_engine::quiet::history::{parse_duration, plan, HistoryReply, HistoryRequest};
@@ -165,11 +165,49 @@ async fn unblock(
     Ok(reply)
 }
 
-/// The quiet-state endpoints with their handlers.
-pub fn endpoints(deps: &Deps) -> Vec<(&'static str, Handler)> {
-    let max = deps.max_payload;
-    let store = deps.history.clone();
-    let fleet = deps.fleet.clone();
+/// The fleet's endpoints with their handlers: hosts, quiet history and
+/// blocks.
+pub fn endpoints(
+    fleet: &FleetHandle,
+    store: &HistoryStore,
+    max: usize,
+) -> Vec<(&'static str, Handler)> {
+    let mut v = host_endpoints(fleet, max);
+    v.extend(quiet_endpoints(fleet, store, max));
+    v
+}
+
+/// `hosts.list` and `hosts.get`, answered by the fleet actor.
+fn host_endpoints(fleet: &FleetHandle, max: usize) -> Vec<(&'static str, Handler)> {
+    let f = fleet.clone();
+    let list = typed(max, move |_: Empty| {
+        let fleet = f.clone();
+        async move { fleet.list().await.map_err(gone) }
+    });
+    let f = fleet.clone();
+    let get = typed(max, move |req: HostGetRequest| {
+        let fleet = f.clone();
+        async move {
+            match fleet.get(req.host_id.clone()).await.map_err(gone)? {
+                Some(d) => Ok(d),
+                None => Err(err(
+                    ErrorCode::NotFound,
+                    format!("host {:?} is not known", req.host_id),
+                )),
+            }
+        }
+    });
+    vec![(ep::HOSTS_LIST, list), (ep::HOSTS_GET, get)]
+}
+
+/// The quiet-state endpoints.
+fn quiet_endpoints(
+    fleet: &FleetHandle,
+    store: &HistoryStore,
+    max: usize,
+) -> Vec<(&'static str, Handler)> {
+    let store = store.clone();
+    let fleet = fleet.clone();
     let lock = Arc::new(tokio::sync::Mutex::new(()));
     macro_rules! handler {
         ($req:ty, |$s:ident, $f:ident, $r:ident| $body:expr) => {{
