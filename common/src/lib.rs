@@ -5,4 +5,5 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod metric;
 pub mod runtime;
