@@ -186,7 +186,7 @@ impl Actor {
             self.decisions
                 .entry(d)
                 .or_insert_with(|| {
-                    metrics::counter!("lull_lease_decisions_total", "result" => d.result, "reason" => d.reason)
+                    metrics::counter!(super::metrics::DECISIONS.name, "result" => d.result, "reason" => d.reason)
                 })
                 .increment(1);
         }
@@ -215,21 +215,21 @@ impl Actor {
         let mut seen = HashSet::with_capacity(self.book.hosts().len());
         for (id, view) in self.book.hosts() {
             let used = self.book.used_units(id);
-            metrics::gauge!("lull_lease_capacity_units", "host" => id.clone())
+            metrics::gauge!(super::metrics::CAPACITY_UNITS.name, "host" => id.clone())
                 .set(view.capacity(cfg) as f64);
-            metrics::gauge!("lull_lease_used_units", "host" => id.clone()).set(used as f64);
-            metrics::gauge!("lull_lease_active", "host" => id.clone())
+            metrics::gauge!(super::metrics::USED_UNITS.name, "host" => id.clone()).set(used as f64);
+            metrics::gauge!(super::metrics::HOST_ACTIVE.name, "host" => id.clone())
                 .set(active.get(id.as_str()).copied().unwrap_or(0) as f64);
             seen.insert(id.clone());
         }
         for gone in self.host_gauges.difference(&seen) {
-            metrics::gauge!("lull_lease_active", "host" => gone.clone()).set(0.0);
-            metrics::gauge!("lull_lease_used_units", "host" => gone.clone()).set(0.0);
+            metrics::gauge!(super::metrics::HOST_ACTIVE.name, "host" => gone.clone()).set(0.0);
+            metrics::gauge!(super::metrics::USED_UNITS.name, "host" => gone.clone()).set(0.0);
         }
         self.host_gauges = seen;
-        metrics::gauge!("lull_lease_queue_length").set(self.book.queue_len() as f64);
-        metrics::gauge!("lull_leases_active").set(self.book.active_len() as f64);
-        metrics::gauge!("lull_lease_grace_period").set(if self.book.in_grace(now_unix()) {
+        metrics::gauge!(super::metrics::QUEUE_LENGTH.name).set(self.book.queue_len() as f64);
+        metrics::gauge!(super::metrics::ACTIVE.name).set(self.book.active_len() as f64);
+        metrics::gauge!(super::metrics::GRACE_PERIOD.name).set(if self.book.in_grace(now_unix()) {
             1.0
         } else {
             0.0

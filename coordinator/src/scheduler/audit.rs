@@ -55,7 +55,7 @@ impl AuditSink {
 /// task ends (after writing what is queued) when the sink is dropped.
 pub fn spawn(pool: Option<Pool>, cfg: AuditConfig) -> (AuditSink, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(cfg.queue.max(16));
-    let dropped = metrics::counter!("lull_lease_effects_dropped_total", "effect" => "audit");
+    let dropped = metrics::counter!(super::metrics::EFFECTS_DROPPED.name, "effect" => "audit");
     let sink = AuditSink {
         tx,
         dropped: dropped.clone(),
@@ -107,14 +107,14 @@ async fn prune_old(pool: &Pool, keep: Duration) {
     loop {
         match crate::store::leases::prune_audit(pool, before, PRUNE_BATCH).await {
             Ok(n) => {
-                metrics::counter!("lull_db_pruned_rows_total", "table" => "lease_events")
+                metrics::counter!(crate::store::metrics::DB_PRUNED_ROWS.name, "table" => "lease_events")
                     .increment(n);
                 if n < PRUNE_BATCH as u64 || started.elapsed() >= PRUNE_BUDGET {
                     return;
                 }
             }
             Err(e) => {
-                metrics::counter!("lull_db_write_errors_total", "table" => "lease_events")
+                metrics::counter!(crate::store::metrics::DB_WRITE_ERRORS.name, "table" => "lease_events")
                     .increment(1);
                 tracing::warn!(error = %e, "pruning the lease audit failed");
                 return;
@@ -140,16 +140,16 @@ async fn write(
     let started = Instant::now();
     match crate::store::leases::insert_audit(pool, pending).await {
         Ok(n) => {
-            metrics::histogram!("lull_db_batch_duration_seconds", "table" => "lease_events")
+            metrics::histogram!(crate::store::metrics::DB_BATCH_DURATION.name, "table" => "lease_events")
                 .record(started.elapsed().as_secs_f64());
-            metrics::histogram!("lull_db_batch_rows", "table" => "lease_events").record(n as f64);
-            metrics::gauge!("lull_db_last_write_timestamp_seconds", "table" => "lease_events")
+            metrics::histogram!(crate::store::metrics::DB_BATCH_ROWS.name, "table" => "lease_events").record(n as f64);
+            metrics::gauge!(crate::store::metrics::DB_LAST_WRITE.name, "table" => "lease_events")
                 .set(now_unix());
             pending.clear();
             true
         }
         Err(e) => {
-            metrics::counter!("lull_db_write_errors_total", "table" => "lease_events").increment(1);
+            metrics::counter!(crate::store::metrics::DB_WRITE_ERRORS.name, "table" => "lease_events").increment(1);
             tracing::warn!(error = %e, rows = pending.len(), "writing lease audit failed; will retry");
             // Keep the batch for the next flush, but bounded.
             if pending.len() > cfg.retry_max {

@@ -47,7 +47,7 @@ pub fn spawn(
 ) -> (EventSink, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(capacity.max(16));
     let counter =
-        |label: &'static str| metrics::counter!("lull_lease_events_total", "event" => label);
+        |label: &'static str| metrics::counter!(super::metrics::EVENTS.name, "event" => label);
     let sink = EventSink {
         tx,
         published: [
@@ -56,7 +56,7 @@ pub fn spawn(
             counter("expired"),
             counter("released"),
         ],
-        dropped: metrics::counter!("lull_lease_effects_dropped_total", "effect" => "event"),
+        dropped: metrics::counter!(super::metrics::EFFECTS_DROPPED.name, "effect" => "event"),
     };
     (sink, tokio::spawn(run(rx, client, subjects)))
 }

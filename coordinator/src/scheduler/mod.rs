@@ -10,6 +10,7 @@ mod actor;
 pub mod audit;
 pub mod endpoints;
 pub mod events;
+pub(crate) mod metrics;
 
 pub use actor::{spawn, SchedulerConfig, SchedulerIo};
 pub use audit::AuditConfig;

@@ -5,6 +5,7 @@ pub mod blocks;
 pub mod history;
 pub mod hosts;
 pub mod leases;
+pub(crate) mod metrics;
 pub mod migrations;
 pub mod regions;
 pub mod workers;

@@ -1,0 +1,59 @@
+//! The scheduler's metrics: lease decisions, lease events and effects, and
+//! the per-host and fleet-wide lease gauges.
+
+use lull_common::metric::Metric;
+
+/// Counter `{result,reason}`: lease requests decided.
+pub(crate) static DECISIONS: Metric = Metric::counter(
+    "lull_lease_decisions_total",
+    "Lease requests decided, by result (granted, denied, queued) and denial reason code.",
+);
+/// Counter `{event}`: lease events published.
+pub(crate) static EVENTS: Metric = Metric::counter(
+    "lull_lease_events_total",
+    "Lease lifecycle events published, by event (granted, released, expired, revoked).",
+);
+/// Counter `{effect}`: events or audit records dropped on a full queue.
+pub(crate) static EFFECTS_DROPPED: Metric = Metric::counter(
+    "lull_lease_effects_dropped_total",
+    "Lease events (effect=event) or audit records (effect=audit) dropped because their queue was full.",
+);
+/// Gauge `{host}`: active leases on a host.
+pub(crate) static HOST_ACTIVE: Metric =
+    Metric::gauge("lull_lease_active", "Active leases on each host.");
+/// Gauge: active leases in the fleet.
+pub(crate) static ACTIVE: Metric =
+    Metric::gauge("lull_leases_active", "Active leases in the whole fleet.");
+/// Gauge `{host}`: capacity of a host in cost units.
+pub(crate) static CAPACITY_UNITS: Metric = Metric::gauge(
+    "lull_lease_capacity_units",
+    "Lease capacity of each host for an unconstrained job, in cost units.",
+);
+/// Gauge `{host}`: cost units held on a host.
+pub(crate) static USED_UNITS: Metric = Metric::gauge(
+    "lull_lease_used_units",
+    "Cost units held by active leases on each host.",
+);
+/// Gauge: queued lease requests.
+pub(crate) static QUEUE_LENGTH: Metric = Metric::gauge(
+    "lull_lease_queue_length",
+    "Lease requests waiting in the queue.",
+);
+/// Gauge: 1 during the restart grace period.
+pub(crate) static GRACE_PERIOD: Metric = Metric::gauge(
+    "lull_lease_grace_period",
+    "1 while the coordinator is in its restart grace period (new grants refused).",
+);
+
+/// Every metric of the scheduler.
+pub(crate) static METRICS: &[&Metric] = &[
+    &DECISIONS,
+    &EVENTS,
+    &EFFECTS_DROPPED,
+    &HOST_ACTIVE,
+    &ACTIVE,
+    &CAPACITY_UNITS,
+    &USED_UNITS,
+    &QUEUE_LENGTH,
+    &GRACE_PERIOD,
+];
