@@ -17,9 +17,17 @@ use lull_proto::msg::hosts::QuietState;
 use lull_proto::msg::lease::{Constraints, LeaseEventKind};
 use proptest::prelude::*;
 
+use lull_proto::msg::lease::{
+    CancelRequest, HeavyLeaseRequest, LeaseHandle, LeaseState, Priority, ProgressReport,
+    ReleaseRequest, RevokeRequest,
+};
+
 use super::*;
 use crate::lease::capacity::{calculate_capacity, ceiling};
+use crate::lease::config::LeaseConfig;
 use crate::lease::policy::judge;
+use crate::lease::policy::HostView;
+use crate::lease::token::LeaseKey;
 
 const T0: f64 = 2_000_000.0;
 const HOSTS: [(&str, u32); 3] = [("h0", 2), ("h1", 4), ("h2", 8)];

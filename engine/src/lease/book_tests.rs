@@ -1,7 +1,16 @@
 //! Unit tests of the lease book.
 
+use lull_proto::error::ErrorCode;
+use lull_proto::msg::lease::{
+    CancelRequest, DenyReason, HeavyLeaseRequest, HeavyLeaseResponse, LeaseEventKind, LeaseHandle,
+    LeaseState, Priority, ProgressReport, ReleaseRequest, RevokeRequest,
+};
+
 use super::*;
 use crate::lease::config::CapacityConfig;
+use crate::lease::config::LeaseConfig;
+use crate::lease::policy::HostView;
+use crate::lease::token::{self, LeaseKey};
 use lull_proto::msg::hosts::QuietState;
 use lull_proto::msg::lease::Constraints;
 

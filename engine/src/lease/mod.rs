@@ -5,15 +5,19 @@
 //! actor task and carries out the [`book::Effect`]s it returns. See
 //! `docs/leases.md`.
 
+pub mod audit;
 pub mod book;
 pub mod bucket;
 pub mod capacity;
 pub mod config;
+pub mod outcome;
 pub mod policy;
 pub mod queue;
 pub mod token;
 
-pub use book::{AuditKind, AuditRecord, Book, BookError, Effect, Outcome};
+pub use audit::{AuditKind, AuditRecord};
+pub use book::Book;
 pub use config::LeaseConfig;
-pub use policy::{Decision, Denial, Grant, HostView};
+pub use outcome::{BookError, Effect, Outcome};
+pub use policy::{Admission, Decision, Denial, Grant, HostView, Ruling};
 pub use token::{LeaseKey, LeaseTerms, TokenError};
