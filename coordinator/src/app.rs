@@ -15,11 +15,9 @@ use lull_engine::lease;
 
 /// Runs the coordinator until `stop` is cancelled.
 pub async fn run(cfg: CoordinatorConfig, stop: CancellationToken) -> anyhow::Result<()> {
-    let _metrics = lull_common::runtime::install_metrics(
-        cfg.common.metrics_addr,
-        crate::metrics::EXTRA_BUCKETS,
-    )
-    .context("starting the metrics listener")?;
+    let _metrics =
+        lull_common::runtime::install_metrics(cfg.common.metrics_addr, &crate::metrics::buckets())
+            .context("starting the metrics listener")?;
     crate::metrics::describe();
     tracing::info!(addr = %cfg.common.metrics_addr, "serving /metrics");
 

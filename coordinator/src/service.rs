@@ -16,13 +16,35 @@ use std::time::Instant;
 use async_nats::service::ServiceExt;
 use bytes::Bytes;
 use futures::StreamExt;
+use lull_common::metric::Metric;
 use lull_proto::error::{ErrorCode, ErrorReply};
 use lull_proto::validate::{decode, Validate};
 use lull_proto::Subjects;
+use metrics::Unit;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+
+/// Counter `{endpoint,result}`: requests answered.
+pub(crate) static REQUESTS: Metric = Metric::counter(
+    "lull_requests_total",
+    "Requests answered by the micro service, by endpoint and result (ok, error).",
+);
+/// Counter `{endpoint,code}`: error replies.
+pub(crate) static REQUEST_ERRORS: Metric = Metric::counter(
+    "lull_request_errors_total",
+    "Error replies of the micro service, by endpoint and error code.",
+);
+/// Histogram `{endpoint}`: request-to-reply time.
+pub(crate) static REQUEST_DURATION: Metric = Metric::histogram(
+    "lull_request_duration_seconds",
+    "Time from receiving a request to sending its reply, by endpoint.",
+)
+.unit(Unit::Seconds);
+
+/// Every metric of the micro service.
+pub(crate) static METRICS: &[&Metric] = &[&REQUESTS, &REQUEST_ERRORS, &REQUEST_DURATION];
 
 pub use async_nats::service::endpoint::Endpoint;
 pub use async_nats::service::Request;
@@ -100,9 +122,9 @@ impl Meter {
     pub fn new(endpoint: &'static str) -> Self {
         Meter {
             endpoint,
-            ok: metrics::counter!("lull_requests_total", "endpoint" => endpoint, "result" => "ok"),
-            error: metrics::counter!("lull_requests_total", "endpoint" => endpoint, "result" => "error"),
-            duration: metrics::histogram!("lull_request_duration_seconds", "endpoint" => endpoint),
+            ok: metrics::counter!(REQUESTS.name, "endpoint" => endpoint, "result" => "ok"),
+            error: metrics::counter!(REQUESTS.name, "endpoint" => endpoint, "result" => "error"),
+            duration: metrics::histogram!(REQUEST_DURATION.name, "endpoint" => endpoint),
         }
     }
 
@@ -116,7 +138,7 @@ impl Meter {
             }
             Err(err) => {
                 self.error.increment(1);
-                metrics::counter!("lull_request_errors_total", "endpoint" => self.endpoint, "code" => err.error.code.as_str())
+                metrics::counter!(REQUEST_ERRORS.name, "endpoint" => self.endpoint, "code" => err.error.code.as_str())
                     .increment(1);
                 let mut h = async_nats::HeaderMap::new();
                 h.insert(

@@ -17,106 +17,22 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::gauges::{self, RegionGauges};
+use super::recovery::LoadedState;
 use super::writer::{self, ReportsDone, ReportsJob};
 use super::{
-    Command, RegionPardonReply, RegionStatsRequest, RegionsError, RegionsHandle, RegionsTunables,
+    Command, RegionPardonReply, RegionReport, RegionStatsRequest, RegionsError, RegionsHandle,
+    RegionsTunables,
 };
-use crate::builds::RegionReport;
 use crate::handoff::Batch;
-use crate::store::regions::{self as db, StoredRecord};
+use crate::store::metrics as store_metrics;
+use crate::store::regions as db;
 use crate::store::StoreError;
 use lull_engine::region::fatigue::{pardon, Pardon};
 use lull_engine::region::{
-    campaign_stats, insights, region_health, select, Baselines, Campaign, ImportReport,
-    RegionAggregate, RegionConfig,
+    campaign_stats, insights, region_health, select, Campaign, ImportReport, RegionAggregate,
+    RegionConfig,
 };
-
-const STATES: [RegionState; 4] = [
-    RegionState::Healthy,
-    RegionState::Fatigued,
-    RegionState::Exhausted,
-    RegionState::Outlawed,
-];
-
-/// What [`load`] found: the campaign to start from, its pardons, and the
-/// regions whose aggregates changed by the replay (to persist first).
-pub struct LoadedState {
-    campaign: Campaign,
-    pardons: BTreeMap<String, Pardon>,
-    replayed: BTreeSet<String>,
-}
-
-impl LoadedState {
-    /// The loaded campaign.
-    pub fn campaign(&self) -> &Campaign {
-        &self.campaign
-    }
-}
-
-/// Loads the persisted aggregates and replays the records committed after
-/// them (everything when an aggregate is missing or unreadable). Holds at
-/// most one record at a time besides the aggregates.
-pub async fn load(pool: &Pool, cfg: &RegionConfig) -> Result<LoadedState, StoreError> {
-    let started = Instant::now();
-    let stored = db::load(pool).await?;
-    let baselines = Baselines {
-        campaign: stored.campaign,
-        regions: stored.baselines,
-    };
-    let readable = stored.aggregates.values().all(Result::is_ok)
-        && baselines
-            .regions
-            .keys()
-            .all(|r| stored.aggregates.contains_key(r));
-    let (mut regions, from) = if readable {
-        let regions: BTreeMap<String, RegionAggregate> = stored
-            .aggregates
-            .into_iter()
-            .filter_map(|(k, v)| v.ok().map(|a| (k, a)))
-            .collect();
-        (regions, stored.through_seq)
-    } else {
-        tracing::warn!(
-            "persisted region aggregates are incomplete or unreadable; replaying every record"
-        );
-        let regions = baselines
-            .regions
-            .iter()
-            .map(|(name, s)| (name.clone(), RegionAggregate::from_baseline(name, s, cfg)))
-            .collect();
-        (regions, 0)
-    };
-    let mut replayed = BTreeSet::new();
-    let n = db::replay_after(pool, from, |r| match r {
-        StoredRecord::Build(b) => {
-            regions
-                .entry(b.region.clone())
-                .or_default()
-                .apply_new_build(&b, cfg);
-            replayed.insert(b.region);
-        }
-        StoredRecord::Event(e) => {
-            regions
-                .entry(e.region.clone())
-                .or_default()
-                .apply_new_fatigue_event(&e, cfg);
-            replayed.insert(e.region);
-        }
-    })
-    .await?;
-    tracing::info!(
-        regions = regions.len(),
-        replayed = n,
-        through_seq = from,
-        secs = started.elapsed().as_secs_f64(),
-        "region aggregates loaded"
-    );
-    Ok(LoadedState {
-        campaign: Campaign::from_parts(regions, baselines),
-        pardons: stored.pardons,
-        replayed,
-    })
-}
 
 /// A mutation waiting for the database.
 enum Mutation {
@@ -165,7 +81,7 @@ struct Regions {
     pending: VecDeque<Mutation>,
     /// The full stats document of the current campaign, once asked for.
     stats_cache: Option<Bytes>,
-    outlawed: BTreeSet<String>,
+    gauges: RegionGauges,
     done_tx: mpsc::Sender<Done>,
 }
 
@@ -196,7 +112,7 @@ pub fn spawn(
         busy: false,
         pending: VecDeque::new(),
         stats_cache: None,
-        outlawed: BTreeSet::new(),
+        gauges: RegionGauges::default(),
         done_tx,
     };
     actor.all_gauges();
@@ -414,10 +330,10 @@ impl Regions {
             Done::Reports(Ok(d), reply) => {
                 let now = now_unix();
                 for b in &d.new_builds {
-                    record_build(b);
+                    gauges::record_build(b);
                 }
-                count_reports("build", d.new_builds.len() as u64, d.duplicate_builds);
-                count_reports("fatigue", d.new_events, d.duplicate_events);
+                gauges::count_reports("build", d.new_builds.len() as u64, d.duplicate_builds);
+                gauges::count_reports("fatigue", d.new_events, d.duplicate_events);
                 let changed: Vec<String> = d.changed.keys().cloned().collect();
                 for (name, agg) in d.changed {
                     self.campaign.set_region(&name, agg);
@@ -439,7 +355,7 @@ impl Regions {
             }
             Done::Reports(Err(e), reply) => {
                 tracing::warn!(error = %e, "storing region reports failed");
-                metrics::counter!("lull_db_write_errors_total", "table" => "region_reports")
+                metrics::counter!(store_metrics::DB_WRITE_ERRORS.name, "table" => "region_reports")
                     .increment(1);
                 if let Some(reply) = reply {
                     let _ = reply.send(Err(e.to_string()));
@@ -539,54 +455,9 @@ impl Regions {
     }
 
     fn region_gauges(&mut self, name: &str, now: f64) {
-        let Some(agg) = self.campaign.region(name) else {
-            return;
-        };
-        let region = name.to_string();
-        let (total, ok) = (agg.total_builds(), agg.successes());
-        metrics::counter!("lull_region_builds_total", "region" => region.clone(), "result" => "success")
-            .absolute(ok);
-        metrics::counter!("lull_region_builds_total", "region" => region.clone(), "result" => "failure")
-            .absolute(total.saturating_sub(ok));
-        metrics::counter!("lull_region_fatigue_incidents_total", "region" => region.clone())
-            .absolute(agg.fatigue_incidents());
-        let ratio = if total > 0 {
-            ok as f64 / total as f64
-        } else {
-            0.0
-        };
-        metrics::gauge!("lull_region_success_ratio", "region" => region.clone()).set(ratio);
-        metrics::gauge!("lull_region_streak", "region" => region.clone())
-            .set(agg.current_streak() as f64);
-        let cost = agg.cost().total_usd();
-        // Counters are integers in the metrics library: whole dollars here,
-        // the exact figure in the gauge.
-        metrics::counter!("lull_region_build_cost_usd_total", "region" => region.clone())
-            .absolute(cost.floor() as u64);
-        metrics::gauge!("lull_region_build_cost_usd", "region" => region.clone()).set(cost);
-        let h = region_health(agg, self.pardons.get(name), &self.cfg, now);
-        for st in STATES {
-            let v = if st == h.state { 1.0 } else { 0.0 };
-            metrics::gauge!("lull_region_fatigue_state", "region" => region.clone(), "state" => st.as_str())
-                .set(v);
-        }
-        let outlawed = h.outlaw.is_some();
-        metrics::gauge!("lull_region_outlawed", "region" => region.clone()).set(if outlawed {
-            1.0
-        } else {
-            0.0
-        });
-        match (outlawed, self.outlawed.contains(name)) {
-            (true, false) => {
-                let reason = h.outlaw.map(|v| v.reason).unwrap_or_default();
-                tracing::warn!(%region, %reason, "region outlawed");
-                self.outlawed.insert(region);
-            }
-            (false, true) => {
-                tracing::info!(%region, "region no longer outlawed");
-                self.outlawed.remove(name);
-            }
-            _ => {}
+        if let Some(agg) = self.campaign.region(name) {
+            self.gauges
+                .region(name, agg, self.pardons.get(name), &self.cfg, now);
         }
     }
 }
@@ -595,23 +466,4 @@ fn encode<T: serde::Serialize>(v: &T) -> Result<Bytes, RegionsError> {
     serde_json::to_vec(v)
         .map(Bytes::from)
         .map_err(|e| RegionsError::Store(format!("encoding the reply: {e}")))
-}
-
-fn record_build(b: &BuildRecord) {
-    let region = b.region.clone();
-    metrics::histogram!("lull_region_build_duration_seconds", "region" => region.clone())
-        .record(b.duration_minutes_value() * 60.0);
-    metrics::histogram!("lull_region_queue_wait_seconds", "region" => region)
-        .record(b.queue_wait_minutes_value() * 60.0);
-}
-
-fn count_reports(kind: &'static str, new: u64, duplicate: u64) {
-    if new > 0 {
-        metrics::counter!("lull_region_reports_total", "kind" => kind, "result" => "new")
-            .increment(new);
-    }
-    if duplicate > 0 {
-        metrics::counter!("lull_region_reports_total", "kind" => kind, "result" => "duplicate")
-            .increment(duplicate);
-    }
 }

@@ -18,9 +18,13 @@
 
 mod actor;
 pub mod endpoints;
+mod gauges;
+pub(crate) mod metrics;
+mod recovery;
 mod writer;
 
-pub use actor::{load, spawn};
+pub use actor::spawn;
+pub use recovery::{load, LoadedState};
 
 use bytes::Bytes;
 use lull_proto::msg::region::{

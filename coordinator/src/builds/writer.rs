@@ -128,10 +128,11 @@ pub(crate) async fn reports(
         .filter(|(name, _)| touched.contains(name))
         .collect();
     let rows = (builds.len() + events.len()) as f64;
-    metrics::histogram!("lull_db_batch_duration_seconds", "table" => "region_reports")
+    metrics::histogram!(crate::store::metrics::DB_BATCH_DURATION.name, "table" => "region_reports")
         .record(started.elapsed().as_secs_f64());
-    metrics::histogram!("lull_db_batch_rows", "table" => "region_reports").record(rows);
-    metrics::gauge!("lull_db_last_write_timestamp_seconds", "table" => "region_reports")
+    metrics::histogram!(crate::store::metrics::DB_BATCH_ROWS.name, "table" => "region_reports")
+        .record(rows);
+    metrics::gauge!(crate::store::metrics::DB_LAST_WRITE.name, "table" => "region_reports")
         .set(now_unix());
     Ok(ReportsDone {
         duplicate_builds: (job.builds.len() - new_b.len()) as u64,

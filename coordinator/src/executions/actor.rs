@@ -85,7 +85,7 @@ pub fn spawn(
         restore_counters(agg);
         set_worker_gauges(agg);
     }
-    metrics::gauge!("lull_workers").set(aggregates.len() as f64);
+    metrics::gauge!(super::metrics::WORKERS.name).set(aggregates.len() as f64);
     let view = View { aggregates };
     let (view_tx, view_rx) = watch::channel(Arc::new(view.clone()));
     let (quiet, _) = watch::channel(Arc::new(QuietHours::new()));
@@ -152,14 +152,14 @@ impl Actor {
         let result = self.commit(batch.items).await;
         let answer = match result {
             Ok(c) => {
-                metrics::histogram!("lull_db_batch_duration_seconds", "table" => "worker_executions")
+                metrics::histogram!(crate::store::metrics::DB_BATCH_DURATION.name, "table" => "worker_executions")
                     .record(started.elapsed().as_secs_f64());
-                metrics::histogram!("lull_db_batch_rows", "table" => "worker_executions")
+                metrics::histogram!(crate::store::metrics::DB_BATCH_ROWS.name, "table" => "worker_executions")
                     .record(n as f64);
-                metrics::gauge!("lull_db_last_write_timestamp_seconds", "table" => "worker_executions")
+                metrics::gauge!(crate::store::metrics::DB_LAST_WRITE.name, "table" => "worker_executions")
                     .set(now_unix());
                 if c.duplicates > 0 {
-                    metrics::counter!("lull_worker_duplicate_reports_total")
+                    metrics::counter!(super::metrics::DUPLICATE_REPORTS.name)
                         .increment(c.duplicates as u64);
                 }
                 tracing::debug!(
@@ -171,7 +171,7 @@ impl Actor {
                 Ok(())
             }
             Err(e) => {
-                metrics::counter!("lull_db_write_errors_total", "table" => "worker_executions")
+                metrics::counter!(crate::store::metrics::DB_WRITE_ERRORS.name, "table" => "worker_executions")
                     .increment(1);
                 tracing::warn!(error = %e, reports = n, "storing worker reports failed");
                 Err(e.to_string())
@@ -208,13 +208,13 @@ impl Actor {
         for e in &scored.executions {
             let r = &e.report;
             let worker = r.worker_name.clone();
-            metrics::counter!("lull_worker_executions_total",
+            metrics::counter!(super::metrics::EXECUTIONS.name,
                 "worker" => worker.clone(), "outcome" => r.outcome.as_str())
             .increment(1);
-            metrics::histogram!("lull_worker_duration_seconds", "worker" => worker.clone())
+            metrics::histogram!(super::metrics::DURATION.name, "worker" => worker.clone())
                 .record(r.duration_ms / 1000.0);
             for a in &e.anomalies {
-                metrics::counter!("lull_worker_anomalies_total",
+                metrics::counter!(super::metrics::ANOMALIES.name,
                     "worker" => worker.clone(), "kind" => a.kind.as_str())
                 .increment(1);
                 tracing::info!(worker = %worker, execution_id = %a.execution_id,
@@ -226,7 +226,7 @@ impl Actor {
             set_worker_gauges(&agg);
             self.view.aggregates.insert(name, Arc::new(agg));
         }
-        metrics::gauge!("lull_workers").set(self.view.aggregates.len() as f64);
+        metrics::gauge!(super::metrics::WORKERS.name).set(self.view.aggregates.len() as f64);
         self.publish.send_replace(Arc::new(self.view.clone()));
         let now = now_unix();
         for name in touched {
@@ -255,7 +255,7 @@ impl Actor {
                 ScheduleState::Missed,
                 ScheduleState::Unknown,
             ] {
-                metrics::gauge!("lull_worker_schedule_state",
+                metrics::gauge!(super::metrics::SCHEDULE_STATE.name,
                     "worker" => name.clone(), "state" => state.as_str())
                 .set(if state == s.state { 1.0 } else { 0.0 });
             }
@@ -270,7 +270,7 @@ impl Actor {
                 }
             }
         }
-        metrics::gauge!("lull_worker_missed_runs", "worker" => name.clone())
+        metrics::gauge!(super::metrics::MISSED_RUNS.name, "worker" => name.clone())
             .set(s.missed_runs as f64);
     }
 }
@@ -278,7 +278,7 @@ impl Actor {
 /// Sets the run counters to the stored totals (they survive restarts).
 fn restore_counters(agg: &WorkerAggregate) {
     for o in ExecutionOutcome::ALL {
-        metrics::counter!("lull_worker_executions_total",
+        metrics::counter!(super::metrics::EXECUTIONS.name,
             "worker" => agg.worker_name.clone(), "outcome" => o.as_str())
         .absolute(agg.outcomes.get(o));
     }
@@ -287,11 +287,11 @@ fn restore_counters(agg: &WorkerAggregate) {
 /// The latest score and the last success of a worker.
 fn set_worker_gauges(agg: &WorkerAggregate) {
     if let Some(l) = &agg.latest {
-        metrics::gauge!("lull_worker_last_overall_score", "worker" => agg.worker_name.clone())
+        metrics::gauge!(super::metrics::LAST_OVERALL_SCORE.name, "worker" => agg.worker_name.clone())
             .set(l.overall_score);
     }
     if let Some(t) = agg.last_success_at {
-        metrics::gauge!("lull_worker_last_success_timestamp_seconds",
+        metrics::gauge!(super::metrics::LAST_SUCCESS.name,
             "worker" => agg.worker_name.clone())
         .set(t);
     }

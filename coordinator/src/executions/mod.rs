@@ -12,6 +12,7 @@
 
 mod actor;
 pub mod endpoints;
+pub(crate) mod metrics;
 
 pub use actor::{load, spawn, WorkersShellConfig};
 
@@ -27,13 +28,6 @@ use tokio::sync::watch;
 
 use crate::store::StoreError;
 use lull_engine::worker::{self, learning, WorkerAggregate, WorkerConfig};
-
-/// Buckets of `lull_worker_duration_seconds`: from the 10-second guardian's
-/// tens of milliseconds up to runs of several hours.
-pub const DURATION_BUCKETS: &[f64] = &[
-    0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
-    3600.0, 7200.0, 14400.0,
-];
 
 /// Every worker's aggregate as of the last commit.
 #[derive(Debug, Clone, Default)]

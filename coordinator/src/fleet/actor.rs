@@ -7,29 +7,29 @@
 //! history) so the database never slows it.
 
 use std::collections::{HashMap, HashSet};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use deadpool_postgres::Pool;
 use lull_common::runtime::now_unix;
-use lull_proto::msg::hosts::{
-    AgentStatus, BlockReply, HostDetail, HostSummary, QuietAssessment, QuietState,
-};
+use lull_proto::msg::hosts::{AgentStatus, BlockReply, QuietState};
 use lull_proto::msg::stats::SystemStatsSnapshot;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::{Command, FleetHandle, LiveQuiet};
-use crate::store::history::write::{
-    run_writer, split_chunk, HistoryBatch, QuietChunk, QuietPoint, SnapshotSample, StreakRow,
-};
+use super::history::{self, Pending};
+use super::host::{publish_state, Gauges, HostEntry};
+use super::host_table::{dirty_rows, mark_dirty, write_hosts};
+use super::metrics as m;
+use super::views::ViewFilter;
+use super::{queries, Command, FleetHandle};
+use crate::store::history::write::{run_writer, HistoryBatch};
 use crate::store::history::HistoryStore;
 use crate::store::hosts::HostRow;
 use lull_engine::lease::policy::HostView;
 use lull_engine::quiet::blocks::Blocks;
 use lull_engine::quiet::config::QuietConfig;
-use lull_engine::quiet::health::HostFacts;
-use lull_engine::quiet::streaks::{ClosedStreak, QuietSample, StreakBuilder};
+use lull_engine::quiet::streaks::StreakBuilder;
 use lull_engine::quiet::tracker::HostTracker;
 
 /// Tunables of the fleet actor.
@@ -52,187 +52,6 @@ pub struct FleetConfig {
     pub history: Option<HistoryStore>,
     /// Operator blocks in force at start (loaded from the database).
     pub blocks: Blocks,
-}
-
-/// When a host's lease view is worth pushing: any change of state,
-/// staleness, block, cool-down or forecast; a signal moving by at least its
-/// delta; or the last push being older than `refresh_sec`. Keeps the lease
-/// book current without a view per snapshot.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ViewFilter {
-    /// Longest time a pushed view may lag small drifts, seconds.
-    pub refresh_sec: f64,
-    /// Quiet score points.
-    pub score_delta: f64,
-    /// Percentage points of CPU, memory, IO pressure and free disk.
-    pub pct_delta: f64,
-    /// Load per core.
-    pub load_delta: f64,
-    /// Relative change of network throughput.
-    pub net_delta_frac: f64,
-}
-
-impl Default for ViewFilter {
-    fn default() -> Self {
-        ViewFilter {
-            refresh_sec: 5.0,
-            score_delta: 1.0,
-            pct_delta: 2.0,
-            load_delta: 0.1,
-            net_delta_frac: 0.2,
-        }
-    }
-}
-
-/// The figures of a host's lease view, without its strings (cheap to
-/// compute and compare per snapshot).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ViewSignals {
-    /// Quiet state.
-    pub state: QuietState,
-    /// Quiet score.
-    pub score: f64,
-    /// Stale.
-    pub stale: bool,
-    /// Blocked.
-    pub blocked: bool,
-    /// Cooling down after a PANIC.
-    pub cooling: bool,
-    /// Forecast hint.
-    pub next_quiet_at: Option<f64>,
-    /// `cpu_avg_2m`.
-    pub cpu: f64,
-    /// Memory used percent.
-    pub mem: f64,
-    /// Load per core.
-    pub load: f64,
-    /// IO pressure.
-    pub io: Option<f64>,
-    /// Free percent of the fullest disk.
-    pub disk_free: Option<f64>,
-    /// Network bytes per second.
-    pub net: f64,
-}
-
-impl ViewFilter {
-    /// Whether `new` differs enough from `old` (pushed at `at`) to push it
-    /// at `now`.
-    pub fn worth_pushing(&self, old: &ViewSignals, at: f64, new: &ViewSignals, now: f64) -> bool {
-        let moved = |a: f64, b: f64, d: f64| (a - b).abs() >= d || a.is_nan() != b.is_nan();
-        let moved_opt = |a: Option<f64>, b: Option<f64>, d: f64| match (a, b) {
-            (Some(a), Some(b)) => moved(a, b, d),
-            (None, None) => false,
-            _ => true,
-        };
-        now - at >= self.refresh_sec
-            || old.state != new.state
-            || old.stale != new.stale
-            || old.blocked != new.blocked
-            || old.cooling != new.cooling
-            || old.next_quiet_at != new.next_quiet_at
-            || moved(old.score, new.score, self.score_delta)
-            || moved(old.cpu, new.cpu, self.pct_delta)
-            || moved(old.mem, new.mem, self.pct_delta)
-            || moved(old.load, new.load, self.load_delta)
-            || moved_opt(old.io, new.io, self.pct_delta)
-            || moved_opt(old.disk_free, new.disk_free, self.pct_delta)
-            || moved(
-                old.net,
-                new.net,
-                self.net_delta_frac * old.net.abs().max(1.0),
-            )
-    }
-}
-
-/// Cached handles of a host's gauges (no label lookup per snapshot).
-struct Gauges {
-    score: metrics::Gauge,
-    stale: metrics::Gauge,
-    blocked: metrics::Gauge,
-}
-
-impl Gauges {
-    fn new(host: &str) -> Self {
-        Gauges {
-            score: metrics::gauge!("lull_host_quiet_score", "host" => host.to_string()),
-            stale: metrics::gauge!("lull_host_stale", "host" => host.to_string()),
-            blocked: metrics::gauge!("lull_host_blocked", "host" => host.to_string()),
-        }
-    }
-}
-
-struct HostEntry {
-    /// Boxed: moved in and out per snapshot without copying.
-    snapshot: Box<SystemStatsSnapshot>,
-    quiet: QuietAssessment,
-    tracker: HostTracker,
-    agent: AgentStatus,
-    first_seen: f64,
-    last_seen: f64,
-    dirty: bool,
-    stale: bool,
-    blocked: bool,
-    streaks: StreakBuilder,
-    /// Quiet samples not yet handed to the history writer.
-    qbuf: Vec<QuietPoint>,
-    /// Cadence slot of the last stored quiet sample / group snapshot.
-    quiet_slot: i64,
-    group_slot: i64,
-    /// Start of the next predicted quiet window.
-    next_quiet_at: Option<f64>,
-    /// What was last pushed to the lease book, and when.
-    pushed: Option<(f64, ViewSignals)>,
-    gauges: Gauges,
-}
-
-impl HostEntry {
-    fn signals(&self, now: f64) -> ViewSignals {
-        let i = &self.quiet.inputs;
-        ViewSignals {
-            state: self.quiet.state,
-            score: self.quiet.quiet_score,
-            stale: self.stale,
-            blocked: self.blocked,
-            cooling: self.tracker.in_cooldown(now).is_some(),
-            next_quiet_at: self.next_quiet_at,
-            cpu: i.cpu_avg_2m,
-            mem: i.mem_pct,
-            load: i.load_per_core,
-            io: i.io_pressure,
-            disk_free: i.disk_free_pct,
-            net: self.snapshot.host.net_bps(),
-        }
-    }
-}
-
-/// Rows waiting for the history writer (besides each host's `qbuf`).
-#[derive(Default)]
-struct Pending {
-    snaps: Vec<SnapshotSample>,
-    streaks: Vec<StreakRow>,
-    /// All pending rows, `qbuf`s included.
-    rows: usize,
-}
-
-impl Pending {
-    /// Room for one more row under `max`; counts a drop otherwise.
-    fn room(&mut self, max: usize, kind: &'static str) -> bool {
-        if self.rows >= max {
-            metrics::counter!("lull_history_dropped_total", "kind" => kind).increment(1);
-            return false;
-        }
-        self.rows += 1;
-        true
-    }
-
-    fn streak(&mut self, max: usize, host: &str, streak: ClosedStreak) {
-        if self.room(max, "streak") {
-            self.streaks.push(StreakRow {
-                host_id: host.to_string(),
-                streak,
-            });
-        }
-    }
 }
 
 /// Most commands handled per wake-up of the actor.
@@ -322,10 +141,10 @@ impl Fleet {
                 _ = push_views.tick() => self.push_views(now_unix()),
                 _ = history.tick() => self.flush_history(htx.as_ref(), now_unix()),
                 _ = flush.tick() => {
-                    let rows = self.dirty_rows();
+                    let rows = dirty_rows(&mut self.hosts);
                     if !rows.is_empty() {
                         if let Err(mpsc::error::TrySendError::Full(rows)) = wtx.try_send(rows) {
-                            self.mark_dirty(&rows);
+                            mark_dirty(&mut self.hosts, &rows);
                         }
                     }
                 }
@@ -337,7 +156,7 @@ impl Fleet {
         while let Ok(cmd) = rx.try_recv() {
             self.handle(cmd);
         }
-        let rows = self.dirty_rows();
+        let rows = dirty_rows(&mut self.hosts);
         if !rows.is_empty() {
             let _ = wtx.send(rows).await;
         }
@@ -366,30 +185,19 @@ impl Fleet {
             Command::Snapshot(snap, at) => self.apply_snapshot(snap, at),
             Command::Health(host, h, at) => {
                 if let Some(e) = self.hosts.get_mut(&host) {
-                    let t = &h.transport;
-                    metrics::gauge!("lull_fleet_agent_reported_queue_length", "host" => host.clone())
-                        .set(t.queue_length as f64);
-                    metrics::counter!("lull_fleet_agent_reported_dropped_total", "host" => host.clone())
-                        .absolute(t.dropped_messages);
-                    metrics::gauge!("lull_fleet_agent_last_health_timestamp_seconds", "host" => host.clone())
-                        .set(at);
-                    e.agent.health = Some(*h);
-                    e.agent.health_at = Some(at);
+                    e.agent_health(&host, *h, at);
                 }
             }
             Command::Failure(host, f, at) => {
                 if let Some(e) = self.hosts.get_mut(&host) {
-                    metrics::counter!("lull_fleet_agent_loop_failures_total", "host" => host.clone())
-                        .increment(1);
-                    e.agent.failure = Some(*f);
-                    e.agent.failure_at = Some(at);
+                    e.agent_failure(&host, *f, at);
                 }
             }
             Command::List(reply) => {
-                let _ = reply.send(self.list(now_unix()));
+                let _ = reply.send(queries::list(&self.hosts, &self.blocks, now_unix()));
             }
             Command::Get(host, reply) => {
-                let _ = reply.send(self.get(&host, now_unix()));
+                let _ = reply.send(queries::get(&self.hosts, &self.blocks, &host, now_unix()));
             }
             Command::Block(target, block, reply) => {
                 let now = now_unix();
@@ -425,14 +233,10 @@ impl Fleet {
                 let _ = reply.send(self.blocks.list(now_unix()));
             }
             Command::HealthFacts(reply) => {
-                let _ = reply.send(self.health_facts());
+                let _ = reply.send(queries::health_facts(&self.hosts));
             }
             Command::LiveQuiet(host, reply) => {
-                let live = self.hosts.get(&host).map(|e| LiveQuiet {
-                    pending: e.qbuf.iter().map(|p| (p.t, f64::from(p.score))).collect(),
-                    open_streak: e.streaks.current(),
-                });
-                let _ = reply.send(live);
+                let _ = reply.send(queries::live_quiet(&self.hosts, &host));
             }
             Command::Forecasts(hints) => self.apply_forecasts(hints),
         }
@@ -445,17 +249,16 @@ impl Fleet {
         };
         if snap.seq < entry.snapshot.seq && snap.collected_at < entry.snapshot.collected_at {
             // An old snapshot delivered late: keep the newer one.
-            metrics::counter!("lull_stats_out_of_order_total").increment(1);
+            metrics::counter!(m::STATS_OUT_OF_ORDER.name).increment(1);
             return;
         }
         if snap.seq > entry.snapshot.seq + 1 {
-            metrics::counter!("lull_stats_seq_gaps_total")
-                .increment(snap.seq - entry.snapshot.seq - 1);
+            metrics::counter!(m::STATS_SEQ_GAPS.name).increment(snap.seq - entry.snapshot.seq - 1);
         }
         let before = entry.quiet.state;
         entry.quiet = entry.tracker.observe(&snap, at);
         entry.snapshot = snap;
-        sample_history(entry, &mut self.pending, self.cfg.history.as_ref(), at);
+        history::sample(entry, &mut self.pending, self.cfg.history.as_ref(), at);
         entry.last_seen = at;
         entry.dirty = true;
         if entry.stale {
@@ -511,7 +314,7 @@ impl Fleet {
             pushed: None,
             gauges,
         };
-        sample_history(&mut entry, &mut self.pending, self.cfg.history.as_ref(), at);
+        history::sample(&mut entry, &mut self.pending, self.cfg.history.as_ref(), at);
         self.hosts.insert(host_id, entry);
     }
 
@@ -553,17 +356,17 @@ impl Fleet {
             *counts.entry(e.quiet.state).or_default() += 1;
         }
         for s in QuietState::ALL {
-            metrics::gauge!("lull_hosts", "state" => s.as_str())
+            metrics::gauge!(m::HOSTS.name, "state" => s.as_str())
                 .set(counts.get(&s).copied().unwrap_or(0) as f64);
         }
-        metrics::gauge!("lull_hosts_stale").set(stale as f64);
+        metrics::gauge!(m::HOSTS_STALE.name).set(stale as f64);
         if self.blocks.next_end().is_some_and(|t| t <= now) {
             self.blocks.expire(now);
         }
         self.refresh_blocked(now);
         if let Some(h) = &self.cfg.history {
-            metrics::gauge!("lull_history_pending_rows").set(self.pending.rows as f64);
-            metrics::gauge!("lull_db_write_lag_seconds").set(h.shared.db.lag(now).unwrap_or(0.0));
+            metrics::gauge!(m::HISTORY_PENDING_ROWS.name).set(self.pending.rows as f64);
+            metrics::gauge!(m::DB_WRITE_LAG.name).set(h.shared.db.lag(now).unwrap_or(0.0));
         }
     }
 
@@ -582,14 +385,14 @@ impl Fleet {
                 blocked += 1;
             }
         }
-        metrics::gauge!("lull_hosts_blocked").set(blocked as f64);
+        metrics::gauge!(m::HOSTS_BLOCKED.name).set(blocked as f64);
         let fleet = if self.blocks.fleet(now).is_some() {
             1.0
         } else {
             0.0
         };
-        metrics::gauge!("lull_blocks", "scope" => "fleet").set(fleet);
-        metrics::gauge!("lull_blocks", "scope" => "host").set(self.blocks.host_count() as f64);
+        metrics::gauge!(m::BLOCKS.name, "scope" => "fleet").set(fleet);
+        metrics::gauge!(m::BLOCKS.name, "scope" => "host").set(self.blocks.host_count() as f64);
     }
 
     fn apply_forecasts(&mut self, hints: Vec<(String, Option<f64>)>) {
@@ -620,26 +423,7 @@ impl Fleet {
             .history
             .as_ref()
             .map_or(f64::INFINITY, |h| h.cfg.quiet_chunk_max_sec);
-        let mut quiet = Vec::new();
-        for (id, e) in &mut self.hosts {
-            if !e.qbuf.is_empty() {
-                let samples = std::mem::take(&mut e.qbuf);
-                quiet.extend(split_chunk(
-                    QuietChunk {
-                        host_id: id.clone(),
-                        samples,
-                    },
-                    max_span,
-                ));
-            }
-        }
-        self.pending.rows = 0;
-        HistoryBatch {
-            created_at: now,
-            quiet,
-            snapshots: std::mem::take(&mut self.pending.snaps),
-            streaks: std::mem::take(&mut self.pending.streaks),
-        }
+        self.pending.take_batch(&mut self.hosts, max_span, now)
     }
 
     /// Hands what is pending to the history writer, unless its queue is
@@ -653,7 +437,7 @@ impl Fleet {
         }
         // Only this actor sends, so a reserved slot stays ours.
         let Ok(permit) = tx.try_reserve() else {
-            metrics::counter!("lull_history_writer_busy_total").increment(1);
+            metrics::counter!(m::HISTORY_WRITER_BUSY.name).increment(1);
             return;
         };
         let batch = self.take_batch(now);
@@ -674,184 +458,13 @@ impl Fleet {
         let views: Vec<HostView> = self
             .changed
             .iter()
-            .filter_map(|id| {
-                self.hosts
-                    .get(id)
-                    .map(|e| view_of(id, e, &self.blocks, now))
-            })
+            .filter_map(|id| self.hosts.get(id).map(|e| e.view(id, &self.blocks, now)))
             .collect();
         if tx.try_send(views).is_ok() {
             for id in self.changed.drain() {
                 if let Some(e) = self.hosts.get_mut(&id) {
                     e.pushed = Some((now, e.signals(now)));
                 }
-            }
-        }
-    }
-
-    fn list(&self, now: f64) -> Vec<HostSummary> {
-        let mut out: Vec<HostSummary> = self
-            .hosts
-            .iter()
-            .map(|(id, e)| HostSummary {
-                host_id: id.clone(),
-                state: e.quiet.state,
-                quiet_score: e.quiet.quiet_score,
-                last_seen: e.last_seen,
-                stale: e.stale,
-                blocked: self.blocks.of(id, now).is_some(),
-            })
-            .collect();
-        out.sort_by(|a, b| a.host_id.cmp(&b.host_id));
-        out
-    }
-
-    fn get(&self, host: &str, now: f64) -> Option<HostDetail> {
-        self.hosts.get(host).map(|e| HostDetail {
-            snapshot: (*e.snapshot).clone(),
-            quiet: e.quiet.clone(),
-            agent: e.agent.clone(),
-            last_seen: e.last_seen,
-            stale: e.stale,
-            block: self.blocks.info_of(host, now),
-        })
-    }
-
-    fn health_facts(&self) -> Vec<HostFacts> {
-        self.hosts
-            .iter()
-            .map(|(id, e)| HostFacts {
-                host_id: id.clone(),
-                state: Some(e.quiet.state),
-                quiet_score: Some(e.quiet.quiet_score),
-                stale: e.stale,
-                last_seen: Some(e.last_seen),
-                last_failure_at: e.agent.failure_at,
-                last_failure: e.agent.failure.as_ref().map(|f| f.error.clone()),
-            })
-            .collect()
-    }
-
-    fn dirty_rows(&mut self) -> Vec<HostRow> {
-        self.hosts
-            .iter_mut()
-            .filter(|(_, e)| e.dirty)
-            .map(|(id, e)| {
-                e.dirty = false;
-                HostRow {
-                    host_id: id.clone(),
-                    first_seen: e.first_seen,
-                    last_seen: e.last_seen,
-                }
-            })
-            .collect()
-    }
-
-    fn mark_dirty(&mut self, rows: &[HostRow]) {
-        for r in rows {
-            if let Some(e) = self.hosts.get_mut(&r.host_id) {
-                e.dirty = true;
-            }
-        }
-    }
-}
-
-/// Feeds the host's latest assessed snapshot (received at `at`) to its
-/// streak builder, and keeps a quiet sample and a copy of the snapshot for
-/// the history when their cadence slot is new.
-fn sample_history(
-    e: &mut HostEntry,
-    pending: &mut Pending,
-    history: Option<&HistoryStore>,
-    at: f64,
-) {
-    let closed = e.streaks.push(QuietSample {
-        time: at,
-        score: e.quiet.quiet_score,
-        state: e.quiet.state,
-    });
-    let Some(store) = history else {
-        return;
-    };
-    let cfg = &store.cfg;
-    let max = cfg.max_pending_rows;
-    if let Some(s) = closed {
-        pending.streak(max, &e.snapshot.host_id, s);
-    }
-    let slot = (at / cfg.quiet_every_sec).floor() as i64;
-    if slot != e.quiet_slot && pending.room(max, "quiet") {
-        e.quiet_slot = slot;
-        e.qbuf.push(QuietPoint {
-            t: at,
-            score: e.quiet.quiet_score as f32,
-            state: e.quiet.state,
-        });
-    }
-    let slot = (at / cfg.groups_every_sec).floor() as i64;
-    if slot != e.group_slot && pending.room(max, "snapshot") {
-        e.group_slot = slot;
-        pending.snaps.push(SnapshotSample {
-            t: at,
-            snapshot: (*e.snapshot).clone(),
-        });
-    }
-}
-
-/// What the lease book needs to know of a host.
-fn view_of(id: &str, e: &HostEntry, blocks: &Blocks, now: f64) -> HostView {
-    let i = &e.quiet.inputs;
-    let mut v = HostView::new(
-        id,
-        e.quiet.state,
-        e.quiet.quiet_score,
-        e.snapshot.host.cpu_count,
-        e.last_seen,
-    );
-    v.stale = e.stale;
-    if let Some((_, b)) = blocks.of(id, now) {
-        v.blocked = true;
-        v.blocked_reason = b.reason.clone();
-    }
-    v.cooldown_until = e.tracker.in_cooldown(now).map(|left| now + left);
-    v.next_quiet_at = e.next_quiet_at;
-    v.cpu_avg_pct = Some(i.cpu_avg_2m);
-    v.load_per_core = Some(i.load_per_core);
-    v.mem_pct = Some(i.mem_pct);
-    v.io_pressure = i.io_pressure;
-    v.disk_free_pct = i.disk_free_pct;
-    v.net_bps = Some(e.snapshot.host.net_bps());
-    v
-}
-
-/// Updates the per-host gauges; the state gauge only on a change.
-fn publish_state(host: &str, before: Option<QuietState>, now: &QuietAssessment, g: &Gauges) {
-    g.score.set(now.quiet_score);
-    if before != Some(now.state) {
-        for s in QuietState::ALL {
-            metrics::gauge!("lull_host_state", "host" => host.to_string(), "state" => s.as_str())
-                .set(if s == now.state { 1.0 } else { 0.0 });
-        }
-        if let Some(b) = before {
-            tracing::info!(host, from = %b, to = %now.state, score = now.quiet_score, "quiet state changed");
-        }
-    }
-}
-
-async fn write_hosts(pool: Pool, mut rx: mpsc::Receiver<Vec<HostRow>>) {
-    while let Some(rows) = rx.recv().await {
-        let started = Instant::now();
-        match crate::store::hosts::upsert(&pool, &rows).await {
-            Ok(_) => {
-                metrics::histogram!("lull_db_batch_duration_seconds", "table" => "hosts")
-                    .record(started.elapsed().as_secs_f64());
-                metrics::histogram!("lull_db_batch_rows", "table" => "hosts")
-                    .record(rows.len() as f64);
-                metrics::gauge!("lull_db_last_write_timestamp_seconds", "table" => "hosts")
-                    .set(now_unix());
-            }
-            Err(e) => {
-                metrics::counter!("lull_db_write_errors_total", "table" => "hosts").increment(1);
-                tracing::warn!(error = %e, rows = rows.len(), "writing hosts failed");
             }
         }
     }
@@ -893,53 +506,6 @@ mod tests {
                 return v;
             }
         }
-    }
-
-    fn signals() -> ViewSignals {
-        ViewSignals {
-            state: QuietState::Quiet,
-            score: 90.0,
-            stale: false,
-            blocked: false,
-            cooling: false,
-            next_quiet_at: None,
-            cpu: 10.0,
-            mem: 40.0,
-            load: 0.2,
-            io: Some(1.0),
-            disk_free: Some(50.0),
-            net: 1000.0,
-        }
-    }
-
-    #[test]
-    fn only_meaningful_view_changes_are_pushed_at_once() {
-        let f = ViewFilter::default();
-        let old = signals();
-        let same = |g: &dyn Fn(&mut ViewSignals)| {
-            let mut n = old;
-            g(&mut n);
-            f.worth_pushing(&old, 100.0, &n, 101.0)
-        };
-        assert!(!same(&|_| {}));
-        assert!(!same(&|n| n.score = 90.9));
-        assert!(!same(&|n| n.cpu = 11.5));
-        assert!(!same(&|n| n.net = 1100.0));
-        assert!(same(&|n| n.score = 89.0));
-        assert!(same(&|n| n.state = QuietState::Normal));
-        assert!(same(&|n| n.stale = true));
-        assert!(same(&|n| n.blocked = true));
-        assert!(same(&|n| n.cooling = true));
-        assert!(same(&|n| n.next_quiet_at = Some(5.0)));
-        assert!(same(&|n| n.cpu = 12.0));
-        assert!(same(&|n| n.mem = 38.0));
-        assert!(same(&|n| n.load = 0.35));
-        assert!(same(&|n| n.io = None));
-        assert!(same(&|n| n.disk_free = Some(47.9)));
-        assert!(same(&|n| n.net = 1300.0));
-        assert!(same(&|n| n.cpu = f64::NAN));
-        // Small drifts go with the refresh.
-        assert!(f.worth_pushing(&old, 100.0, &old, 105.0));
     }
 
     #[tokio::test]

@@ -74,7 +74,7 @@ pub async fn run(
         match refresh(&store, &fleet, workers.as_ref(), now_unix()).await {
             Ok(n) => tracing::debug!(hosts = n, "forecasts refreshed"),
             Err(e) => {
-                metrics::counter!("lull_history_maintenance_errors_total", "step" => "forecast")
+                metrics::counter!(crate::store::metrics::HISTORY_MAINTENANCE_ERRORS.name, "step" => "forecast")
                     .increment(1);
                 tracing::warn!(error = %e, "refreshing forecasts failed");
             }

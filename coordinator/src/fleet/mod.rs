@@ -7,8 +7,15 @@
 mod actor;
 pub mod endpoints;
 pub mod forecast;
+mod history;
+mod host;
+mod host_table;
+pub(crate) mod metrics;
+mod queries;
+pub mod views;
 
-pub use actor::{spawn, FleetConfig, ViewFilter, ViewSignals};
+pub use actor::{spawn, FleetConfig};
+pub use views::{ViewFilter, ViewSignals};
 
 use lull_proto::msg::hosts::{BlockInfo, BlockReply, HostDetail, HostSummary};
 use lull_proto::msg::stats::SystemStatsSnapshot;

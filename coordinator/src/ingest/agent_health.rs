@@ -81,7 +81,7 @@ pub async fn run(
                     (kind, rejection.label())
                 }
             };
-        metrics::counter!("lull_fleet_agent_messages_total", "kind" => kind, "result" => result)
+        metrics::counter!(super::metrics::AGENT_MESSAGES.name, "kind" => kind, "result" => result)
             .increment(1);
     }
     let _ = sub.unsubscribe().await;

@@ -2,6 +2,7 @@
 //! NATS (soft state), and durable reports from JetStream.
 
 pub mod agent_health;
+pub(crate) mod metrics;
 pub mod reports;
 pub mod stats;
 

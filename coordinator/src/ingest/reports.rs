@@ -209,7 +209,7 @@ async fn process(
     for m in messages {
         if let Ok(info) = m.info() {
             let published = info.published.unix_timestamp_nanos() as f64 / 1e9;
-            metrics::histogram!("lull_reports_ingest_lag_seconds")
+            metrics::histogram!(super::metrics::REPORTS_INGEST_LAG.name)
                 .record((now_unix() - published).max(0.0));
         }
         match classify(subjects, m.subject.as_str(), &m.payload, max_payload) {
@@ -229,7 +229,7 @@ async fn process(
                     _ => "unknown",
                 };
                 tracing::warn!(subject = %m.subject, id = %record_id(&m.payload), %rejection, "report rejected");
-                metrics::counter!("lull_reports_total", "kind" => kind, "result" => "invalid")
+                metrics::counter!(super::metrics::REPORTS.name, "kind" => kind, "result" => "invalid")
                     .increment(1);
                 if let Err(e) = m.ack_with(AckKind::Term).await {
                     tracing::warn!(error = %e, "terminating an invalid report failed");
@@ -273,7 +273,7 @@ async fn deliver<T>(
     match outcome {
         Ok(()) => {
             for (m, kind) in messages.iter().zip(kinds) {
-                metrics::counter!("lull_reports_total", "kind" => kind, "result" => "accepted")
+                metrics::counter!(super::metrics::REPORTS.name, "kind" => kind, "result" => "accepted")
                     .increment(1);
                 if let Err(e) = m.ack().await {
                     // The commit stands; a redelivery is an idempotent no-op.
@@ -284,7 +284,7 @@ async fn deliver<T>(
         Err(reason) => {
             tracing::warn!(%reason, n = messages.len(), "committing reports failed; will retry");
             for (m, kind) in messages.iter().zip(kinds) {
-                metrics::counter!("lull_reports_total", "kind" => kind, "result" => "retried")
+                metrics::counter!(super::metrics::REPORTS.name, "kind" => kind, "result" => "retried")
                     .increment(1);
                 let _ = m.ack_with(AckKind::Nak(Some(cfg.retry_delay))).await;
             }

@@ -49,7 +49,7 @@ pub async fn run(
         let result = match classify(&subjects, msg.subject.as_str(), &msg.payload, max_payload) {
             Ok(snap) => {
                 let lag = now_unix() - snap.collected_at;
-                metrics::histogram!("lull_stats_ingest_lag_seconds").record(lag.max(0.0));
+                metrics::histogram!(super::metrics::STATS_INGEST_LAG.name).record(lag.max(0.0));
                 if fleet.snapshot(snap, now_unix()) {
                     "accepted"
                 } else {
@@ -61,7 +61,7 @@ pub async fn run(
                 rejection.label()
             }
         };
-        metrics::counter!("lull_stats_messages_total", "result" => result).increment(1);
+        metrics::counter!(super::metrics::STATS_MESSAGES.name, "result" => result).increment(1);
     }
     let _ = sub.unsubscribe().await;
     Ok(())

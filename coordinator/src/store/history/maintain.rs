@@ -29,7 +29,7 @@ pub async fn ensure_partitions(store: &HistoryStore, from: f64) -> Result<(), St
         let made =
             partitions::ensure(&store.pool, &p, start, ahead, store.cfg.lock_timeout_ms).await?;
         if made > 0 {
-            metrics::counter!("lull_history_partitions_created_total", "table" => p.table)
+            metrics::counter!(crate::store::metrics::HISTORY_PARTITIONS_CREATED.name, "table" => p.table)
                 .increment(made as u64);
         }
     }
@@ -214,7 +214,7 @@ pub async fn rollup_due(store: &HistoryStore, now: f64) -> Result<usize, StoreEr
         let next = c + store.cfg.rollup_chunk_sec;
         save_watermark(store, next).await?;
         store.shared.set_watermark(next);
-        metrics::gauge!("lull_history_rollup_watermark_seconds").set(next);
+        metrics::gauge!(crate::store::metrics::HISTORY_ROLLUP_WATERMARK.name).set(next);
     }
     Ok(chunks.len())
 }
@@ -245,7 +245,8 @@ async fn delete_in_batches(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     if total > 0 {
-        metrics::counter!("lull_history_rows_deleted_total", "table" => table).increment(total);
+        metrics::counter!(crate::store::metrics::HISTORY_ROWS_DELETED.name, "table" => table)
+            .increment(total);
     }
     Ok(total)
 }
@@ -257,12 +258,13 @@ pub async fn retention(store: &HistoryStore, now: f64) -> Result<(usize, u64), S
     for p in store.cfg.partitioned(&store.quiet) {
         let n = partitions::drop_expired(&store.pool, &p, now, store.cfg.lock_timeout_ms).await?;
         if n > 0 {
-            metrics::counter!("lull_history_partitions_dropped_total", "table" => p.table)
+            metrics::counter!(crate::store::metrics::HISTORY_PARTITIONS_DROPPED.name, "table" => p.table)
                 .increment(n as u64);
         }
         dropped += n;
         let left = partitions::list(&store.pool, p.table).await?.len();
-        metrics::gauge!("lull_history_partitions", "table" => p.table).set(left as f64);
+        metrics::gauge!(crate::store::metrics::HISTORY_PARTITIONS.name, "table" => p.table)
+            .set(left as f64);
     }
     let mut deleted = delete_in_batches(
         store,
@@ -285,14 +287,14 @@ pub async fn retention(store: &HistoryStore, now: f64) -> Result<(usize, u64), S
 pub async fn run_once(store: &HistoryStore, now: f64) {
     let step = |name: &'static str, r: Result<(), StoreError>| {
         if let Err(e) = r {
-            metrics::counter!("lull_history_maintenance_errors_total", "step" => name).increment(1);
+            metrics::counter!(crate::store::metrics::HISTORY_MAINTENANCE_ERRORS.name, "step" => name).increment(1);
             tracing::warn!(step = name, error = %e, "history maintenance step failed");
         }
     };
     step("partitions", ensure_partitions(store, now).await);
     step("rollups", rollup_due(store, now).await.map(|_| ()));
     step("retention", retention(store, now).await.map(|_| ()));
-    metrics::gauge!("lull_history_maintenance_last_run_timestamp_seconds").set(now_unix());
+    metrics::gauge!(crate::store::metrics::HISTORY_MAINTENANCE_LAST_RUN.name).set(now_unix());
 }
 
 /// Gets the store ready before ingest starts: partitions for today and
@@ -302,7 +304,7 @@ pub async fn prepare(store: &HistoryStore) -> Result<(), StoreError> {
     ensure_partitions(store, now).await?;
     let wm = load_watermark(store, now).await?;
     store.shared.set_watermark(wm);
-    metrics::gauge!("lull_history_rollup_watermark_seconds").set(wm);
+    metrics::gauge!(crate::store::metrics::HISTORY_ROLLUP_WATERMARK.name).set(wm);
     Ok(())
 }
 

@@ -245,15 +245,17 @@ pub fn record(
 ) {
     match r {
         Ok(_) => {
-            metrics::histogram!("lull_db_batch_duration_seconds", "table" => table)
+            metrics::histogram!(crate::store::metrics::DB_BATCH_DURATION.name, "table" => table)
                 .record(started.elapsed().as_secs_f64());
-            metrics::histogram!("lull_db_batch_rows", "table" => table).record(rows as f64);
+            metrics::histogram!(crate::store::metrics::DB_BATCH_ROWS.name, "table" => table)
+                .record(rows as f64);
             let now = now_unix();
-            metrics::gauge!("lull_db_last_write_timestamp_seconds", "table" => table).set(now);
+            metrics::gauge!(crate::store::metrics::DB_LAST_WRITE.name, "table" => table).set(now);
             store.shared.db.ok(now);
         }
         Err(e) => {
-            metrics::counter!("lull_db_write_errors_total", "table" => table).increment(1);
+            metrics::counter!(crate::store::metrics::DB_WRITE_ERRORS.name, "table" => table)
+                .increment(1);
             store.shared.db.error(now_unix(), &e.to_string());
             tracing::warn!(table, rows, error = %e, "history write failed");
         }

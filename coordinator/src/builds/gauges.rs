@@ -1,0 +1,105 @@
+//! The regions' metrics as the actor keeps them: every region's build
+//! counts, success ratio, streak, cost and health (with a log line when a
+//! region becomes or stops being outlawed), the durations of newly
+//! recorded builds, and the region reports stored.
+
+use std::collections::BTreeSet;
+
+use lull_proto::msg::region::{BuildRecord, RegionState};
+
+use super::metrics as m;
+use lull_engine::region::fatigue::Pardon;
+use lull_engine::region::{region_health, RegionAggregate, RegionConfig};
+
+const STATES: [RegionState; 4] = [
+    RegionState::Healthy,
+    RegionState::Fatigued,
+    RegionState::Exhausted,
+    RegionState::Outlawed,
+];
+
+/// The per-region gauges, and which regions were last seen outlawed.
+#[derive(Debug, Default)]
+pub(super) struct RegionGauges {
+    outlawed: BTreeSet<String>,
+}
+
+impl RegionGauges {
+    /// Brings the metrics of region `name` up to date with its aggregate
+    /// and pardon at `now`.
+    pub(super) fn region(
+        &mut self,
+        name: &str,
+        agg: &RegionAggregate,
+        pardon: Option<&Pardon>,
+        cfg: &RegionConfig,
+        now: f64,
+    ) {
+        let region = name.to_string();
+        let (total, ok) = (agg.total_builds(), agg.successes());
+        metrics::counter!(m::BUILDS.name, "region" => region.clone(), "result" => "success")
+            .absolute(ok);
+        metrics::counter!(m::BUILDS.name, "region" => region.clone(), "result" => "failure")
+            .absolute(total.saturating_sub(ok));
+        metrics::counter!(m::FATIGUE_INCIDENTS.name, "region" => region.clone())
+            .absolute(agg.fatigue_incidents());
+        let ratio = if total > 0 {
+            ok as f64 / total as f64
+        } else {
+            0.0
+        };
+        metrics::gauge!(m::SUCCESS_RATIO.name, "region" => region.clone()).set(ratio);
+        metrics::gauge!(m::STREAK.name, "region" => region.clone())
+            .set(agg.current_streak() as f64);
+        let cost = agg.cost().total_usd();
+        // Counters are integers in the metrics library: whole dollars here,
+        // the exact figure in the gauge.
+        metrics::counter!(m::BUILD_COST_TOTAL.name, "region" => region.clone())
+            .absolute(cost.floor() as u64);
+        metrics::gauge!(m::BUILD_COST.name, "region" => region.clone()).set(cost);
+        let h = region_health(agg, pardon, cfg, now);
+        for st in STATES {
+            let v = if st == h.state { 1.0 } else { 0.0 };
+            metrics::gauge!(m::FATIGUE_STATE.name, "region" => region.clone(), "state" => st.as_str())
+                .set(v);
+        }
+        let outlawed = h.outlaw.is_some();
+        metrics::gauge!(m::OUTLAWED.name, "region" => region.clone()).set(if outlawed {
+            1.0
+        } else {
+            0.0
+        });
+        match (outlawed, self.outlawed.contains(name)) {
+            (true, false) => {
+                let reason = h.outlaw.map(|v| v.reason).unwrap_or_default();
+                tracing::warn!(%region, %reason, "region outlawed");
+                self.outlawed.insert(region);
+            }
+            (false, true) => {
+                tracing::info!(%region, "region no longer outlawed");
+                self.outlawed.remove(name);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Records the duration and queue wait of a newly stored build.
+pub(super) fn record_build(b: &BuildRecord) {
+    let region = b.region.clone();
+    metrics::histogram!(m::BUILD_DURATION.name, "region" => region.clone())
+        .record(b.duration_minutes_value() * 60.0);
+    metrics::histogram!(m::QUEUE_WAIT.name, "region" => region)
+        .record(b.queue_wait_minutes_value() * 60.0);
+}
+
+/// Counts the new and duplicate reports of one `kind` in a batch.
+pub(super) fn count_reports(kind: &'static str, new: u64, duplicate: u64) {
+    if new > 0 {
+        metrics::counter!(m::REPORTS.name, "kind" => kind, "result" => "new").increment(new);
+    }
+    if duplicate > 0 {
+        metrics::counter!(m::REPORTS.name, "kind" => kind, "result" => "duplicate")
+            .increment(duplicate);
+    }
+}

@@ -1,0 +1,59 @@
+//! The `hosts` table (first and last seen of every host): which rows
+//! changed since the last write, and the writer task that upserts them so
+//! the actor never awaits the database.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use deadpool_postgres::Pool;
+use lull_common::runtime::now_unix;
+use tokio::sync::mpsc;
+
+use super::host::HostEntry;
+use crate::store::hosts::HostRow;
+use crate::store::metrics as db;
+
+/// The rows of hosts seen since the last write; they are marked clean.
+pub(super) fn dirty_rows(hosts: &mut HashMap<String, HostEntry>) -> Vec<HostRow> {
+    hosts
+        .iter_mut()
+        .filter(|(_, e)| e.dirty)
+        .map(|(id, e)| {
+            e.dirty = false;
+            HostRow {
+                host_id: id.clone(),
+                first_seen: e.first_seen,
+                last_seen: e.last_seen,
+            }
+        })
+        .collect()
+}
+
+/// Marks the hosts of rows that could not be handed over for the next write.
+pub(super) fn mark_dirty(hosts: &mut HashMap<String, HostEntry>, rows: &[HostRow]) {
+    for r in rows {
+        if let Some(e) = hosts.get_mut(&r.host_id) {
+            e.dirty = true;
+        }
+    }
+}
+
+/// Upserts every batch of rows received until the channel closes.
+pub(super) async fn write_hosts(pool: Pool, mut rx: mpsc::Receiver<Vec<HostRow>>) {
+    while let Some(rows) = rx.recv().await {
+        let started = Instant::now();
+        match crate::store::hosts::upsert(&pool, &rows).await {
+            Ok(_) => {
+                metrics::histogram!(db::DB_BATCH_DURATION.name, "table" => "hosts")
+                    .record(started.elapsed().as_secs_f64());
+                metrics::histogram!(db::DB_BATCH_ROWS.name, "table" => "hosts")
+                    .record(rows.len() as f64);
+                metrics::gauge!(db::DB_LAST_WRITE.name, "table" => "hosts").set(now_unix());
+            }
+            Err(e) => {
+                metrics::counter!(db::DB_WRITE_ERRORS.name, "table" => "hosts").increment(1);
+                tracing::warn!(error = %e, rows = rows.len(), "writing hosts failed");
+            }
+        }
+    }
+}
