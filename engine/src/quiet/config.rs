@@ -8,33 +8,18 @@
 //! described in `score.rs` and in `docs/quiet.md`.
 
 use serde::{Deserialize, Serialize};
-use thiserror::Error;
 
-use super::forecast::ForecastConfig;
-use super::health::HealthConfig;
-use super::history::HistoryConfig;
-use super::streaks::StreakConfig;
+pub mod error;
+pub mod forecast;
+pub mod health;
+pub mod history;
+pub mod streaks;
 
-/// A configuration value that makes no sense.
-#[derive(Debug, Clone, PartialEq, Error)]
-pub enum QuietConfigError {
-    /// A number is NaN or infinite.
-    #[error("quiet.{field} must be a finite number")]
-    NotFinite {
-        /// Field name.
-        field: &'static str,
-    },
-    /// A number is out of its allowed range.
-    #[error("quiet.{field} {rule}, got {value}")]
-    OutOfRange {
-        /// Field name.
-        field: &'static str,
-        /// The broken rule, in words.
-        rule: &'static str,
-        /// The offending value.
-        value: f64,
-    },
-}
+pub use error::QuietConfigError;
+pub use forecast::ForecastConfig;
+pub use health::HealthConfig;
+pub use history::HistoryConfig;
+pub use streaks::StreakConfig;
 
 /// Which way a signal gets worse.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

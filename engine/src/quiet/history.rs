@@ -7,83 +7,16 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use thiserror::Error;
 
 use lull_proto::error::ValidationError;
 use lull_proto::validate::{self as v, Validate};
 
-use super::config::QuietConfigError;
-
-/// Longest duration accepted anywhere (400 days), in seconds.
-pub const MAX_DURATION_SEC: f64 = 400.0 * 86_400.0;
+pub use super::config::HistoryConfig;
+use super::duration::truncate;
+pub use super::duration::{format_duration, parse_duration, DurationError, MAX_DURATION_SEC};
 
 /// Most points a request may ask for, whatever the configuration.
 pub const HARD_MAX_POINTS: f64 = 100_000.0;
-
-/// A duration string that cannot be parsed.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum DurationError {
-    /// Not `<positive integer><unit>`.
-    #[error("must be a duration like \"10s\", \"5m\", \"1h\", \"7d\" or \"2w\", got {0:?}")]
-    Syntax(String),
-    /// Longer than [`MAX_DURATION_SEC`].
-    #[error("must be at most 400d, got {0:?}")]
-    TooLong(String),
-}
-
-impl DurationError {
-    /// The error as a validation error of `field`.
-    pub fn into_validation(self, field: &str) -> ValidationError {
-        ValidationError::Invalid {
-            field: field.to_string(),
-            reason: self.to_string(),
-        }
-    }
-}
-
-/// Parses `"<n><unit>"` (units `s`, `m`, `h`, `d`, `w`; `n` a positive
-/// integer) into seconds.
-pub fn parse_duration(s: &str) -> Result<f64, DurationError> {
-    let syntax = || DurationError::Syntax(truncate(s));
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).ok_or_else(syntax)?;
-    let (n, unit) = t.split_at(split);
-    if n.is_empty() || n.len() > 9 {
-        return Err(syntax());
-    }
-    let n: u64 = n.parse().map_err(|_| syntax())?;
-    let mult = match unit {
-        "s" => 1.0,
-        "m" => 60.0,
-        "h" => 3600.0,
-        "d" => 86_400.0,
-        "w" => 604_800.0,
-        _ => return Err(syntax()),
-    };
-    if n == 0 {
-        return Err(syntax());
-    }
-    let secs = n as f64 * mult;
-    if secs > MAX_DURATION_SEC {
-        return Err(DurationError::TooLong(truncate(s)));
-    }
-    Ok(secs)
-}
-
-/// Formats seconds as the largest exact unit (`300` → `"5m"`).
-pub fn format_duration(sec: f64) -> String {
-    let s = sec.max(0.0).round() as u64;
-    for (unit, m) in [("w", 604_800), ("d", 86_400), ("h", 3600), ("m", 60)] {
-        if s >= m && s.is_multiple_of(m) {
-            return format!("{}{unit}", s / m);
-        }
-    }
-    format!("{s}s")
-}
-
-fn truncate(s: &str) -> String {
-    s.chars().take(32).collect()
-}
 
 /// A metric group of the history store.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -134,82 +67,6 @@ impl std::fmt::Display for MetricGroup {
             MetricGroup::Api => f.write_str("api"),
             MetricGroup::Addon(id) => write!(f, "addon:{id}"),
         }
-    }
-}
-
-/// History query limits and defaults.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct HistoryConfig {
-    /// Most points one reply may hold. Default 1500.
-    pub max_points: u32,
-    /// Longest range, seconds. Default 7776000 (90 days, the rollup
-    /// retention).
-    pub max_range_sec: f64,
-    /// Shortest step, seconds. Default 1.
-    pub min_step_sec: f64,
-    /// Range when the request names none. Default "1h".
-    pub default_range: String,
-    /// Without a step, the step is the smallest round one giving at most
-    /// this many points. Default 360.
-    pub target_points: u32,
-    /// How long raw samples are kept, seconds; older ranges read rollups.
-    /// Default 604800 (7 days).
-    pub raw_retention_sec: f64,
-    /// Step of the rollups, seconds; a step at least this long reads
-    /// rollups. Default 60.
-    pub rollup_step_sec: f64,
-    /// Most numeric fields taken from one payload by [`numeric_fields`].
-    /// Default 128.
-    pub max_fields: usize,
-}
-
-impl Default for HistoryConfig {
-    fn default() -> Self {
-        HistoryConfig {
-            max_points: 1500,
-            max_range_sec: 90.0 * 86_400.0,
-            min_step_sec: 1.0,
-            default_range: "1h".into(),
-            target_points: 360,
-            raw_retention_sec: 7.0 * 86_400.0,
-            rollup_step_sec: 60.0,
-            max_fields: 128,
-        }
-    }
-}
-
-impl HistoryConfig {
-    /// Checks the settings.
-    pub fn validate(&self) -> Result<(), QuietConfigError> {
-        let positive = [
-            ("history.max_range_sec", self.max_range_sec),
-            ("history.min_step_sec", self.min_step_sec),
-            ("history.raw_retention_sec", self.raw_retention_sec),
-            ("history.rollup_step_sec", self.rollup_step_sec),
-            ("history.max_points", f64::from(self.max_points)),
-            ("history.target_points", f64::from(self.target_points)),
-        ];
-        for (field, v) in positive {
-            if !v.is_finite() {
-                return Err(QuietConfigError::NotFinite { field });
-            }
-            if v <= 0.0 {
-                return Err(QuietConfigError::OutOfRange {
-                    field,
-                    rule: "must be > 0",
-                    value: v,
-                });
-            }
-        }
-        if parse_duration(&self.default_range).is_err() {
-            return Err(QuietConfigError::OutOfRange {
-                field: "history.default_range",
-                rule: "must be a duration like \"1h\"",
-                value: f64::NAN,
-            });
-        }
-        Ok(())
     }
 }
 

@@ -8,6 +8,7 @@
 
 pub mod blocks;
 pub mod config;
+pub mod duration;
 pub mod forecast;
 pub mod health;
 pub mod history;

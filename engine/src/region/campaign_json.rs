@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, HashSet};
 use lull_proto::msg::region::{BuildRecord, CampaignStats, RegionStats};
 use serde::{Deserialize, Serialize};
 
-use super::aggregate::{Campaign, CampaignBaseline};
+use super::campaign::{Campaign, CampaignBaseline};
 use super::fatigue::RegionConfig;
 
 /// The seed 000 document for everything the campaign knows.
@@ -152,7 +152,7 @@ pub fn apply_import(c: &mut Campaign, plan: &ImportPlan, cfg: &RegionConfig) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::region::aggregate::{recompute, Applied};
+    use crate::region::campaign::{recompute, Applied};
     use lull_proto::validate::decode;
     use serde_json::{json, Value};
 

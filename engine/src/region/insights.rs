@@ -16,7 +16,8 @@ use lull_proto::msg::region::{
     RegionSummary, RegionTrend, SpeedEntry, Trend, WindowStats,
 };
 
-use super::aggregate::{Campaign, HourBucket, RegionAggregate};
+use super::aggregate::{HourBucket, RegionAggregate};
+use super::campaign::Campaign;
 use super::fatigue::{region_health, Pardon, RegionConfig, RegionHealth};
 
 const HOUR: f64 = 3600.0;

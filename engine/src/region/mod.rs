@@ -8,15 +8,21 @@
 //! See docs/regions.md for the rules.
 
 pub mod aggregate;
+pub mod campaign;
 pub mod campaign_json;
+pub mod config;
 pub mod fatigue;
 pub mod insights;
+pub mod order;
+mod persist;
 pub mod select;
 
-pub use aggregate::{recompute, Applied, Baselines, Campaign, CampaignBaseline, RegionAggregate};
+pub use aggregate::RegionAggregate;
+pub use campaign::{recompute, Applied, Baselines, Campaign, CampaignBaseline};
 pub use campaign_json::{
     apply_import, campaign_stats, plan_import, plan_import_with, ImportPlan, ImportReport,
 };
-pub use fatigue::{region_health, Pardon, RegionConfig, RegionHealth};
+pub use config::RegionConfig;
+pub use fatigue::{region_health, Pardon, RegionHealth};
 pub use insights::insights;
 pub use select::select;

@@ -18,7 +18,8 @@ use lull_proto::msg::region::{
     RegionSelectRequest, RegionState, SelectWeights,
 };
 
-use super::aggregate::{Campaign, RegionAggregate};
+use super::aggregate::RegionAggregate;
+use super::campaign::Campaign;
 use super::fatigue::{region_health, Pardon, RegionConfig, RegionHealth};
 
 /// Ranks `req.candidates` (every known region when empty) at `now`.
