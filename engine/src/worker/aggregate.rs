@@ -15,8 +15,8 @@ use lull_proto::msg::worker::{
 };
 use serde::{Deserialize, Serialize};
 
+use super::calendar::{day_index, day_of_week, hour_index, hour_of_day};
 use super::config::WorkerConfig;
-use super::learning::{day_index, day_of_week, hour_index, hour_of_day};
 
 /// UTC days whose run counts are kept (for `execution_number_today`).
 pub const DAYS_KEPT: i64 = 8;

@@ -18,10 +18,14 @@
 
 pub mod aggregate;
 pub mod anomaly;
+pub mod calendar;
 pub mod config;
 pub mod learning;
 pub mod missed;
+pub mod recommend;
 pub mod score;
+pub mod slots;
+pub mod trend;
 
 use lull_proto::msg::worker::{ScoredExecution, WorkerExecutionReport};
 
