@@ -115,13 +115,15 @@ pub async fn run(cfg: CoordinatorConfig, stop: CancellationToken) -> anyhow::Res
     ));
     let mut svc = service::Service::start(&client, &subjects)
         .await
-        .map_err(|e| anyhow::anyhow!("starting the micro service: {e}"))?;
+        .map_err(anyhow::Error::from_boxed)
+        .context("starting the micro service")?;
     let mut lease_endpoints = Vec::new();
     for op in scheduler::endpoints::LeaseOp::ALL {
         let ep = svc
             .endpoint(op.name())
             .await
-            .map_err(|e| anyhow::anyhow!("registering {}: {e}", op.name()))?;
+            .map_err(anyhow::Error::from_boxed)
+            .with_context(|| format!("registering {}", op.name()))?;
         lease_endpoints.push((op, ep));
     }
     let scheduler_task = scheduler::spawn(
@@ -164,7 +166,8 @@ pub async fn run(cfg: CoordinatorConfig, stop: CancellationToken) -> anyhow::Res
         intake.clone(),
     )
     .await
-    .map_err(|e| anyhow::anyhow!("starting the micro service: {e}"))?;
+    .map_err(anyhow::Error::from_boxed)
+    .context("starting the micro service")?;
     tracing::info!(prefix = %subjects.prefix(), "coordinator ready");
 
     stop.cancelled().await;
@@ -201,7 +204,7 @@ async fn start_regions(
 ) -> anyhow::Result<(builds::RegionsHandle, tokio::task::JoinHandle<()>)> {
     cfg.regions
         .validate()
-        .map_err(|e| anyhow::anyhow!("invalid [regions] configuration: {e}"))?;
+        .context("invalid [regions] configuration")?;
     let loaded = builds::load(pool, &cfg.regions)
         .await
         .context("loading the region aggregates")?;
@@ -227,7 +230,7 @@ async fn start_workers(
 ) -> anyhow::Result<(executions::WorkersHandle, tokio::task::JoinHandle<()>)> {
     cfg.workers
         .validate()
-        .map_err(|e| anyhow::anyhow!("invalid [workers] configuration: {e}"))?;
+        .context("invalid [workers] configuration")?;
     let engine = std::sync::Arc::new(cfg.workers.clone());
     let loaded = executions::load(pool, &engine)
         .await
@@ -259,7 +262,7 @@ async fn open_book(
 ) -> anyhow::Result<lease::Book> {
     cfg.lease
         .validate()
-        .map_err(|e| anyhow::anyhow!("invalid [lease] configuration: {e}"))?;
+        .context("invalid [lease] configuration")?;
     let now = lull_common::runtime::now_unix();
     let fresh = hex::encode(rand::random::<[u8; 32]>());
     let days = |d: f64| d * 86_400.0;
@@ -272,10 +275,10 @@ async fn open_book(
     )
     .await
     .context("loading the lease signing keys")?;
-    let mut parsed = keys.keys_hex.iter().map(|h| {
-        lease::LeaseKey::from_hex(h)
-            .map_err(|e| anyhow::anyhow!("a stored lease key is unusable: {e}"))
-    });
+    let mut parsed = keys
+        .keys_hex
+        .iter()
+        .map(|h| lease::LeaseKey::from_hex(h).context("a stored lease key is unusable"));
     let key = parsed
         .next()
         .ok_or_else(|| anyhow::anyhow!("no lease signing key"))??;
@@ -315,7 +318,7 @@ async fn open_history(
 )> {
     cfg.history
         .validate(&cfg.quiet)
-        .map_err(|e| anyhow::anyhow!("invalid [history] configuration: {e}"))?;
+        .context("invalid [history] configuration")?;
     let history = store::history::HistoryStore::new(
         pool.clone(),
         cfg.history.clone(),
@@ -345,7 +348,7 @@ async fn wait_for_db(pool: &deadpool_postgres::Pool, timeout: Duration) -> anyho
                 tracing::warn!(error = %e, "database not reachable yet; retrying");
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
-            Err(e) => return Err(anyhow::anyhow!("connecting to the database: {e}")),
+            Err(e) => return Err(anyhow::Error::new(e).context("connecting to the database")),
         }
     }
 }
@@ -365,9 +368,9 @@ async fn ensure_reports_stream(
         ..Default::default()
     })
     .await
-    .map_err(|e| {
-        anyhow::anyhow!(
-            "creating the {} stream: {e}",
+    .with_context(|| {
+        format!(
+            "creating the {} stream",
             lull_proto::subjects::REPORTS_STREAM
         )
     })?;

@@ -1,5 +1,7 @@
 //! `lull-coordinator`: loads the configuration and runs the coordinator
-//! until SIGTERM or SIGINT, then shuts down gracefully and exits 0.
+//! until SIGTERM or SIGINT, then shuts down gracefully and exits 0. This is
+//! the binary's edge: a failure arrives here as an `anyhow::Error` with its
+//! whole source chain, which is logged and printed (`{:#}` / `{:?}`).
 
 use anyhow::Context;
 use clap::Parser;
@@ -38,5 +40,11 @@ async fn run(cfg: CoordinatorConfig) -> anyhow::Result<()> {
         lull_common::runtime::shutdown_signal().await;
         signal.cancel();
     });
-    lull_coordinator::app::run(cfg, stop).await
+    let result = lull_coordinator::app::run(cfg, stop).await;
+    if let Err(e) = &result {
+        // The whole chain, also in JSON logs; `main` then prints it again
+        // (`{:?}`: the message and every cause) and exits non-zero.
+        tracing::error!(error = %format!("{e:#}"), "the coordinator failed");
+    }
+    result
 }

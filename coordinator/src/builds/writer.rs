@@ -180,7 +180,7 @@ pub(crate) async fn import(
     let inserted = db::insert_builds(&tx, &merged, true, now).await?;
     if inserted.len() != merged.len() {
         // Cannot happen with one writer; refuse rather than count wrongly.
-        return Err(StoreError::Decode(format!(
+        return Err(StoreError::Inconsistent(format!(
             "import: {} of {} new builds were already stored",
             merged.len() - inserted.len(),
             merged.len()

@@ -148,7 +148,7 @@ impl WorkersHandle {
         limit: u32,
     ) -> Result<Option<WorkerExecutionsReply>, StoreError> {
         let Some(pool) = &self.pool else {
-            return Err(StoreError::Pool("no database configured".into()));
+            return Err(StoreError::NoDatabase);
         };
         let executions = crate::store::workers::recent_executions(pool, worker_name, limit).await?;
         if executions.is_empty() && !self.knows(worker_name) {

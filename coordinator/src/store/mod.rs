@@ -13,39 +13,60 @@ pub mod workers;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 
-/// A store operation failed.
+/// A store operation failed. Every variant with a cause keeps it as its
+/// `source` (the message repeats it, so log lines read whole).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database URL does not parse.
     #[error("invalid database URL: {0}")]
-    Url(String),
-    /// The pool could not be built or could not hand out a connection.
+    Url(#[source] tokio_postgres::Error),
+    /// The pool could not be built.
     #[error("database pool: {0}")]
-    Pool(String),
+    Build(#[source] deadpool_postgres::BuildError),
+    /// The pool could not hand out a connection.
+    #[error("database pool: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    /// This coordinator runs without a database.
+    #[error("database pool: no database configured")]
+    NoDatabase,
     /// A statement failed.
     #[error("database: {0}")]
     Db(#[from] tokio_postgres::Error),
     /// A value could not be encoded for a JSON column.
     #[error("encoding a stored document: {0}")]
-    Encode(String),
+    Encode(#[source] serde_json::Error),
     /// A stored document could not be decoded.
+    #[error("decoding a stored document: {what}: {source}")]
+    Decode {
+        /// Which document (table, column, row).
+        what: String,
+        /// Why it could not be read.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// What is stored contradicts what the one writer wrote.
     #[error("decoding a stored document: {0}")]
-    Decode(String),
+    Inconsistent(String),
 }
 
-impl From<deadpool_postgres::PoolError> for StoreError {
-    fn from(e: deadpool_postgres::PoolError) -> Self {
-        StoreError::Pool(e.to_string())
+impl StoreError {
+    /// A [`StoreError::Decode`] of the document `what`.
+    pub fn decode(
+        what: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        StoreError::Decode {
+            what: what.into(),
+            source: source.into(),
+        }
     }
 }
 
 /// Builds a pool for `url` with at most `size` connections. No connection is
 /// opened until the first use.
 pub fn pool(url: &str, size: usize) -> Result<Pool, StoreError> {
-    let cfg: tokio_postgres::Config = url.parse().map_err(|e: tokio_postgres::Error| {
-        // The error text never contains the password, but say which part failed.
-        StoreError::Url(e.to_string())
-    })?;
+    // The error text never contains the password, but says which part failed.
+    let cfg: tokio_postgres::Config = url.parse().map_err(StoreError::Url)?;
     let mgr = Manager::from_config(
         cfg,
         NoTls,
@@ -56,5 +77,5 @@ pub fn pool(url: &str, size: usize) -> Result<Pool, StoreError> {
     Pool::builder(mgr)
         .max_size(size.max(1))
         .build()
-        .map_err(|e| StoreError::Pool(e.to_string()))
+        .map_err(StoreError::Build)
 }

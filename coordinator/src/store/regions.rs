@@ -279,7 +279,7 @@ pub async fn load(pool: &Pool) -> Result<Loaded, StoreError> {
     {
         let Json(b): Json<CampaignBaseline> = row
             .try_get(0)
-            .map_err(|e| StoreError::Decode(format!("region_campaign.baseline: {e}")))?;
+            .map_err(|e| StoreError::decode("region_campaign.baseline", e))?;
         out.campaign = b;
         out.through_seq = row.get(1);
     }
@@ -299,7 +299,7 @@ pub async fn load(pool: &Pool) -> Result<Loaded, StoreError> {
         let region: String = row.get(0);
         let Json(stats): Json<RegionStats> = row
             .try_get(1)
-            .map_err(|e| StoreError::Decode(format!("region_baselines[{region}]: {e}")))?;
+            .map_err(|e| StoreError::decode(format!("region_baselines[{region}]"), e))?;
         out.baselines.insert(region, stats);
     }
     for row in client
@@ -309,7 +309,7 @@ pub async fn load(pool: &Pool) -> Result<Loaded, StoreError> {
         let region: String = row.get(0);
         let Json(p): Json<Pardon> = row
             .try_get(1)
-            .map_err(|e| StoreError::Decode(format!("region_pardons[{region}]: {e}")))?;
+            .map_err(|e| StoreError::decode(format!("region_pardons[{region}]"), e))?;
         out.pardons.insert(region, p);
     }
     Ok(out)
@@ -344,7 +344,7 @@ where
     while let Some(row) = builds.try_next().await? {
         let text: &str = row.get(0);
         let b: BuildRecord = serde_json::from_str(text)
-            .map_err(|e| StoreError::Decode(format!("region_builds.record: {e}")))?;
+            .map_err(|e| StoreError::decode("region_builds.record", e))?;
         f(StoredRecord::Build(Box::new(b)));
         n += 1;
     }
@@ -358,7 +358,7 @@ where
     while let Some(row) = events.try_next().await? {
         let text: &str = row.get(0);
         let e: FatigueEventReport = serde_json::from_str(text)
-            .map_err(|e| StoreError::Decode(format!("region_fatigue_events.record: {e}")))?;
+            .map_err(|e| StoreError::decode("region_fatigue_events.record", e))?;
         f(StoredRecord::Event(Box::new(e)));
         n += 1;
     }
@@ -381,7 +381,7 @@ pub async fn all_facts<C: GenericClient>(
         let text: &str = row.get(0);
         builds.push(
             serde_json::from_str(text)
-                .map_err(|e| StoreError::Decode(format!("region_builds.record: {e}")))?,
+                .map_err(|e| StoreError::decode("region_builds.record", e))?,
         );
     }
     let mut events = Vec::new();
@@ -395,7 +395,7 @@ pub async fn all_facts<C: GenericClient>(
         let text: &str = row.get(0);
         events.push(
             serde_json::from_str(text)
-                .map_err(|e| StoreError::Decode(format!("region_fatigue_events.record: {e}")))?,
+                .map_err(|e| StoreError::decode("region_fatigue_events.record", e))?,
         );
     }
     Ok((builds, events))

@@ -21,7 +21,7 @@ use lull_engine::worker::WorkerAggregate;
 
 /// Encodes a value for a JSONB column.
 fn to_json<T: serde::Serialize>(v: &T) -> Result<serde_json::Value, StoreError> {
-    serde_json::to_value(v).map_err(|e| StoreError::Encode(e.to_string()))
+    serde_json::to_value(v).map_err(StoreError::Encode)
 }
 
 /// Inserts the reports whose `execution_id` is not stored yet (the rest are
@@ -203,7 +203,7 @@ pub async fn execution_counts(pool: &Pool) -> Result<BTreeMap<String, u64>, Stor
 fn decode_row(r: &Row) -> Result<ScoredExecution, StoreError> {
     let bad = |what: &str, e: serde_json::Error| {
         let id: String = r.get(0);
-        StoreError::Decode(format!("execution {id}: {what}: {e}"))
+        StoreError::decode(format!("execution {id}: {what}"), e)
     };
     let report: WorkerExecutionReport =
         serde_json::from_value(r.get(1)).map_err(|e| bad("report", e))?;

@@ -12,8 +12,10 @@ use lull_common::runtime::now_unix;
 use tokio_postgres::types::ToSql;
 use tokio_util::sync::CancellationToken;
 
+use super::accounting::record;
 use super::rollup::{due_chunks, GroupChunk};
-use super::{partitions, write, HistoryStore, QUIET_ROLLUPS, QUIET_STREAKS, STATS_ROLLUPS};
+use super::{partitions, HistoryStore, QUIET_ROLLUPS, QUIET_STREAKS, STATS_ROLLUPS};
+use crate::store::metrics as m;
 use crate::store::StoreError;
 use lull_engine::quiet::history::numeric_fields;
 
@@ -29,7 +31,7 @@ pub async fn ensure_partitions(store: &HistoryStore, from: f64) -> Result<(), St
         let made =
             partitions::ensure(&store.pool, &p, start, ahead, store.cfg.lock_timeout_ms).await?;
         if made > 0 {
-            metrics::counter!(crate::store::metrics::HISTORY_PARTITIONS_CREATED.name, "table" => p.table)
+            metrics::counter!(m::HISTORY_PARTITIONS_CREATED.name, "table" => p.table)
                 .increment(made as u64);
         }
     }
@@ -181,7 +183,7 @@ async fn upsert_group_rollups(
         )
         .await
         .map_err(StoreError::from);
-    write::record(store, STATS_ROLLUPS, rows.len(), started, &r);
+    record(store, STATS_ROLLUPS, rows.len(), started, &r);
     r
 }
 
@@ -208,13 +210,13 @@ pub async fn rollup_due(store: &HistoryStore, now: f64) -> Result<usize, StoreEr
         let started = Instant::now();
         let r = rollup_quiet(store, c).await;
         let n = r.as_ref().map(|n| *n as usize).unwrap_or(0);
-        write::record(store, QUIET_ROLLUPS, n, started, &r);
+        record(store, QUIET_ROLLUPS, n, started, &r);
         r?;
         rollup_groups(store, c).await?;
         let next = c + store.cfg.rollup_chunk_sec;
         save_watermark(store, next).await?;
         store.shared.set_watermark(next);
-        metrics::gauge!(crate::store::metrics::HISTORY_ROLLUP_WATERMARK.name).set(next);
+        metrics::gauge!(m::HISTORY_ROLLUP_WATERMARK.name).set(next);
     }
     Ok(chunks.len())
 }
@@ -245,8 +247,7 @@ async fn delete_in_batches(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     if total > 0 {
-        metrics::counter!(crate::store::metrics::HISTORY_ROWS_DELETED.name, "table" => table)
-            .increment(total);
+        metrics::counter!(m::HISTORY_ROWS_DELETED.name, "table" => table).increment(total);
     }
     Ok(total)
 }
@@ -258,13 +259,12 @@ pub async fn retention(store: &HistoryStore, now: f64) -> Result<(usize, u64), S
     for p in store.cfg.partitioned(&store.quiet) {
         let n = partitions::drop_expired(&store.pool, &p, now, store.cfg.lock_timeout_ms).await?;
         if n > 0 {
-            metrics::counter!(crate::store::metrics::HISTORY_PARTITIONS_DROPPED.name, "table" => p.table)
+            metrics::counter!(m::HISTORY_PARTITIONS_DROPPED.name, "table" => p.table)
                 .increment(n as u64);
         }
         dropped += n;
         let left = partitions::list(&store.pool, p.table).await?.len();
-        metrics::gauge!(crate::store::metrics::HISTORY_PARTITIONS.name, "table" => p.table)
-            .set(left as f64);
+        metrics::gauge!(m::HISTORY_PARTITIONS.name, "table" => p.table).set(left as f64);
     }
     let mut deleted = delete_in_batches(
         store,
@@ -287,14 +287,14 @@ pub async fn retention(store: &HistoryStore, now: f64) -> Result<(usize, u64), S
 pub async fn run_once(store: &HistoryStore, now: f64) {
     let step = |name: &'static str, r: Result<(), StoreError>| {
         if let Err(e) = r {
-            metrics::counter!(crate::store::metrics::HISTORY_MAINTENANCE_ERRORS.name, "step" => name).increment(1);
+            metrics::counter!(m::HISTORY_MAINTENANCE_ERRORS.name, "step" => name).increment(1);
             tracing::warn!(step = name, error = %e, "history maintenance step failed");
         }
     };
     step("partitions", ensure_partitions(store, now).await);
     step("rollups", rollup_due(store, now).await.map(|_| ()));
     step("retention", retention(store, now).await.map(|_| ()));
-    metrics::gauge!(crate::store::metrics::HISTORY_MAINTENANCE_LAST_RUN.name).set(now_unix());
+    metrics::gauge!(m::HISTORY_MAINTENANCE_LAST_RUN.name).set(now_unix());
 }
 
 /// Gets the store ready before ingest starts: partitions for today and
@@ -304,7 +304,7 @@ pub async fn prepare(store: &HistoryStore) -> Result<(), StoreError> {
     ensure_partitions(store, now).await?;
     let wm = load_watermark(store, now).await?;
     store.shared.set_watermark(wm);
-    metrics::gauge!(crate::store::metrics::HISTORY_ROLLUP_WATERMARK.name).set(wm);
+    metrics::gauge!(m::HISTORY_ROLLUP_WATERMARK.name).set(wm);
     Ok(())
 }
 

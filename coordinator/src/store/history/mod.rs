@@ -9,6 +9,7 @@
 //! to the writer through a bounded channel. See `docs/quiet.md` ("History
 //! storage").
 
+mod accounting;
 pub mod maintain;
 pub mod partitions;
 pub mod read;

@@ -13,6 +13,7 @@ use lull_proto::msg::stats::SystemStatsSnapshot;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+use super::accounting::record;
 use super::{state_code, HistoryStore, QUIET_SAMPLES, QUIET_STREAKS, STATS_SAMPLES};
 use crate::store::StoreError;
 use lull_engine::quiet::streaks::ClosedStreak;
@@ -232,33 +233,6 @@ fn is_missing_partition(e: &StoreError) -> bool {
             .as_db_error()
             .is_some_and(|d| d.message().starts_with("no partition of relation")),
         _ => false,
-    }
-}
-
-/// Records one batch write in the metrics and in the write health.
-pub fn record(
-    store: &HistoryStore,
-    table: &'static str,
-    rows: usize,
-    started: Instant,
-    r: &Result<u64, StoreError>,
-) {
-    match r {
-        Ok(_) => {
-            metrics::histogram!(crate::store::metrics::DB_BATCH_DURATION.name, "table" => table)
-                .record(started.elapsed().as_secs_f64());
-            metrics::histogram!(crate::store::metrics::DB_BATCH_ROWS.name, "table" => table)
-                .record(rows as f64);
-            let now = now_unix();
-            metrics::gauge!(crate::store::metrics::DB_LAST_WRITE.name, "table" => table).set(now);
-            store.shared.db.ok(now);
-        }
-        Err(e) => {
-            metrics::counter!(crate::store::metrics::DB_WRITE_ERRORS.name, "table" => table)
-                .increment(1);
-            store.shared.db.error(now_unix(), &e.to_string());
-            tracing::warn!(table, rows, error = %e, "history write failed");
-        }
     }
 }
 
