@@ -42,7 +42,24 @@ pub async fn run(cfg: CoordinatorConfig, stop: CancellationToken) -> anyhow::Res
         .context("loading the host table")?;
     let actors = CancellationToken::new();
     let (views_tx, views_rx) = tokio::sync::mpsc::channel(64);
-    let book = open_book(&pool, &cfg).await?;
+    cfg.lease
+        .validate()
+        .context("invalid [lease] configuration")?;
+    let instance = instance_id(&cfg);
+    let election_stop = CancellationToken::new();
+    let (leadership, election_task) = crate::leader::spawn(
+        crate::leader::ElectionConfig {
+            database_url: cfg.database_url.expose().to_string(),
+            instance: instance.clone(),
+            ttl: secs(cfg.ha.leader_ttl_sec),
+            renew: secs(cfg.ha.renew_sec),
+            margin: secs(cfg.ha.drift_margin_sec),
+            retry: secs(cfg.ha.retry_sec),
+            lock_key: cfg.ha.lock_key,
+        },
+        election_stop.clone(),
+    );
+    tracing::info!(%instance, "joined the leader election");
     let (history, blocks) = open_history(&pool, &cfg).await?;
     let (fleet, fleet_task) = fleet::spawn(
         fleet::FleetConfig {
@@ -85,7 +102,8 @@ pub async fn run(cfg: CoordinatorConfig, stop: CancellationToken) -> anyhow::Res
 
     let intake = CancellationToken::new();
     let max = cfg.common.max_payload_bytes;
-    let reports_task = tokio::spawn(ingest::reports::run(
+    let reports_task = tokio::spawn(leader_scoped_reports(
+        leadership.clone(),
         client.clone(),
         subjects.clone(),
         sinks,
@@ -117,17 +135,8 @@ pub async fn run(cfg: CoordinatorConfig, stop: CancellationToken) -> anyhow::Res
         .await
         .map_err(anyhow::Error::from_boxed)
         .context("starting the micro service")?;
-    let mut lease_endpoints = Vec::new();
-    for op in scheduler::endpoints::LeaseOp::ALL {
-        let ep = svc
-            .endpoint(op.name())
-            .await
-            .map_err(anyhow::Error::from_boxed)
-            .with_context(|| format!("registering {}", op.name()))?;
-        lease_endpoints.push((op, ep));
-    }
+    let lease_group = svc.exclusive_group(&subjects, &instance);
     let scheduler_task = scheduler::spawn(
-        book,
         scheduler::SchedulerConfig {
             tick: secs(cfg.scheduler.tick_sec),
             gauges: secs(cfg.scheduler.gauges_sec),
@@ -143,13 +152,17 @@ pub async fn run(cfg: CoordinatorConfig, stop: CancellationToken) -> anyhow::Res
                 prune_every: secs(cfg.scheduler.audit_prune_sec),
             },
             drain: secs(cfg.scheduler.drain_sec),
+            takeover_settle: Duration::from_secs_f64(cfg.ha.takeover_settle_sec.max(0.0)),
         },
         scheduler::SchedulerIo {
-            endpoints: lease_endpoints,
+            group: lease_group,
             views: views_rx,
             client: client.clone(),
             subjects: subjects.clone(),
             pool: Some(pool.clone()),
+            leadership: leadership.clone(),
+            open_book: book_opener(&pool, &cfg),
+            load_keys: key_loader(&pool, &cfg),
         },
         actors.clone(),
     );
@@ -186,6 +199,9 @@ pub async fn run(cfg: CoordinatorConfig, stop: CancellationToken) -> anyhow::Res
     let _ = history_task.await;
     let _ = forecast_task.await;
     let _ = scheduler_task.await;
+    // Only now give the leadership up, so a standby takes over at once.
+    election_stop.cancel();
+    let _ = election_task.await;
     let _ = workers_task.await;
     let _ = regions_task.await;
     let _ = client.flush().await;
@@ -248,6 +264,110 @@ async fn start_workers(
     ))
 }
 
+/// This instance's id: configured, or `<host name>-<pid>`.
+fn instance_id(cfg: &CoordinatorConfig) -> String {
+    if !cfg.ha.instance.is_empty() {
+        return cfg.ha.instance.clone();
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "coordinator".into());
+    format!("{host}-{}", std::process::id())
+}
+
+/// Runs the durable reports consumer only while this instance leads: the
+/// leader is the single writer of reports.
+#[allow(clippy::too_many_arguments)]
+async fn leader_scoped_reports(
+    leadership: crate::leader::Leadership,
+    client: async_nats::Client,
+    subjects: Subjects,
+    sinks: ingest::reports::Sinks,
+    consumer: ingest::reports::ConsumerConfig,
+    max: usize,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut role = leadership.watch();
+    loop {
+        while leadership.epoch_now().is_none() {
+            tokio::select! {
+                r = role.changed() => if r.is_err() { return Ok(()) },
+                _ = stop.cancelled() => return Ok(()),
+            }
+        }
+        let epoch = leadership.epoch_now();
+        let lost = stop.child_token();
+        let watch_lost = {
+            let lost = lost.clone();
+            let leadership = leadership.clone();
+            let mut role = leadership.watch();
+            tokio::spawn(async move {
+                loop {
+                    if leadership.epoch_now() != epoch {
+                        lost.cancel();
+                        return;
+                    }
+                    tokio::select! {
+                        r = role.changed() => if r.is_err() { lost.cancel(); return },
+                        _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                        _ = lost.cancelled() => return,
+                    }
+                }
+            })
+        };
+        tracing::info!("leading: consuming durable reports");
+        let r = ingest::reports::run(
+            client.clone(),
+            subjects.clone(),
+            sinks.clone(),
+            consumer.clone(),
+            max,
+            lost.clone(),
+        )
+        .await;
+        lost.cancel();
+        let _ = watch_lost.await;
+        if let Err(e) = r {
+            return Err(anyhow::Error::from_boxed(e).context("the reports consumer"));
+        }
+        if stop.is_cancelled() {
+            return Ok(());
+        }
+    }
+}
+
+/// Opens the lease book for a leadership epoch (see [`open_book`]).
+fn book_opener(pool: &deadpool_postgres::Pool, cfg: &CoordinatorConfig) -> scheduler::BookOpener {
+    let (pool, cfg) = (pool.clone(), cfg.clone());
+    std::sync::Arc::new(move |epoch| {
+        let (pool, cfg) = (pool.clone(), cfg.clone());
+        Box::pin(async move { open_book(&pool, &cfg, epoch).await })
+    })
+}
+
+/// Loads the replication seal keys a standby verifies with (no rotation).
+fn key_loader(pool: &deadpool_postgres::Pool, cfg: &CoordinatorConfig) -> scheduler::KeyLoader {
+    let (pool, keep) = (
+        pool.clone(),
+        cfg.scheduler.key_keep_days.max(0.0) * 86_400.0,
+    );
+    std::sync::Arc::new(move || {
+        let pool = pool.clone();
+        Box::pin(async move {
+            let now = lull_common::runtime::now_unix();
+            let fresh = hex::encode(rand::random::<[u8; 32]>());
+            let keys = store::leases::load_keys(&pool, &fresh, now, None, keep)
+                .await
+                .context("loading the lease signing keys")?;
+            Ok(keys
+                .keys_hex
+                .iter()
+                .filter_map(|h| scheduler::replica::SealKey::from_hex(h))
+                .collect())
+        })
+    })
+}
+
 fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s.max(0.001))
 }
@@ -259,7 +379,8 @@ fn secs(s: f64) -> Duration {
 async fn open_book(
     pool: &deadpool_postgres::Pool,
     cfg: &CoordinatorConfig,
-) -> anyhow::Result<lease::Book> {
+    epoch: u64,
+) -> anyhow::Result<(lease::Book, Vec<scheduler::replica::SealKey>)> {
     cfg.lease
         .validate()
         .context("invalid [lease] configuration")?;
@@ -289,7 +410,13 @@ async fn open_book(
             "rotated the lease signing key; older tokens are swapped on their next heartbeat"
         );
     }
-    let mut book = lease::Book::new(cfg.lease.clone(), key, "L", now);
+    let seal = keys
+        .keys_hex
+        .iter()
+        .filter_map(|h| scheduler::replica::SealKey::from_hex(h))
+        .collect();
+    // Ids carry the epoch, so no two leaderships can mint the same id.
+    let mut book = lease::Book::new(cfg.lease.clone(), key, format!("L{epoch}"), now);
     book.add_previous_keys(previous);
     if keys.first {
         book.skip_grace();
@@ -303,7 +430,7 @@ async fn open_book(
         .await
         .context("loading recently ended leases")?;
     book.restore_tombstones(ended);
-    Ok(book)
+    Ok((book, seal))
 }
 
 /// Opens the history store (checks its settings, creates today's and the

@@ -44,6 +44,48 @@ pub struct CoordinatorConfig {
     pub regions: lull_engine::region::RegionConfig,
     /// Shell tunables of the regions actor (`[region_service]`).
     pub region_service: crate::builds::RegionsTunables,
+    /// Leader election and takeover (`[ha]`, see docs/ha.md).
+    pub ha: HaConfig,
+}
+
+/// Leader election and takeover. Every coordinator runs the election; one
+/// leads (decides leases, consumes reports), the others stand by.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HaConfig {
+    /// This instance's id; empty means `<host name>-<pid>`. Env
+    /// `LULL_HA__INSTANCE`.
+    pub instance: String,
+    /// Leader TTL, seconds: Postgres ends a leader session that has been
+    /// silent this long, which frees the leadership for a standby. Default 3.
+    pub leader_ttl_sec: f64,
+    /// How often the leader renews, seconds. Default 0.5.
+    pub renew_sec: f64,
+    /// Taken off the TTL for the leader's own deadline (clock drift,
+    /// scheduling delay), seconds. Default 0.5.
+    pub drift_margin_sec: f64,
+    /// Wait before a lost election connection is retried, seconds. Default 1.
+    pub retry_sec: f64,
+    /// At a takeover, time given to the old leader's last replication
+    /// records to arrive before the barrier, seconds. Default 0.2.
+    pub takeover_settle_sec: f64,
+    /// Advisory lock key of the election (change it only to run two
+    /// independent Lull installations on one database). Default 0x6c756c6c01.
+    pub lock_key: i64,
+}
+
+impl Default for HaConfig {
+    fn default() -> Self {
+        HaConfig {
+            instance: String::new(),
+            leader_ttl_sec: 3.0,
+            renew_sec: 0.5,
+            drift_margin_sec: 0.5,
+            retry_sec: 1.0,
+            takeover_settle_sec: 0.2,
+            lock_key: 0x6c_756c_6c01,
+        }
+    }
 }
 
 /// Tunables of the scheduler task around the lease book.
@@ -201,6 +243,7 @@ impl Default for CoordinatorConfig {
             workers: Default::default(),
             regions: Default::default(),
             region_service: Default::default(),
+            ha: HaConfig::default(),
         }
     }
 }

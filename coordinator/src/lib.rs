@@ -20,6 +20,7 @@ pub mod executions;
 pub mod fleet;
 pub mod handoff;
 pub mod ingest;
+pub mod leader;
 pub mod metrics;
 pub mod scheduler;
 pub mod service;

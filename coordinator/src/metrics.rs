@@ -24,6 +24,7 @@ pub static ALL: &[&[&Metric]] = &[
     crate::ingest::metrics::METRICS,
     crate::store::metrics::METRICS,
     crate::service::METRICS,
+    crate::leader::metrics::METRICS,
 ];
 
 /// Histograms with buckets of their own, for

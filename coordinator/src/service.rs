@@ -199,6 +199,29 @@ impl Service {
         self.group.endpoint(name).await
     }
 
+    /// A group for endpoints that only this instance answers as a whole: a
+    /// queue group of its own, so that every instance subscribed receives
+    /// each request (a paused former leader cannot take requests away from
+    /// the leader; only the leader answers).
+    pub fn exclusive_group(
+        &self,
+        subjects: &Subjects,
+        instance: &str,
+    ) -> async_nats::service::Group {
+        let q: String = instance
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        self.service
+            .group_with_queue_group(subjects.service_group(), format!("lull-{q}"))
+    }
+
     /// Serves `endpoints`, each request in a task of its own, at most
     /// `concurrency` at a time per endpoint. On `shutdown` they stop taking
     /// requests and finish the ones in flight.

@@ -1,14 +1,21 @@
-//! The scheduler actor: owns the [`Book`] and serialises every lease
-//! operation. It takes requests straight from the lease endpoints' streams
-//! (answering each in place, so a decision costs no extra task or channel
-//! hop), ticks the book on its own timer (expiry, queue deadlines, end of
-//! the grace period), and applies host views from the fleet. Events and
-//! audit records go to their own tasks without waiting.
+//! The scheduler actor: owns the lease [`Book`] while this instance leads,
+//! and the standby's [`Replica`] while it does not.
+//!
+//! - As leader it subscribes the lease endpoints (with a queue group of its
+//!   own, so a paused former leader can never take requests away from it),
+//!   checks its leadership deadline before every decision, publishes each
+//!   decision's lease changes to the standbys *before* answering, ticks the
+//!   book, and applies host views from the fleet.
+//! - As standby it follows the leader's replication stream and keeps the
+//!   latest host views, so that a takeover starts from the exact live set
+//!   (see `takeover`).
+//!
+//! Events and audit records go to their own tasks without waiting.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use futures::stream::{self, StreamExt};
+use futures::stream::{SelectAll, StreamExt};
 use lull_common::runtime::now_unix;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -16,9 +23,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::audit::{self, AuditConfig, AuditSink};
 use super::events::{self, EventSink};
+use super::follow::{Follower, Inbound};
+use super::replica::{Body, Change, SealKey, SnapshotBody};
+use crate::leader::Leadership;
 use crate::scheduler::endpoints::{handle, status, DecisionLabels, LeaseOp};
-use crate::service::{encode_reply, Endpoint, Meter, Request};
-use lull_engine::lease::{Book, Effect, HostView};
+use crate::service::{encode_reply, Meter, Request};
+use lull_engine::lease::{AuditKind, Book, Effect, HostView};
+use lull_proto::msg::lease::LeaseEventKind;
 
 /// Tunables of the scheduler shell.
 #[derive(Debug, Clone)]
@@ -35,43 +46,70 @@ pub struct SchedulerConfig {
     pub audit: AuditConfig,
     /// At shutdown, how long buffered requests are still answered.
     pub drain: Duration,
+    /// At a takeover, how long to let the old leader's last replication
+    /// records arrive before the barrier.
+    pub takeover_settle: Duration,
 }
+
+/// Opens a fresh book for a leadership epoch (keys, tombstones), with the
+/// seal keys of the replication stream (the current one first).
+pub type BookOpener = std::sync::Arc<
+    dyn Fn(u64) -> futures::future::BoxFuture<'static, anyhow::Result<(Book, Vec<SealKey>)>>
+        + Send
+        + Sync,
+>;
+
+/// Loads the seal keys a standby verifies replication with.
+pub type KeyLoader = std::sync::Arc<
+    dyn Fn() -> futures::future::BoxFuture<'static, anyhow::Result<Vec<SealKey>>> + Send + Sync,
+>;
 
 /// What the scheduler is connected to.
 pub struct SchedulerIo {
-    /// The lease endpoints' request streams.
-    pub endpoints: Vec<(LeaseOp, Endpoint)>,
+    /// Where the lease endpoints are registered while leading (a group with
+    /// this instance's own queue group).
+    pub group: async_nats::service::Group,
     /// Host views pushed by the fleet.
     pub views: mpsc::Receiver<Vec<HostView>>,
-    /// Where lease events are published.
+    /// Where lease events and replication records are published.
     pub client: async_nats::Client,
     /// Subject names.
     pub subjects: lull_proto::Subjects,
     /// Where audit rows are written (`None`: nowhere).
     pub pool: Option<deadpool_postgres::Pool>,
+    /// This instance's role.
+    pub leadership: Leadership,
+    /// Opens the book at a takeover.
+    pub open_book: BookOpener,
+    /// Loads seal keys for following.
+    pub load_keys: KeyLoader,
 }
 
-/// Starts the scheduler around `book`, answering the lease endpoints. The
-/// task ends once `shutdown` is cancelled and the endpoint streams have
-/// ended (the service was stopped) or `drain` has passed, after the events
-/// and audit rows are flushed.
-pub fn spawn(
-    book: Book,
-    cfg: SchedulerConfig,
-    io: SchedulerIo,
-    shutdown: CancellationToken,
-) -> JoinHandle<()> {
+/// Starts the scheduler. The task ends once `shutdown` is cancelled and
+/// the buffered requests were answered (or `drain` has passed), after the
+/// events and audit rows are flushed.
+pub fn spawn(cfg: SchedulerConfig, io: SchedulerIo, shutdown: CancellationToken) -> JoinHandle<()> {
     let SchedulerIo {
-        endpoints,
+        group,
         views,
         client,
         subjects,
         pool,
+        leadership,
+        open_book,
+        load_keys,
     } = io;
-    let (events, events_task) = events::spawn(client, subjects, cfg.events_queue);
+    let (events, events_task) = events::spawn(client.clone(), subjects.clone(), cfg.events_queue);
     let (audit, audit_task) = audit::spawn(pool, cfg.audit.clone());
+    let follower = Follower::new(client.clone(), &subjects, load_keys);
     let actor = Actor {
-        book,
+        lead: None,
+        group,
+        client,
+        follower,
+        leadership,
+        open_book,
+        latest_views: HashMap::new(),
         max_payload: cfg.max_payload,
         meters: LeaseOp::ALL.map(|op| Meter::new(op.name())),
         decisions: HashMap::new(),
@@ -80,14 +118,34 @@ pub fn spawn(
         host_gauges: HashSet::new(),
     };
     tokio::spawn(async move {
-        actor.run(endpoints, views, cfg, shutdown).await;
+        actor.run(views, cfg, shutdown).await;
         let _ = events_task.await;
         let _ = audit_task.await;
     })
 }
 
-struct Actor {
+type Incoming = SelectAll<futures::stream::BoxStream<'static, (LeaseOp, Request)>>;
+
+/// What only the leader has.
+struct Lead {
     book: Book,
+    epoch: u64,
+    /// Last replication position published.
+    seq: u64,
+    seal: SealKey,
+    incoming: Incoming,
+    subject: String,
+}
+
+struct Actor {
+    lead: Option<Lead>,
+    group: async_nats::service::Group,
+    client: async_nats::Client,
+    follower: Follower,
+    leadership: Leadership,
+    open_book: BookOpener,
+    /// The latest view of every host, kept in both roles.
+    latest_views: HashMap<String, HostView>,
     max_payload: usize,
     /// One per [`LeaseOp`], in [`LeaseOp::ALL`] order.
     meters: [Meter; 7],
@@ -99,44 +157,41 @@ struct Actor {
     host_gauges: HashSet<String>,
 }
 
+async fn next_request(lead: &mut Option<Lead>) -> Option<(LeaseOp, Request)> {
+    match lead {
+        Some(l) => l.incoming.next().await,
+        None => std::future::pending().await,
+    }
+}
+
 impl Actor {
     async fn run(
         mut self,
-        endpoints: Vec<(LeaseOp, Endpoint)>,
         mut views: mpsc::Receiver<Vec<HostView>>,
         cfg: SchedulerConfig,
         shutdown: CancellationToken,
     ) {
-        let mut incoming = stream::select_all(
-            endpoints
-                .into_iter()
-                .map(|(op, ep)| ep.map(move |r| (op, r))),
-        );
+        let mut role = self.leadership.watch();
         let mut tick = tokio::time::interval(cfg.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut gauges = tokio::time::interval(cfg.gauges);
         gauges.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut views_open = true;
-        let mut serving = true;
+        self.follower.start().await;
         loop {
             tokio::select! {
-                r = incoming.next(), if serving => match r {
+                r = next_request(&mut self.lead) => match r {
                     Some((op, request)) => self.serve(op, request).await,
-                    // The service stopped: keep expiring leases until told
-                    // to stop.
-                    None => serving = false,
+                    // The service stopped.
+                    None => self.step_down("endpoints closed"),
                 },
                 v = views.recv(), if views_open => match v {
-                    Some(v) => {
-                        let fx = self.book.on_hosts_changed(v, now_unix());
-                        self.emit(fx);
-                    }
+                    Some(v) => self.on_views(v).await,
                     None => views_open = false,
                 },
-                _ = tick.tick() => {
-                    let fx = self.book.tick(now_unix());
-                    self.emit(fx);
-                }
+                msg = self.follower.next() => self.on_follow(msg).await,
+                _ = role.changed() => self.on_role(&cfg).await,
+                _ = tick.tick() => self.on_tick().await,
                 _ = gauges.tick() => self.gauges(),
                 _ = shutdown.cancelled() => break,
             }
@@ -144,24 +199,180 @@ impl Actor {
         // Answer what was already received; the streams end once the
         // service has unsubscribed them.
         let deadline = tokio::time::Instant::now() + cfg.drain;
-        if serving {
-            while let Ok(Some((op, request))) =
-                tokio::time::timeout_at(deadline, incoming.next()).await
-            {
-                self.serve(op, request).await;
+        while self.lead.is_some() {
+            match tokio::time::timeout_at(deadline, next_request(&mut self.lead)).await {
+                Ok(Some((op, request))) => self.serve(op, request).await,
+                _ => break,
             }
         }
         self.gauges();
     }
 
+    /// Whether this instance still leads in `epoch` now; steps down if not.
+    fn still_leading(&mut self) -> bool {
+        let Some(epoch) = self.lead.as_ref().map(|l| l.epoch) else {
+            return false;
+        };
+        if self.leadership.epoch_now() == Some(epoch) {
+            return true;
+        }
+        self.step_down("leadership deadline passed");
+        false
+    }
+
+    async fn on_role(&mut self, cfg: &SchedulerConfig) {
+        let now_epoch = self.leadership.epoch_now();
+        match (&self.lead, now_epoch) {
+            (None, Some(epoch)) => self.take_over(epoch, cfg).await,
+            (Some(l), e) if e != Some(l.epoch) => self.step_down("lost leadership"),
+            _ => {}
+        }
+    }
+
+    /// Becomes the leader of `epoch`: settles and drains the replication
+    /// stream, opens a book, re-admits the replica's leases, skips the
+    /// grace period when the replica was exact, and subscribes the lease
+    /// endpoints.
+    async fn take_over(&mut self, epoch: u64, cfg: &SchedulerConfig) {
+        let started = Instant::now();
+        tokio::time::sleep(cfg.takeover_settle).await;
+        self.follower.barrier(Duration::from_secs(1)).await;
+        let exact = self.follower.replica.exact_for(epoch);
+        let (mut book, keys) = loop {
+            if self.leadership.epoch_now() != Some(epoch) {
+                return;
+            }
+            match (self.open_book)(epoch).await {
+                Ok(b) => break b,
+                Err(e) => {
+                    tracing::error!(
+                        error = format!("{e:#}"),
+                        "cannot open the lease book; retrying"
+                    );
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        };
+        let now = now_unix();
+        let views: Vec<HostView> = self.latest_views.values().cloned().collect();
+        let mut fx = book.on_hosts_changed(views, now);
+        let live = std::mem::take(&mut self.follower.replica.leases);
+        let mut adopted = 0usize;
+        for (lease_id, token) in live {
+            let h = lull_proto::msg::lease::LeaseHandle { lease_id, token };
+            if let Ok(o) = book.heartbeat(&h, now) {
+                adopted += usize::from(o.reply.ok);
+                fx.extend(o.effects);
+            }
+        }
+        if exact {
+            book.skip_grace();
+        }
+        let Some(seal) = keys.first().cloned() else {
+            tracing::error!("no seal key; not leading");
+            return;
+        };
+        self.follower.set_keys(keys);
+        let mut incoming: Incoming = SelectAll::new();
+        for op in LeaseOp::ALL {
+            match self.group.endpoint(op.name()).await {
+                Ok(ep) => incoming.push(ep.map(move |r| (op, r)).boxed()),
+                Err(e) => {
+                    tracing::error!(error = %e, endpoint = op.name(), "cannot subscribe a lease endpoint");
+                    return;
+                }
+            }
+        }
+        let subject = self.follower.subject().to_string();
+        self.lead = Some(Lead {
+            book,
+            epoch,
+            seq: 0,
+            seal,
+            incoming,
+            subject,
+        });
+        self.emit(fx).await;
+        super::metrics::takeover(exact, started.elapsed());
+        tracing::info!(
+            epoch,
+            exact,
+            adopted,
+            took_ms = started.elapsed().as_millis() as u64,
+            "took over the lease book"
+        );
+    }
+
+    /// Stops leading: unsubscribes the endpoints (requests still buffered
+    /// are dropped unanswered: the new leader has them too) and keeps the
+    /// live set as an inexact replica.
+    fn step_down(&mut self, why: &str) {
+        let Some(l) = self.lead.take() else {
+            return;
+        };
+        let live = live_tokens(&l.book);
+        self.follower.demote(l.epoch, live);
+        tracing::warn!(
+            epoch = l.epoch,
+            why,
+            "stopped leading: lease endpoints unsubscribed"
+        );
+    }
+
+    async fn on_views(&mut self, v: Vec<HostView>) {
+        for view in &v {
+            self.latest_views.insert(view.host_id.clone(), view.clone());
+        }
+        if !self.still_leading() {
+            return;
+        }
+        if let Some(l) = self.lead.as_mut() {
+            let fx = l.book.on_hosts_changed(v, now_unix());
+            self.emit(fx).await;
+        }
+    }
+
+    async fn on_tick(&mut self) {
+        if !self.still_leading() {
+            self.follower.maybe_sync().await;
+            return;
+        }
+        if let Some(l) = self.lead.as_mut() {
+            let fx = l.book.tick(now_unix());
+            self.emit(fx).await;
+        }
+    }
+
+    async fn on_follow(&mut self, msg: Option<Inbound>) {
+        let Some(msg) = msg else { return };
+        if let Some(l) = &self.lead {
+            if let Inbound::SyncRequest(msg) = &msg {
+                let snap = SnapshotBody {
+                    epoch: l.epoch,
+                    seq: l.seq,
+                    leases: live_tokens(&l.book),
+                };
+                if let Some(reply) = msg.reply.clone() {
+                    let _ = self.client.publish(reply, l.seal.seal(&snap).into()).await;
+                }
+            }
+            return;
+        }
+        self.follower.handle(msg).await;
+    }
+
     /// Answers one request and hands its effects over.
     async fn serve(&mut self, op: LeaseOp, request: Request) {
         let started = Instant::now();
+        if !self.still_leading() {
+            return;
+        }
+        let Some(l) = self.lead.as_mut() else { return };
         if op == LeaseOp::Status {
             // Built here, encoded (it can be large) on a task of its own.
             let meter = self.meters[op as usize].clone();
             match status(
-                &self.book,
+                &l.book,
                 &request.message.payload,
                 self.max_payload,
                 now_unix(),
@@ -176,7 +387,7 @@ impl Actor {
             return;
         }
         let h = handle(
-            &mut self.book,
+            &mut l.book,
             op,
             &request.message.payload,
             self.max_payload,
@@ -190,14 +401,40 @@ impl Actor {
                 })
                 .increment(1);
         }
+        // The standbys learn of the change before the holder does.
+        self.replicate(&h.effects).await;
         self.meters[op as usize]
             .respond(&request, h.reply, started)
             .await;
-        self.emit(h.effects);
+        self.hand_over(h.effects);
     }
 
-    /// Hands effects to the events and audit tasks without waiting.
-    fn emit(&self, effects: Vec<Effect>) {
+    /// Publishes the lease changes among `effects` to the standbys.
+    async fn replicate(&mut self, effects: &[Effect]) {
+        let Some(l) = self.lead.as_mut() else { return };
+        let changes = changes_of(&l.book, effects);
+        if changes.is_empty() {
+            return;
+        }
+        l.seq += 1;
+        let body = Body {
+            epoch: l.epoch,
+            seq: l.seq,
+            changes,
+        };
+        let sealed = l.seal.seal(&body);
+        if let Err(e) = self.client.publish(l.subject.clone(), sealed.into()).await {
+            tracing::warn!(error = %e, "publishing a replication record");
+        }
+    }
+
+    /// Replicates, then hands effects to the events and audit tasks.
+    async fn emit(&mut self, effects: Vec<Effect>) {
+        self.replicate(&effects).await;
+        self.hand_over(effects);
+    }
+
+    fn hand_over(&self, effects: Vec<Effect>) {
         for fx in effects {
             match fx {
                 Effect::Publish(ev) => self.events.send(ev),
@@ -207,14 +444,25 @@ impl Actor {
     }
 
     fn gauges(&mut self) {
-        let cfg = self.book.config();
+        let Some(l) = &self.lead else {
+            for gone in self.host_gauges.drain() {
+                metrics::gauge!(super::metrics::HOST_ACTIVE.name, "host" => gone.clone()).set(0.0);
+                metrics::gauge!(super::metrics::USED_UNITS.name, "host" => gone).set(0.0);
+            }
+            metrics::gauge!(super::metrics::QUEUE_LENGTH.name).set(0.0);
+            metrics::gauge!(super::metrics::ACTIVE.name).set(0.0);
+            metrics::gauge!(super::metrics::GRACE_PERIOD.name).set(0.0);
+            return;
+        };
+        let book = &l.book;
+        let cfg = book.config();
         let mut active: HashMap<&str, u64> = HashMap::new();
-        for l in self.book.active_leases() {
+        for l in book.active_leases() {
             *active.entry(l.host_id.as_str()).or_default() += 1;
         }
-        let mut seen = HashSet::with_capacity(self.book.hosts().len());
-        for (id, view) in self.book.hosts() {
-            let used = self.book.used_units(id);
+        let mut seen = HashSet::with_capacity(book.hosts().len());
+        for (id, view) in book.hosts() {
+            let used = book.used_units(id);
             metrics::gauge!(super::metrics::CAPACITY_UNITS.name, "host" => id.clone())
                 .set(view.capacity(cfg) as f64);
             metrics::gauge!(super::metrics::USED_UNITS.name, "host" => id.clone()).set(used as f64);
@@ -227,12 +475,58 @@ impl Actor {
             metrics::gauge!(super::metrics::USED_UNITS.name, "host" => gone.clone()).set(0.0);
         }
         self.host_gauges = seen;
-        metrics::gauge!(super::metrics::QUEUE_LENGTH.name).set(self.book.queue_len() as f64);
-        metrics::gauge!(super::metrics::ACTIVE.name).set(self.book.active_len() as f64);
-        metrics::gauge!(super::metrics::GRACE_PERIOD.name).set(if self.book.in_grace(now_unix()) {
+        metrics::gauge!(super::metrics::QUEUE_LENGTH.name).set(book.queue_len() as f64);
+        metrics::gauge!(super::metrics::ACTIVE.name).set(book.active_len() as f64);
+        metrics::gauge!(super::metrics::GRACE_PERIOD.name).set(if book.in_grace(now_unix()) {
             1.0
         } else {
             0.0
         });
     }
+}
+
+/// Every live lease of the book with its token.
+fn live_tokens(book: &Book) -> Vec<(String, String)> {
+    book.active_leases()
+        .filter_map(|i| {
+            book.token_of(&i.lease_id)
+                .map(|t| (i.lease_id.clone(), t.to_string()))
+        })
+        .collect()
+}
+
+/// The lease changes a decision's effects describe: grants and
+/// re-admissions make a lease live, every end event ends it.
+fn changes_of(book: &Book, effects: &[Effect]) -> Vec<Change> {
+    let mut out = Vec::new();
+    for fx in effects {
+        match fx {
+            Effect::Publish(ev) => match ev.event {
+                LeaseEventKind::Granted => {
+                    if let Some(t) = book.token_of(&ev.lease_id) {
+                        out.push(Change::Live {
+                            lease_id: ev.lease_id.clone(),
+                            token: t.to_string(),
+                        });
+                    }
+                }
+                LeaseEventKind::Released | LeaseEventKind::Expired | LeaseEventKind::Revoked => out
+                    .push(Change::Ended {
+                        lease_id: ev.lease_id.clone(),
+                    }),
+            },
+            Effect::Audit(rec) if rec.kind == AuditKind::Reclaimed => {
+                if let Some(id) = &rec.lease_id {
+                    if let Some(t) = book.token_of(id) {
+                        out.push(Change::Live {
+                            lease_id: id.clone(),
+                            token: t.to_string(),
+                        });
+                    }
+                }
+            }
+            Effect::Audit(_) => {}
+        }
+    }
+    out
 }

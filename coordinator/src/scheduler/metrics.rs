@@ -45,8 +45,40 @@ pub(crate) static GRACE_PERIOD: Metric = Metric::gauge(
     "1 while the coordinator is in its restart grace period (new grants refused).",
 );
 
+/// Counter `{replica}`: takeovers of the lease book.
+pub(crate) static TAKEOVERS: Metric = Metric::counter(
+    "lull_lease_takeovers_total",
+    "Takeovers of the lease book by this coordinator, by replica (exact: no grace period; inexact: grace period).",
+);
+/// Histogram: how long a takeover took, from election to serving.
+pub(crate) static TAKEOVER_SECONDS: Metric = Metric::histogram(
+    "lull_lease_takeover_seconds",
+    "Time from winning the election to serving the lease endpoints.",
+)
+.unit(metrics::Unit::Seconds);
+/// Counter `{result}`: replication messages seen by a standby.
+pub(crate) static REPLICA_MESSAGES: Metric = Metric::counter(
+    "lull_lease_replica_messages_total",
+    "Lease replication messages received as a standby, by result (applied, duplicate, gap, stale_epoch, snapshot, malformed, bad_mac).",
+);
+
+/// Counts a takeover.
+pub(crate) fn takeover(exact: bool, took: std::time::Duration) {
+    let replica = if exact { "exact" } else { "inexact" };
+    metrics::counter!(TAKEOVERS.name, "replica" => replica).increment(1);
+    metrics::histogram!(TAKEOVER_SECONDS.name).record(took.as_secs_f64());
+}
+
+/// Counts a replication message.
+pub(crate) fn replica_message(result: &'static str) {
+    metrics::counter!(REPLICA_MESSAGES.name, "result" => result).increment(1);
+}
+
 /// Every metric of the scheduler.
 pub(crate) static METRICS: &[&Metric] = &[
+    &TAKEOVERS,
+    &TAKEOVER_SECONDS,
+    &REPLICA_MESSAGES,
     &DECISIONS,
     &EVENTS,
     &EFFECTS_DROPPED,

@@ -1,7 +1,9 @@
-//! The scheduler: the one task that owns the lease [`Book`](lull_engine::lease::Book),
-//! so admission is serialised without locks. It reads the lease endpoints'
-//! request streams itself and answers them in place, applies host views
-//! pushed by the fleet, and expires leases on its own timer. What the book
+//! The scheduler: the one task that owns the lease [`Book`](lull_engine::lease::Book)
+//! while this coordinator leads, so admission is serialised without locks.
+//! It reads the lease endpoints' request streams itself and answers them in
+//! place, applies host views pushed by the fleet, and expires leases on its
+//! own timer. On a standby it keeps a [`replica`] of the leader's live
+//! leases instead, so that a takeover starts from the exact live set. What the book
 //! asks the shell to do goes to two helper tasks that never hold it up:
 //! [`events`] publishes lease events on NATS, [`audit`] writes audit rows
 //! to Postgres in batches.
@@ -10,7 +12,9 @@ mod actor;
 pub mod audit;
 pub mod endpoints;
 pub mod events;
+mod follow;
 pub(crate) mod metrics;
+pub mod replica;
 
-pub use actor::{spawn, SchedulerConfig, SchedulerIo};
+pub use actor::{spawn, BookOpener, KeyLoader, SchedulerConfig, SchedulerIo};
 pub use audit::AuditConfig;

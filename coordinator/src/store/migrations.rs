@@ -52,6 +52,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "lease_audit_indexes",
         sql: include_str!("migrations/0007_lease_audit_indexes.sql"),
     },
+    Migration {
+        version: 8,
+        name: "leader",
+        sql: include_str!("migrations/0008_leader.sql"),
+    },
 ];
 
 /// Advisory lock key used while migrating ("lull" in ASCII).

@@ -33,6 +33,45 @@ pub async fn start_coordinator_on(
     port: u16,
     extra_env: &[(&str, &str)],
 ) -> Coordinator {
+    let c = start_instance_on(infra, port, extra_env).await;
+    // The lease endpoints are subscribed once this instance leads.
+    let client = infra.nats.connect().await.expect("connect");
+    let ok = wait_until(Duration::from_secs(20), || {
+        let client = client.clone();
+        async move { has_endpoint(&client, "lease.request").await }
+    })
+    .await;
+    assert!(ok.is_ok(), "coordinator never led:\n{}", c.svc.logs());
+    c
+}
+
+/// Whether some instance answers `lull.v1.<name>` (only the leader
+/// subscribes the lease endpoints; an empty request gets an error reply).
+pub async fn has_endpoint(client: &async_nats::Client, name: &str) -> bool {
+    let subject = format!("{}.{name}", Subjects::default().service_group());
+    matches!(
+        tokio::time::timeout(
+            Duration::from_millis(500),
+            client.request(subject, "".into())
+        )
+        .await,
+        Ok(Ok(_))
+    )
+}
+
+/// Starts a coordinator that may be a standby: waits for its service, not
+/// for leadership.
+pub async fn start_instance(infra: &Infra, extra_env: &[(&str, &str)]) -> Coordinator {
+    let port = free_port().expect("free port");
+    start_instance_on(infra, port, extra_env).await
+}
+
+/// Like [`start_instance`] on a given metrics port.
+pub async fn start_instance_on(
+    infra: &Infra,
+    port: u16,
+    extra_env: &[(&str, &str)],
+) -> Coordinator {
     let mut env = infra.lull_env();
     env.push(("LULL_METRICS_ADDR".into(), format!("127.0.0.1:{port}")));
     env.push(("LULL_LOG".into(), "info,lull_coordinator=debug".into()));

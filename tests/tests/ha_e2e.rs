@@ -1,0 +1,257 @@
+//! End-to-end: several coordinators on one NATS and one Postgres. Exactly
+//! one leads; a kill -9 of the leader hands over within seconds with the
+//! exact live lease set (no grace period, no lease lost, nothing granted
+//! twice); a graceful stop hands over at once; a paused leader grants
+//! nothing after it wakes.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use lull_proto::msg::hosts::QuietState;
+use lull_proto::msg::lease::{HeartbeatResponse, HeavyLeaseResponse, SchedulerStatus};
+use lull_proto::subjects::endpoints as ep;
+use lull_tests::{wait_until, Infra};
+use nix::sys::signal::Signal;
+use serde_json::json;
+use support::*;
+
+fn ha_env<'a>() -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("LULL_LEASE__HEARTBEAT_TTL_SEC", "10"),
+        ("LULL_LEASE__RATE_PER_SEC", "1000"),
+        ("LULL_LEASE__BURST", "1000"),
+        ("LULL_HA__LEADER_TTL_SEC", "2"),
+        ("LULL_HA__RENEW_SEC", "0.3"),
+        ("LULL_HA__DRIFT_MARGIN_SEC", "0.4"),
+        ("LULL_HA__RETRY_SEC", "0.3"),
+    ]
+}
+
+async fn request(
+    client: &async_nats::Client,
+    addon: &str,
+    units: u32,
+) -> Option<HeavyLeaseResponse> {
+    let body = json!({"addon_id": addon, "job_type": "j", "host_id": "h1", "cost_units": units});
+    tokio::time::timeout(
+        Duration::from_millis(800),
+        call(client, ep::LEASE_REQUEST, &body),
+    )
+    .await
+    .ok()
+    .and_then(|r| r.ok())
+}
+
+async fn heartbeat(
+    client: &async_nats::Client,
+    id: &str,
+    token: &str,
+) -> Option<HeartbeatResponse> {
+    call(
+        client,
+        ep::LEASE_HEARTBEAT,
+        &json!({"lease_id": id, "token": token}),
+    )
+    .await
+    .ok()
+}
+
+async fn status(client: &async_nats::Client) -> SchedulerStatus {
+    call(client, ep::SCHEDULER_STATUS, &json!({}))
+        .await
+        .unwrap()
+}
+
+/// `lull_coordinator_leader` of each instance (None when unreadable).
+async fn leaders(coords: &[&Coordinator]) -> Vec<Option<f64>> {
+    let mut v = Vec::new();
+    for c in coords {
+        let text = lull_tests::http::http_get(&c.metrics_url)
+            .await
+            .map(|r| r.body)
+            .unwrap_or_default();
+        v.push(metric(&text, "lull_coordinator_leader", &[]));
+    }
+    v
+}
+
+async fn leading(c: &Coordinator) -> bool {
+    let text = lull_tests::http::http_get(&c.metrics_url)
+        .await
+        .map(|r| r.body)
+        .unwrap_or_default();
+    metric(&text, "lull_coordinator_leader", &[]) == Some(1.0)
+}
+
+/// Waits until some coordinator answers a lease request; returns it and
+/// how long that took.
+async fn first_answer(
+    client: &async_nats::Client,
+    addon: &str,
+    since: Instant,
+) -> (HeavyLeaseResponse, Duration) {
+    loop {
+        if let Some(r) = request(client, addon, 1).await {
+            return (r, since.elapsed());
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(20),
+            "no leader answered for 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_of_the_leader_hands_over_in_seconds_with_the_exact_live_set() {
+    let infra = Infra::start().await.expect("infra");
+    let env = ha_env();
+    let mut a = start_coordinator(&infra, &env).await;
+    let b = start_instance(&infra, &env).await;
+    let client = infra.nats.connect().await.unwrap();
+    let feeder = Feeder::start(client.clone(), Duration::from_millis(300));
+    feeder.set("h1", Load::idle(4));
+    wait_state(&client, "h1", QuietState::Quiet).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(leaders(&[&a, &b]).await, vec![Some(1.0), Some(0.0)]);
+
+    let g1 = request(&client, "keeper", 20).await.expect("a reply");
+    assert!(g1.approved, "{g1:?}");
+    // Let the standby sync, then grant once more just before the kill: the
+    // standby must know this grant from the replication stream alone.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let g2 = request(&client, "tail", 20).await.expect("a reply");
+    assert!(g2.approved, "{g2:?}");
+    let used_before = status(&client).await.hosts[0].used_units;
+    a.svc.kill9();
+    let killed = Instant::now();
+
+    let (first, took) = first_answer(&client, "after", killed).await;
+    assert!(
+        took < Duration::from_secs(6),
+        "first answer after {took:?}\n{}",
+        b.svc.logs()
+    );
+    // An exact replica: no grace period, new grants go on at once.
+    assert!(first.approved, "{first:?}\n{}", b.svc.logs());
+    assert!(leading(&b).await);
+    // Both leases are live on the new leader before any heartbeat, and no
+    // capacity was handed out twice.
+    let st = status(&client).await;
+    for g in [&g1, &g2] {
+        let id = g.lease_id.as_deref().unwrap();
+        assert!(
+            st.leases.active.iter().any(|l| l.lease_id == id),
+            "{id} lost: {st:?}\n{}",
+            b.svc.logs()
+        );
+    }
+    assert_eq!(st.hosts[0].used_units, used_before + 1, "{st:?}");
+    // New ids carry the new epoch, so none repeats an old one.
+    let new_id = first.lease_id.clone().unwrap();
+    assert!(new_id != g1.lease_id.clone().unwrap() && new_id != g2.lease_id.clone().unwrap());
+    // The holders' tokens keep working.
+    for g in [&g1, &g2] {
+        let hb = heartbeat(
+            &client,
+            g.lease_id.as_deref().unwrap(),
+            g.token.as_deref().unwrap(),
+        )
+        .await
+        .expect("heartbeat reply");
+        assert!(hb.ok, "{hb:?}");
+    }
+    drop(feeder);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_stop_hands_over_and_one_leads_among_three() {
+    let infra = Infra::start().await.expect("infra");
+    let env = ha_env();
+    let mut a = start_coordinator(&infra, &env).await;
+    let b = start_instance(&infra, &env).await;
+    let c = start_instance(&infra, &env).await;
+    let client = infra.nats.connect().await.unwrap();
+    for _ in 0..10 {
+        let v = leaders(&[&a, &b, &c]).await;
+        assert_eq!(v.iter().filter(|x| **x == Some(1.0)).count(), 1, "{v:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // A fourth joins without disturbing the leader.
+    let d = start_instance(&infra, &env).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(leading(&a).await);
+    assert_eq!(leaders(&[&b, &c, &d]).await, vec![Some(0.0); 3]);
+
+    let feeder = Feeder::start(client.clone(), Duration::from_millis(300));
+    feeder.set("h1", Load::idle(4));
+    wait_state(&client, "h1", QuietState::Quiet).await;
+    let stopped = Instant::now();
+    a.svc
+        .terminate(Duration::from_secs(10))
+        .await
+        .expect("graceful stop");
+    let (_, took) = first_answer(&client, "after", stopped).await;
+    assert!(took < Duration::from_secs(4), "handover took {took:?}");
+    let v = leaders(&[&b, &c, &d]).await;
+    assert_eq!(v.iter().filter(|x| **x == Some(1.0)).count(), 1, "{v:?}");
+    drop(feeder);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_leader_grants_nothing_after_it_wakes() {
+    let infra = Infra::start().await.expect("infra");
+    let env = ha_env();
+    let a = start_coordinator(&infra, &env).await;
+    let b = start_instance(&infra, &env).await;
+    let client = infra.nats.connect().await.unwrap();
+    let feeder = Feeder::start(client.clone(), Duration::from_millis(300));
+    feeder.set("h1", Load::idle(4));
+    wait_state(&client, "h1", QuietState::Quiet).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let g = request(&client, "keeper", 20).await.expect("reply");
+    assert!(g.approved);
+    let old_prefix = g.lease_id.clone().unwrap();
+    let old_prefix = old_prefix.split('-').next().unwrap().to_string();
+
+    a.svc.signal(Signal::SIGSTOP);
+    // Twice the leader TTL.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let ok = wait_until(Duration::from_secs(10), || {
+        let b = &b;
+        async move { leading(b).await }
+    })
+    .await;
+    assert!(ok.is_ok(), "the standby never took over:\n{}", b.svc.logs());
+    a.svc.signal(Signal::SIGCONT);
+    // Every grant after the wake comes from the new leader's epoch.
+    for i in 0..20 {
+        if let Some(r) = request(&client, &format!("w{i}"), 1).await {
+            if let Some(id) = &r.lease_id {
+                assert!(
+                    !id.starts_with(&format!("{old_prefix}-")),
+                    "old leader granted {id}"
+                );
+            }
+        }
+    }
+    let ok = wait_until(Duration::from_secs(5), || {
+        let a = &a;
+        async move { !leading(a).await }
+    })
+    .await;
+    assert!(
+        ok.is_ok(),
+        "the old leader still claims to lead:\n{}",
+        a.svc.logs()
+    );
+    let st = status(&client).await;
+    assert!(st
+        .leases
+        .active
+        .iter()
+        .any(|l| Some(&l.lease_id) == g.lease_id.as_ref()));
+    assert!(st.hosts[0].used_units <= st.hosts[0].capacity_units);
+    drop(feeder);
+}
