@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::audit::{self, AuditConfig, AuditSink};
 use super::events::{self, EventSink};
-use super::follow::{Follower, Inbound};
+use super::follow::{Follower, Inbound, KeyLoader};
 use super::replica::{Body, Change, SealKey, SnapshotBody};
 use crate::leader::Leadership;
 use crate::scheduler::endpoints::{handle, status, DecisionLabels, LeaseOp};
@@ -57,11 +57,6 @@ pub type BookOpener = std::sync::Arc<
     dyn Fn(u64) -> futures::future::BoxFuture<'static, anyhow::Result<(Book, Vec<SealKey>)>>
         + Send
         + Sync,
->;
-
-/// Loads the seal keys a standby verifies replication with.
-pub type KeyLoader = std::sync::Arc<
-    dyn Fn() -> futures::future::BoxFuture<'static, anyhow::Result<Vec<SealKey>>> + Send + Sync,
 >;
 
 /// What the scheduler is connected to.

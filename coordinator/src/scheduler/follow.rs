@@ -11,8 +11,12 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
-use super::actor::KeyLoader;
 use super::replica::{open, Applied, Body, Replica, ReplicaError, SealKey, SnapshotBody};
+
+/// Loads the seal keys a standby verifies replication with.
+pub type KeyLoader = std::sync::Arc<
+    dyn Fn() -> futures::future::BoxFuture<'static, anyhow::Result<Vec<SealKey>>> + Send + Sync,
+>;
 
 /// Most records buffered while a snapshot is on its way.
 const BUFFER_MAX: usize = 100_000;

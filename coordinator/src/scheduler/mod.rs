@@ -16,5 +16,6 @@ mod follow;
 pub(crate) mod metrics;
 pub mod replica;
 
-pub use actor::{spawn, BookOpener, KeyLoader, SchedulerConfig, SchedulerIo};
+pub use actor::{spawn, BookOpener, SchedulerConfig, SchedulerIo};
 pub use audit::AuditConfig;
+pub use follow::KeyLoader;
