@@ -123,7 +123,10 @@ mod tests {
     #[test]
     fn buckets_are_collected_from_declarations() {
         let groups: &[&[&Metric]] = &[&[&A, &B]];
-        assert_eq!(buckets_of(groups), vec![("lull_b_seconds", &[1.0, 2.0][..])]);
+        assert_eq!(
+            buckets_of(groups),
+            vec![("lull_b_seconds", &[1.0, 2.0][..])]
+        );
         describe_all(groups);
     }
 }
