@@ -325,7 +325,7 @@ mod tests {
         let sealed = k1.seal(&b);
         assert_eq!(open::<Body>(&sealed, &[k2.clone(), k1.clone()]).unwrap(), b);
         assert_eq!(
-            open::<Body>(&sealed, &[k2.clone()]),
+            open::<Body>(&sealed, std::slice::from_ref(&k2)),
             Err(ReplicaError::BadMac)
         );
         // Tampering with the body breaks the MAC.
@@ -333,7 +333,7 @@ mod tests {
         s.body = s.body.replace("\"seq\":1", "\"seq\":2");
         let forged = serde_json::to_vec(&s).unwrap();
         assert_eq!(
-            open::<Body>(&forged, &[k1.clone()]),
+            open::<Body>(&forged, std::slice::from_ref(&k1)),
             Err(ReplicaError::BadMac)
         );
         assert!(matches!(
