@@ -1,9 +1,6 @@
 //! Small valid region records for tests and examples.
 
-use super::report::BuildFatigue;
-use super::report::BuildRecord;
-use super::report::FatigueEventReport;
-use super::report::FatigueType;
+use super::report::{BuildFatigue, BuildRecord, FatigueEventReport, FatigueType};
 
 /// A small valid build record (10 minutes, 1 minute queued, $6/h), for
 /// tests and examples. A failed one carries `error of <id>`.

@@ -5,10 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::limits::MAX_BUILD_SECONDS;
-use super::limits::MAX_FATIGUES_PER_BUILD;
-use super::limits::MAX_FATIGUE_HOURS;
-use super::limits::MAX_USD;
+use super::limits::{MAX_BUILD_SECONDS, MAX_FATIGUES_PER_BUILD, MAX_FATIGUE_HOURS, MAX_USD};
 use super::whole;
 use crate::error::ValidationError;
 use crate::validate::{self as v, Validate};

@@ -6,8 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::limits::MAX_RECENT_BUILDS_IMPORT;
-use super::limits::MAX_REGIONS;
+use super::limits::{MAX_RECENT_BUILDS_IMPORT, MAX_REGIONS};
 use super::report::BuildRecord;
 use crate::error::ValidationError;
 use crate::validate::{self as v, Validate};

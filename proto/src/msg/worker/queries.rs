@@ -4,17 +4,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::derived::Anomaly;
-use super::derived::DurationTrend;
-use super::derived::QualityLevel;
-use super::derived::Recommendation;
-use super::derived::ScheduleState;
-use super::derived::ScheduleStatus;
-use super::derived::ScoredExecution;
-use super::derived::VolumeTrend;
-use super::report::ExecutionOutcome;
-use super::report::DEFAULT_EXECUTIONS_LIMIT;
-use super::report::MAX_EXECUTIONS_LIMIT;
+use super::derived::{
+    Anomaly, DurationTrend, QualityLevel, Recommendation, ScheduleState, ScheduleStatus,
+    ScoredExecution, VolumeTrend,
+};
+use super::report::{ExecutionOutcome, DEFAULT_EXECUTIONS_LIMIT, MAX_EXECUTIONS_LIMIT};
 use crate::error::ValidationError;
 use crate::validate::{self as v, Validate};
 
