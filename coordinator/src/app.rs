@@ -10,7 +10,7 @@ use lull_proto::Subjects;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::CoordinatorConfig;
-use crate::{builds, endpoints, executions, fleet, ingest, scheduler, service, store};
+use crate::{endpoints, fleet, ingest, scheduler, service, store};
 use lull_engine::lease;
 
 /// Runs the coordinator until `stop` is cancelled.
@@ -83,40 +83,25 @@ pub async fn run(cfg: CoordinatorConfig, stop: CancellationToken) -> anyhow::Res
         Some(views_tx),
         actors.clone(),
     );
-    let history_task = tokio::spawn(store::history::maintain::run(
-        history.clone(),
-        actors.clone(),
-    ));
-
-    // Durable reports: one consumer, one sink per domain actor.
-    let (sinks, regions_rx, workers_rx) = ingest::reports::Sinks::channel(cfg.ingest.reports_queue);
-    let (regions, regions_task) =
-        start_regions(&pool, &cfg, &client, regions_rx, actors.clone()).await?;
-    let (workers, workers_task) = start_workers(&pool, &cfg, workers_rx, actors.clone()).await?;
+    // Only the leader writes history; a standby switches writes on when it
+    // takes over.
+    history.shared.set_writing(false);
+    cfg.regions
+        .validate()
+        .context("invalid [regions] configuration")?;
+    cfg.workers
+        .validate()
+        .context("invalid [workers] configuration")?;
+    let (workers_slot, workers_rx) = tokio::sync::watch::channel(None);
     let forecast_task = tokio::spawn(fleet::forecast::run(
         history.clone(),
         fleet.clone(),
-        Some(workers.clone()),
+        workers_rx,
         actors.clone(),
     ));
 
     let intake = CancellationToken::new();
     let max = cfg.common.max_payload_bytes;
-    let reports_task = tokio::spawn(leader_scoped_reports(
-        leadership.clone(),
-        client.clone(),
-        subjects.clone(),
-        sinks,
-        ingest::reports::ConsumerConfig {
-            durable: cfg.ingest.reports_durable.clone(),
-            batch: cfg.ingest.reports_batch.max(1),
-            fetch_wait: secs(cfg.ingest.reports_fetch_wait_sec),
-            ack_wait: secs(cfg.ingest.reports_ack_wait_sec),
-            retry_delay: secs(cfg.ingest.reports_retry_delay_sec),
-        },
-        max,
-        intake.clone(),
-    ));
     let stats_task = tokio::spawn(ingest::stats::run(
         client.clone(),
         subjects.clone(),
@@ -136,6 +121,24 @@ pub async fn run(cfg: CoordinatorConfig, stop: CancellationToken) -> anyhow::Res
         .map_err(anyhow::Error::from_boxed)
         .context("starting the micro service")?;
     let lease_group = svc.exclusive_group(&subjects, &instance);
+    let duties = crate::leading::Duties {
+        pool: pool.clone(),
+        cfg: std::sync::Arc::new(cfg.clone()),
+        client: client.clone(),
+        subjects: subjects.clone(),
+        fleet: fleet.clone(),
+        history: history.clone(),
+        group: std::sync::Arc::new(svc.exclusive_group(&subjects, &instance)),
+        workers_slot,
+    };
+    let duties_task = tokio::spawn(crate::leader::scope::while_leading(
+        leadership.clone(),
+        intake.clone(),
+        move |epoch, lost| {
+            let duties = duties.clone();
+            async move { duties.lead(epoch, lost).await }
+        },
+    ));
     let scheduler_task = scheduler::spawn(
         scheduler::SchedulerConfig {
             tick: secs(cfg.scheduler.tick_sec),
@@ -170,8 +173,6 @@ pub async fn run(cfg: CoordinatorConfig, stop: CancellationToken) -> anyhow::Res
         fleet: fleet.clone(),
         max_payload: max,
         history: history.clone(),
-        workers,
-        regions,
     };
     svc.serve(
         endpoints::all(&deps),
@@ -186,82 +187,22 @@ pub async fn run(cfg: CoordinatorConfig, stop: CancellationToken) -> anyhow::Res
     stop.cancelled().await;
     tracing::info!("shutting down: no new work");
     intake.cancel();
+    // The leader's duties end first: the reports consumer, then the region
+    // and worker actors after their last commit.
+    let _ = duties_task.await;
     svc.stop().await;
     let _ = stats_task.await;
     let _ = agent_task.await;
-    match reports_task.await {
-        Ok(Err(e)) => tracing::warn!(error = %e, "the reports consumer failed"),
-        Err(e) => tracing::warn!(error = %e, "the reports consumer panicked"),
-        Ok(Ok(())) => {}
-    }
     actors.cancel();
     let _ = fleet_task.await;
-    let _ = history_task.await;
     let _ = forecast_task.await;
     let _ = scheduler_task.await;
     // Only now give the leadership up, so a standby takes over at once.
     election_stop.cancel();
     let _ = election_task.await;
-    let _ = workers_task.await;
-    let _ = regions_task.await;
     let _ = client.flush().await;
     tracing::info!("shutdown complete");
     Ok(())
-}
-
-/// Loads the region aggregates (replaying what they do not count yet) and
-/// starts the regions actor on the reports consumer's regions sink.
-async fn start_regions(
-    pool: &deadpool_postgres::Pool,
-    cfg: &CoordinatorConfig,
-    client: &async_nats::Client,
-    batches: tokio::sync::mpsc::Receiver<crate::handoff::Batch<builds::RegionReport>>,
-    shutdown: CancellationToken,
-) -> anyhow::Result<(builds::RegionsHandle, tokio::task::JoinHandle<()>)> {
-    cfg.regions
-        .validate()
-        .context("invalid [regions] configuration")?;
-    let loaded = builds::load(pool, &cfg.regions)
-        .await
-        .context("loading the region aggregates")?;
-    Ok(builds::spawn(
-        cfg.regions.clone(),
-        cfg.region_service.clone(),
-        pool.clone(),
-        loaded,
-        batches,
-        client.server_info().max_payload,
-        shutdown,
-    ))
-}
-
-/// Loads the worker aggregates and starts the workers actor.
-async fn start_workers(
-    pool: &deadpool_postgres::Pool,
-    cfg: &CoordinatorConfig,
-    batches: tokio::sync::mpsc::Receiver<
-        crate::handoff::Batch<lull_proto::msg::worker::WorkerExecutionReport>,
-    >,
-    shutdown: CancellationToken,
-) -> anyhow::Result<(executions::WorkersHandle, tokio::task::JoinHandle<()>)> {
-    cfg.workers
-        .validate()
-        .context("invalid [workers] configuration")?;
-    let engine = std::sync::Arc::new(cfg.workers.clone());
-    let loaded = executions::load(pool, &engine)
-        .await
-        .context("loading the worker aggregates")?;
-    tracing::info!(workers = loaded.len(), "worker aggregates loaded");
-    Ok(executions::spawn(
-        executions::WorkersShellConfig {
-            engine,
-            schedule_eval: secs(cfg.ingest.workers_schedule_eval_sec),
-        },
-        pool.clone(),
-        loaded,
-        batches,
-        shutdown,
-    ))
 }
 
 /// This instance's id: configured, or `<host name>-<pid>`.
@@ -273,67 +214,6 @@ fn instance_id(cfg: &CoordinatorConfig) -> String {
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "coordinator".into());
     format!("{host}-{}", std::process::id())
-}
-
-/// Runs the durable reports consumer only while this instance leads: the
-/// leader is the single writer of reports.
-#[allow(clippy::too_many_arguments)]
-async fn leader_scoped_reports(
-    leadership: crate::leader::Leadership,
-    client: async_nats::Client,
-    subjects: Subjects,
-    sinks: ingest::reports::Sinks,
-    consumer: ingest::reports::ConsumerConfig,
-    max: usize,
-    stop: CancellationToken,
-) -> anyhow::Result<()> {
-    let mut role = leadership.watch();
-    loop {
-        while leadership.epoch_now().is_none() {
-            tokio::select! {
-                r = role.changed() => if r.is_err() { return Ok(()) },
-                _ = stop.cancelled() => return Ok(()),
-            }
-        }
-        let epoch = leadership.epoch_now();
-        let lost = stop.child_token();
-        let watch_lost = {
-            let lost = lost.clone();
-            let leadership = leadership.clone();
-            let mut role = leadership.watch();
-            tokio::spawn(async move {
-                loop {
-                    if leadership.epoch_now() != epoch {
-                        lost.cancel();
-                        return;
-                    }
-                    tokio::select! {
-                        r = role.changed() => if r.is_err() { lost.cancel(); return },
-                        _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-                        _ = lost.cancelled() => return,
-                    }
-                }
-            })
-        };
-        tracing::info!("leading: consuming durable reports");
-        let r = ingest::reports::run(
-            client.clone(),
-            subjects.clone(),
-            sinks.clone(),
-            consumer.clone(),
-            max,
-            lost.clone(),
-        )
-        .await;
-        lost.cancel();
-        let _ = watch_lost.await;
-        if let Err(e) = r {
-            return Err(anyhow::Error::from_boxed(e).context("the reports consumer"));
-        }
-        if stop.is_cancelled() {
-            return Ok(());
-        }
-    }
 }
 
 /// Opens the lease book for a leadership epoch (see [`open_book`]).

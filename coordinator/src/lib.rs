@@ -21,6 +21,7 @@ pub mod fleet;
 pub mod handoff;
 pub mod ingest;
 pub mod leader;
+pub mod leading;
 pub mod metrics;
 pub mod scheduler;
 pub mod service;

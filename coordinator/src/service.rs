@@ -245,6 +245,12 @@ impl Service {
         Ok(())
     }
 
+    /// A group of the service with the shared queue group (the endpoints
+    /// every instance answers).
+    pub fn shared_group(&self, subjects: &Subjects) -> async_nats::service::Group {
+        self.service.group(subjects.service_group())
+    }
+
     /// Stops taking requests: waits for the served endpoints to answer what
     /// they took, then unregisters the service (which ends the raw streams).
     pub async fn stop(self) {
@@ -255,6 +261,29 @@ impl Service {
             tracing::warn!(error = %e, "stopping micro service");
         }
     }
+}
+
+/// Serves `endpoints` on `group` until `shutdown`, each request in a task
+/// of its own, at most `concurrency` at a time per endpoint; the returned
+/// tasks end once the requests taken are answered.
+pub async fn serve_on(
+    group: &async_nats::service::Group,
+    endpoints: Vec<(&'static str, Handler)>,
+    concurrency: usize,
+    shutdown: CancellationToken,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, async_nats::Error> {
+    let mut tasks = Vec::new();
+    for (name, handler) in endpoints {
+        let endpoint = group.endpoint(name).await?;
+        tasks.push(tokio::spawn(serve_endpoint(
+            endpoint,
+            Meter::new(name),
+            handler,
+            concurrency.max(1),
+            shutdown.clone(),
+        )));
+    }
+    Ok(tasks)
 }
 
 async fn serve_endpoint(

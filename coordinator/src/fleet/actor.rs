@@ -232,6 +232,17 @@ impl Fleet {
             Command::Blocks(reply) => {
                 let _ = reply.send(self.blocks.list(now_unix()));
             }
+            Command::ReplaceBlocks(blocks, reply) => {
+                let now = now_unix();
+                let changed = self.blocks != blocks;
+                self.blocks = blocks;
+                self.refresh_blocked(now);
+                let _ = reply.send(BlockReply {
+                    ok: true,
+                    changed,
+                    blocks: self.blocks.list(now),
+                });
+            }
             Command::HealthFacts(reply) => {
                 let _ = reply.send(queries::health_facts(&self.hosts));
             }

@@ -200,26 +200,15 @@ fn host_endpoints(fleet: &FleetHandle, max: usize) -> Vec<(&'static str, Handler
     vec![(ep::HOSTS_LIST, list), (ep::HOSTS_GET, get)]
 }
 
-/// The quiet-state endpoints.
-fn quiet_endpoints(
+/// The operator's changes, `hosts.block` and `hosts.unblock`: answered by
+/// the leader only, whose fleet feeds the lease book (a standby's fleet
+/// takes the stored blocks when it becomes leader).
+pub fn operator_endpoints(
     fleet: &FleetHandle,
     store: &HistoryStore,
     max: usize,
 ) -> Vec<(&'static str, Handler)> {
-    let store = store.clone();
-    let fleet = fleet.clone();
     let lock = Arc::new(tokio::sync::Mutex::new(()));
-    macro_rules! handler {
-        ($req:ty, |$s:ident, $f:ident, $r:ident| $body:expr) => {{
-            let store = store.clone();
-            let fleet = fleet.clone();
-            typed(max, move |$r: $req| {
-                let $s = store.clone();
-                let $f = fleet.clone();
-                async move { $body }
-            })
-        }};
-    }
     let lock_b = lock.clone();
     let block_h = {
         let store = store.clone();
@@ -237,6 +226,28 @@ fn quiet_endpoints(
             async move { unblock(&s, &f, &l, r).await }
         })
     };
+    vec![(ep::HOSTS_BLOCK, block_h), (ep::HOSTS_UNBLOCK, unblock_h)]
+}
+
+/// The quiet-state endpoints.
+fn quiet_endpoints(
+    fleet: &FleetHandle,
+    store: &HistoryStore,
+    max: usize,
+) -> Vec<(&'static str, Handler)> {
+    let store = store.clone();
+    let fleet = fleet.clone();
+    macro_rules! handler {
+        ($req:ty, |$s:ident, $f:ident, $r:ident| $body:expr) => {{
+            let store = store.clone();
+            let fleet = fleet.clone();
+            typed(max, move |$r: $req| {
+                let $s = store.clone();
+                let $f = fleet.clone();
+                async move { $body }
+            })
+        }};
+    }
     vec![
         (
             ep::STATS_HISTORY,
@@ -254,8 +265,6 @@ fn quiet_endpoints(
             ep::QUIET_FORECAST,
             handler!(ForecastRequest, |s, f, r| forecast(&s, &f, r).await),
         ),
-        (ep::HOSTS_BLOCK, block_h),
-        (ep::HOSTS_UNBLOCK, unblock_h),
         (
             ep::HOSTS_BLOCKS,
             handler!(Empty, |_s, f, _r| {

@@ -56,11 +56,11 @@ pub async fn refresh(
 }
 
 /// Runs [`refresh`] at start and then every `forecast_refresh_sec` until
-/// `shutdown`.
+/// `shutdown`; the workers handle is the current leadership's, if any.
 pub async fn run(
     store: HistoryStore,
     fleet: FleetHandle,
-    workers: Option<WorkersHandle>,
+    workers: tokio::sync::watch::Receiver<Option<WorkersHandle>>,
     shutdown: CancellationToken,
 ) {
     let period = Duration::from_secs_f64(store.cfg.forecast_refresh_sec.max(0.05));
@@ -71,7 +71,9 @@ pub async fn run(
             _ = tick.tick() => {}
             _ = shutdown.cancelled() => break,
         }
-        match refresh(&store, &fleet, workers.as_ref(), now_unix()).await {
+        // The workers' state lives with the leader (None on a standby).
+        let w = workers.borrow().clone();
+        match refresh(&store, &fleet, w.as_ref(), now_unix()).await {
             Ok(n) => tracing::debug!(hosts = n, "forecasts refreshed"),
             Err(e) => {
                 metrics::counter!(crate::store::metrics::HISTORY_MAINTENANCE_ERRORS.name, "step" => "forecast")

@@ -22,7 +22,7 @@ use lull_proto::msg::stats::SystemStatsSnapshot;
 use lull_proto::msg::telemetry::{LoopFailure, LoopHealth};
 use tokio::sync::{mpsc, oneshot};
 
-use lull_engine::quiet::blocks::{Block, Target};
+use lull_engine::quiet::blocks::{Block, Blocks, Target};
 use lull_engine::quiet::health::HostFacts;
 use lull_engine::quiet::streaks::ClosedStreak;
 
@@ -56,6 +56,8 @@ pub enum Command {
     Unblock(Target, oneshot::Sender<BlockReply>),
     /// The blocks in force.
     Blocks(oneshot::Sender<Vec<BlockInfo>>),
+    /// Replace every block (already persisted).
+    ReplaceBlocks(Blocks, oneshot::Sender<BlockReply>),
     /// Per-host facts of the health rollup.
     HealthFacts(oneshot::Sender<Vec<HostFacts>>),
     /// Unwritten quiet samples and the open streak of a host (`None` when
@@ -127,6 +129,12 @@ impl FleetHandle {
     /// Lifts a block that is already deleted from storage.
     pub async fn unblock(&self, target: Target) -> Result<BlockReply, FleetGone> {
         self.ask(|tx| Command::Unblock(target, tx)).await
+    }
+
+    /// Replaces every block with `blocks` (as stored), as a new leader does
+    /// before it decides.
+    pub async fn replace_blocks(&self, blocks: Blocks) -> Result<BlockReply, FleetGone> {
+        self.ask(|tx| Command::ReplaceBlocks(blocks, tx)).await
     }
 
     /// The blocks in force.

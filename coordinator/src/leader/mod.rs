@@ -7,6 +7,7 @@
 
 pub mod election;
 pub(crate) mod metrics;
+pub mod scope;
 
 use std::time::Instant;
 

@@ -38,7 +38,10 @@ pub async fn start_coordinator_on(
     let client = infra.nats.connect().await.expect("connect");
     let ok = wait_until(Duration::from_secs(20), || {
         let client = client.clone();
-        async move { has_endpoint(&client, "lease.request").await }
+        async move {
+            has_endpoint(&client, "lease.request").await
+                && has_endpoint(&client, "regions.stats").await
+        }
     })
     .await;
     assert!(ok.is_ok(), "coordinator never led:\n{}", c.svc.logs());

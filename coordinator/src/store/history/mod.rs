@@ -17,7 +17,7 @@ pub mod rollup;
 pub mod write;
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use deadpool_postgres::Pool;
@@ -284,9 +284,22 @@ pub struct Shared {
     watermark: AtomicU64,
     /// Partitions exist up to here (f64 bits).
     ready_until: AtomicU64,
+    /// Writes are switched off (this coordinator stands by: the leader
+    /// writes the history).
+    paused: AtomicBool,
 }
 
 impl Shared {
+    /// Whether batches are written (true unless paused).
+    pub fn writing(&self) -> bool {
+        !self.paused.load(Ordering::Relaxed)
+    }
+
+    /// Switches writes on (leading) or off (standing by).
+    pub fn set_writing(&self, on: bool) {
+        self.paused.store(!on, Ordering::Relaxed);
+    }
+
     /// The rollup watermark (0 before the first maintenance run).
     pub fn watermark(&self) -> f64 {
         f64::from_bits(self.watermark.load(Ordering::Relaxed))

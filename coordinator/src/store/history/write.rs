@@ -315,9 +315,13 @@ pub async fn write_batch(store: &HistoryStore, batch: HistoryBatch) {
 }
 
 /// The writer task: writes batches until the channel closes.
+/// Batches that arrive while writes are switched off (a standby) are
+/// dropped: the leader writes the same history from its own samples.
 pub async fn run_writer(store: HistoryStore, mut rx: mpsc::Receiver<HistoryBatch>) {
     while let Some(batch) = rx.recv().await {
-        write_batch(&store, batch).await;
+        if store.shared.writing() {
+            write_batch(&store, batch).await;
+        }
         store.shared.db.done();
     }
 }
