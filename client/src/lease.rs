@@ -2,7 +2,8 @@
 //! the coordinator for a heavy-work lease and returns a [`LeaseGuard`] that
 //! heartbeats in the background, listens on `lull.lease.events.<lease_id>`
 //! and exposes a revoke or expiry as a future ([`LeaseGuard::revoked`]) and
-//! as a [`CancellationToken`]. The guard is released explicitly with an
+//! as a [`CancellationToken`](tokio_util::sync::CancellationToken). The
+//! guard is released explicitly with an
 //! outcome ([`LeaseGuard::release`]) or, best effort, when it is dropped.
 //! [`LeaseClient::acquire_wait`] waits for a grant, either by retrying while
 //! honouring `retry_after_sec` (with jitter) or through the coordinator's

@@ -154,7 +154,7 @@ impl std::fmt::Display for LeaseEnd {
 }
 
 /// Where a wait for a lease stands, given to the observer of
-/// [`LeaseClient::acquire_wait_with`] at each change.
+/// [`LeaseClient::acquire_wait_with`](super::LeaseClient::acquire_wait_with) at each change.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WaitProgress {
     /// The last denial (or the transport problem, as a reason without code).

@@ -5,6 +5,9 @@
 //! [`BookView`] of what the lease book holds) and an injected clock.
 //!
 //! Checks, in order (the first that fails is the answer):
+//! 0. for a new request, the restart grace period: `grace_period`
+//!    ([`admit_request`], which also says whether the request takes a
+//!    token from its addon's bucket and whether a denial queues it);
 //! 1. addon level: `rate_limited`, `addon_limit`, `global_limit`;
 //! 2. host level: `unknown_host`, `blocked`, `stale_host`, `panic`,
 //!    `panic_cooldown`, then the request is *judged* (constraint-aware, see

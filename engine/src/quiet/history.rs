@@ -1,8 +1,9 @@
 //! Pure helpers of `lull.v1.stats.history`: the request and reply types,
-//! parsing of `range`/`step` durations ("1h", "10s", "7d"), the query plan
+//! parsing of `range`/`step` durations ("1h", "10s", "7d"; in `duration`,
+//! re-exported here), the query plan
 //! (aligned buckets, point limit, raw samples or 1-minute rollups), bucketing
 //! of samples into avg/min/max points, and flattening of a JSON payload into
-//! numeric fields.
+//! numeric fields. [`HistoryConfig`] lives in `config::history`.
 
 use std::collections::BTreeMap;
 

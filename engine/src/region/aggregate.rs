@@ -17,9 +17,11 @@
 //!   the newest key they hold, so a late record below the cut is dropped by
 //!   both paths alike.
 //!
-//! So applying records in any order equals [`recompute`] (the same rules
-//! applied in key order), which the tests check on shuffled, duplicated input.
-//! A [`Campaign`] holds all regions and drops duplicates (same `build_id` or
+//! So applying records in any order equals
+//! [`recompute`](crate::region::campaign::recompute) (the same rules applied
+//! in key order), which the tests check on shuffled, duplicated input. A
+//! [`Campaign`](crate::region::campaign::Campaign) holds all regions and
+//! drops duplicates (same `build_id` or
 //! `event_id`); a [`RegionAggregate`] trusts its caller to pass new records.
 //! Imported history enters as a baseline: an existing region's summary that
 //! new records are added to (see `campaign_json`).

@@ -18,7 +18,7 @@ pub struct Grant {
     pub used_units: u32,
     /// The capacity the request was checked against.
     pub capacity_units: u32,
-    /// The state the request was judged in (see [`judge`]).
+    /// The state the request was judged in (see [`super::judge`]).
     pub judged_state: QuietState,
 }
 

@@ -28,7 +28,7 @@ pub struct HistoryConfig {
     /// Step of the rollups, seconds; a step at least this long reads
     /// rollups. Default 60.
     pub rollup_step_sec: f64,
-    /// Most numeric fields taken from one payload by [`numeric_fields`].
+    /// Most numeric fields taken from one payload by [`crate::quiet::history::numeric_fields`].
     /// Default 128.
     pub max_fields: usize,
 }
