@@ -173,6 +173,8 @@ pub async fn run(cfg: CoordinatorConfig, stop: CancellationToken) -> anyhow::Res
         fleet: fleet.clone(),
         max_payload: max,
         history: history.clone(),
+        leadership: leadership.clone(),
+        pool: pool.clone(),
     };
     svc.serve(
         endpoints::all(&deps),

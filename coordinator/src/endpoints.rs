@@ -17,6 +17,10 @@ pub struct Deps {
     pub max_payload: usize,
     /// History storage (history, streaks, forecast, health, blocks).
     pub history: crate::store::history::HistoryStore,
+    /// This instance's role (`coordinator.leader`).
+    pub leadership: crate::leader::Leadership,
+    /// The database (`coordinator.leader` reads the election row).
+    pub pool: deadpool_postgres::Pool,
 }
 
 /// Every endpoint every instance serves.
@@ -25,6 +29,11 @@ pub fn all(deps: &Deps) -> Vec<(&'static str, Handler)> {
     v.extend(crate::fleet::endpoints::endpoints(
         &deps.fleet,
         &deps.history,
+        deps.max_payload,
+    ));
+    v.extend(crate::leader::endpoint::endpoints(
+        &deps.leadership,
+        &deps.pool,
         deps.max_payload,
     ));
     v

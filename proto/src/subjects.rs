@@ -156,6 +156,8 @@ pub mod endpoints {
     pub const LEASE_CANCEL: &str = "lease.cancel";
     /// `lull.v1.scheduler.status`.
     pub const SCHEDULER_STATUS: &str = "scheduler.status";
+    /// `lull.v1.coordinator.leader` (every instance answers).
+    pub const COORDINATOR_LEADER: &str = "coordinator.leader";
     /// `lull.v1.regions.stats`.
     pub const REGIONS_STATS: &str = "regions.stats";
     /// `lull.v1.regions.select`.

@@ -6,12 +6,12 @@
 //! standby can take over. See docs/ha.md for the safety argument.
 
 pub mod election;
+pub mod endpoint;
 pub(crate) mod metrics;
 pub mod scope;
 
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 pub use election::{spawn, ElectionConfig};
@@ -91,23 +91,4 @@ impl Leadership {
     pub fn watch(&self) -> watch::Receiver<Role> {
         self.rx.clone()
     }
-}
-
-/// The reply of `lull.v1.coordinator.leader`: who leads, as this instance
-/// knows it from the election row.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LeaderReply {
-    /// The instance that answered.
-    pub instance: String,
-    /// `leader` or `standby`.
-    pub role: String,
-    /// The leading instance, as last read from the election row (empty
-    /// when none has led yet or the last one resigned).
-    pub leader: String,
-    /// The current epoch (fencing term).
-    pub epoch: u64,
-    /// Unix seconds when the current leader was elected.
-    pub elected_at: Option<f64>,
-    /// Seconds since this instance became leader (leaders only).
-    pub leader_for_sec: Option<f64>,
 }
