@@ -15,78 +15,80 @@ use lull_proto::msg::telemetry::LoopHealth;
 use lull_proto::Subjects;
 use tokio::sync::watch;
 
-use crate::collect::addons::{AddonDirsCollector, AddonHealthCollector, AddonsCollector};
-use crate::collect::api::ApiCollector;
-use crate::collect::disk::DiskCollector;
-use crate::collect::host::HostCollector;
-use crate::collect::pressure::PressureCollector;
-use crate::collect::process::ProcessCollector;
+use lull_common::metric::{buckets_of, describe_all, Metric};
+use metrics::Unit;
+
+use crate::collect::registry;
 use crate::collect::Collector;
-use crate::config::{secs, AgentConfig, Schedule};
-use crate::metrics as m;
+use crate::config::AgentConfig;
 use crate::outbox::{Envelope, Kind};
 use crate::publisher::{self, Transport};
-use crate::runner::{self, Board, Runner};
+use crate::runner::{self, Board, Runner, DURATION_BUCKETS};
+use crate::schedule::{secs, Schedule};
 use crate::snapshot::{self, TickError, TickInfo};
 use crate::spool::{self, SpoolRun};
 use crate::telemetry::{self, FailureInput, FailureStreak};
 
-/// Collectors whose figures are deltas between two runs; `--once` runs
-/// them twice.
-pub const DELTA_COLLECTORS: &[&str] = &["host", "pressure", "process", "api"];
+/// Counter `{result}`: ticks (`ok`, `failed`).
+pub static TICKS: Metric = Metric::counter(
+    "lull_agent_ticks_total",
+    "Snapshot ticks by result: ok, or failed (no snapshot could be built).",
+);
+/// Histogram: time to assemble and enqueue one tick.
+pub static TICK_DURATION: Metric = Metric::histogram(
+    "lull_agent_tick_duration_seconds",
+    "Time to assemble and enqueue one tick.",
+)
+.unit(Unit::Seconds)
+.buckets(DURATION_BUCKETS);
+/// Gauge: sequence number of the last snapshot.
+pub static SNAPSHOT_SEQ: Metric = Metric::gauge(
+    "lull_agent_snapshot_seq",
+    "Sequence number of the last published snapshot.",
+);
+/// Gauge: 1 while connected to NATS.
+pub static NATS_CONNECTED: Metric = Metric::gauge(
+    "lull_agent_nats_connected",
+    "1 while the agent is connected to NATS.",
+);
+/// Counter: NATS connection events (`connected`, `disconnected`, ...).
+pub static NATS_EVENTS: Metric = Metric::counter(
+    "lull_agent_nats_events_total",
+    "NATS connection events by event.",
+);
+/// Gauge `{version}`: always 1.
+pub static BUILD_INFO: Metric = Metric::gauge(
+    "lull_agent_build_info",
+    "Always 1; the version label carries the agent version.",
+);
+/// Every metric of the tick loop and the connection.
+pub static METRICS: &[&Metric] = &[
+    &TICKS,
+    &TICK_DURATION,
+    &SNAPSHOT_SEQ,
+    &NATS_CONNECTED,
+    &NATS_EVENTS,
+    &BUILD_INFO,
+];
 
-/// The enabled collectors with their schedules.
+/// Every metric group of the agent: the loop, the runner, the outbox, the
+/// spool and each collector family.
+pub fn metric_groups() -> Vec<&'static [&'static Metric]> {
+    let mut g = vec![METRICS, runner::METRICS, publisher::METRICS, spool::METRICS];
+    g.extend(registry::metrics());
+    g
+}
+
+/// The enabled collectors with their schedules, from the registry.
 pub fn build_collectors(cfg: &AgentConfig) -> Vec<(Box<dyn Collector>, Schedule)> {
-    let c = &cfg.collectors;
-    let mut out: Vec<(Box<dyn Collector>, Schedule)> = Vec::new();
-    let mut add = |on: bool, col: Box<dyn Collector>, s: Schedule| {
-        if on && s.enabled {
-            out.push((col, s));
-        }
-    };
-    add(true, Box::new(HostCollector::new(cfg.net.clone())), c.host);
-    add(true, Box::new(DiskCollector::new(cfg.disk.clone())), c.disk);
-    add(true, Box::<PressureCollector>::default(), c.pressure);
-    add(
-        true,
-        Box::new(ProcessCollector::new(
-            cfg.process.clone(),
-            cfg.watch.clone(),
-        )),
-        c.process,
-    );
-    let has_addons = !cfg.addons.is_empty();
-    add(
-        has_addons,
-        Box::new(AddonsCollector::new(
-            cfg.addons.clone(),
-            cfg.addon.clone(),
-            cfg.process.resolve_interval_sec,
-        )),
-        c.addons,
-    );
-    let checks = cfg
-        .addons
-        .iter()
-        .any(|a| a.enabled && (a.health_url.is_some() || a.health_command.is_some()));
-    add(
-        checks,
-        Box::new(AddonHealthCollector::new(cfg.addons.clone(), &cfg.addon)),
-        c.addon_health,
-    );
-    let dirs = cfg.addons.iter().any(|a| a.runtime_dir.is_some());
-    add(
-        dirs,
-        Box::new(AddonDirsCollector::new(&cfg.addons, &cfg.addon)),
-        c.addon_dirs,
-    );
-    if let Some(api) = &cfg.api {
-        match ApiCollector::new(api.clone()) {
-            Ok(col) => add(true, Box::new(col), c.api),
-            Err(e) => tracing::error!(error = %e, "api collector disabled"),
-        }
-    }
-    out
+    cfg.sections
+        .build()
+        .into_iter()
+        .filter_map(|c| {
+            let s = cfg.collectors.get(c.name())?;
+            s.enabled.then_some((c, s))
+        })
+        .collect()
 }
 
 fn tick_info<'a>(cfg: &'a AgentConfig, seq: u64, now: f64) -> TickInfo<'a> {
@@ -104,6 +106,7 @@ fn tick_info<'a>(cfg: &'a AgentConfig, seq: u64, now: f64) -> TickInfo<'a> {
 pub async fn once(cfg: &AgentConfig) -> Result<SystemStatsSnapshot, TickError> {
     let board: Board = Default::default();
     let mut cols = build_collectors(cfg);
+    let delta = registry::delta_collectors();
     futures::future::join_all(cols.iter_mut().map(|(c, s)| {
         let board = &board;
         async move { runner::run_once(c.as_mut(), s, board).await }
@@ -112,7 +115,7 @@ pub async fn once(cfg: &AgentConfig) -> Result<SystemStatsSnapshot, TickError> {
     tokio::time::sleep(Duration::from_millis(cfg.once_warmup_ms)).await;
     futures::future::join_all(
         cols.iter_mut()
-            .filter(|(c, _)| DELTA_COLLECTORS.contains(&c.name()))
+            .filter(|(c, _)| delta.contains(&c.name()))
             .map(|(c, s)| {
                 let board = &board;
                 async move { runner::run_once(c.as_mut(), s, board).await }
@@ -170,16 +173,16 @@ async fn connect(cfg: &AgentConfig) -> anyhow::Result<Client> {
                 };
                 match ev {
                     Event::Connected => {
-                        metrics::gauge!(m::NATS_CONNECTED).set(1.0);
+                        metrics::gauge!(NATS_CONNECTED.name).set(1.0);
                         tracing::info!("connected to NATS");
                     }
                     Event::Disconnected | Event::Closed => {
-                        metrics::gauge!(m::NATS_CONNECTED).set(0.0);
+                        metrics::gauge!(NATS_CONNECTED.name).set(0.0);
                         tracing::warn!(event = label, "NATS connection lost; reconnecting");
                     }
                     other => tracing::info!(event = %other, "NATS event"),
                 }
-                metrics::counter!(m::NATS_EVENTS, "event" => label).increment(1);
+                metrics::counter!(NATS_EVENTS.name, "event" => label).increment(1);
             });
     Ok(opts.connect(cfg.common.nats_url.as_str()).await?)
 }
@@ -187,16 +190,14 @@ async fn connect(cfg: &AgentConfig) -> anyhow::Result<Client> {
 /// Runs the agent until SIGTERM/SIGINT, then stops collecting, flushes the
 /// outbox (bounded by `shutdown_flush_timeout_sec`) and returns.
 pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
-    let _handle = lull_common::runtime::install_metrics(
-        cfg.common.metrics_addr,
-        &[
-            (m::COLLECTOR_DURATION, m::DURATION_BUCKETS),
-            (m::FLUSH_DURATION, m::DURATION_BUCKETS),
-            (m::TICK_DURATION, m::DURATION_BUCKETS),
-        ],
-    )?;
-    m::describe();
-    metrics::gauge!(m::NATS_CONNECTED).set(0.0);
+    let groups = metric_groups();
+    let _handle =
+        lull_common::runtime::install_metrics(cfg.common.metrics_addr, &buckets_of(&groups))?;
+    describe_all(&groups);
+    metrics::gauge!(BUILD_INFO.name, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    publisher::zero_metrics();
+    spool::zero_metrics();
+    metrics::gauge!(NATS_CONNECTED.name).set(0.0);
     let subjects = Subjects::new(&cfg.common.subject_prefix);
     let client = connect(&cfg).await?;
     tracing::info!(
@@ -290,8 +291,8 @@ async fn tick_loop(cfg: &AgentConfig, subjects: &Subjects, transport: &Transport
                     subject: stats_subject.clone(),
                     payload: Bytes::from(bytes),
                 });
-                metrics::counter!(m::TICKS, "result" => "ok").increment(1);
-                metrics::gauge!(m::SNAPSHOT_SEQ).set(seq as f64);
+                metrics::counter!(TICKS.name, "result" => "ok").increment(1);
+                metrics::gauge!(SNAPSHOT_SEQ.name).set(seq as f64);
                 if telemetry::health_due(tick, cfg.health_every_n_ticks) {
                     let collectors = {
                         let b = board.lock().unwrap_or_else(|e| e.into_inner());
@@ -316,7 +317,7 @@ async fn tick_loop(cfg: &AgentConfig, subjects: &Subjects, transport: &Transport
             Err(e) => {
                 let failure_count = streak.failed();
                 tracing::warn!(tick, failure_count, error = %e, "tick failed");
-                metrics::counter!(m::TICKS, "result" => "failed").increment(1);
+                metrics::counter!(TICKS.name, "result" => "failed").increment(1);
                 let f = telemetry::failure(FailureInput {
                     tick,
                     duration_ms: started.elapsed().as_secs_f64() * 1000.0,
@@ -340,6 +341,6 @@ async fn tick_loop(cfg: &AgentConfig, subjects: &Subjects, transport: &Transport
                 }
             }
         }
-        metrics::histogram!(m::TICK_DURATION).record(started.elapsed().as_secs_f64());
+        metrics::histogram!(TICK_DURATION.name).record(started.elapsed().as_secs_f64());
     }
 }

@@ -14,9 +14,78 @@ use async_nats::Client;
 use lull_proto::msg::telemetry::{TransportStatus, TransportWorker};
 use tokio::sync::{watch, Notify};
 
-use crate::config::{secs, OutboxConfig};
-use crate::metrics as m;
+use lull_common::metric::Metric;
+use metrics::Unit;
+
+use crate::config::OutboxConfig;
 use crate::outbox::{Envelope, Limits, Outbox};
+use crate::runner::DURATION_BUCKETS;
+use crate::schedule::secs;
+
+/// Gauge: messages waiting in the outbox.
+pub static OUTBOX_QUEUE_LENGTH: Metric = Metric::gauge(
+    "lull_agent_outbox_queue_length",
+    "Messages waiting in the outbox.",
+);
+/// Gauge: bytes waiting in the outbox.
+pub static OUTBOX_QUEUE_BYTES: Metric = Metric::gauge(
+    "lull_agent_outbox_queue_bytes",
+    "Payload bytes waiting in the outbox.",
+)
+.unit(Unit::Bytes);
+/// Counter `{kind}`: messages dropped because the outbox was full.
+pub static OUTBOX_DROPPED: Metric = Metric::counter(
+    "lull_agent_outbox_dropped_total",
+    "Messages dropped (oldest stats first) because the outbox was full, by kind.",
+);
+/// Counter `{kind}`: messages published.
+pub static PUBLISHED: Metric = Metric::counter(
+    "lull_agent_published_total",
+    "Messages handed to NATS, by kind.",
+);
+/// Counter: payload bytes published.
+pub static PUBLISHED_BYTES: Metric = Metric::counter(
+    "lull_agent_published_bytes_total",
+    "Payload bytes handed to NATS.",
+)
+.unit(Unit::Bytes);
+/// Counter: publish or flush errors.
+pub static PUBLISH_ERRORS: Metric = Metric::counter(
+    "lull_agent_publish_errors_total",
+    "Publish or flush errors of the outbox worker.",
+);
+/// Histogram: duration of one outbox flush.
+pub static FLUSH_DURATION: Metric = Metric::histogram(
+    "lull_agent_flush_duration_seconds",
+    "Duration of one outbox flush.",
+)
+.unit(Unit::Seconds)
+.buckets(DURATION_BUCKETS);
+/// Counter: restarts of the publisher worker.
+pub static PUBLISHER_RESTARTS: Metric = Metric::counter(
+    "lull_agent_publisher_restarts_total",
+    "Restarts of the outbox publisher worker after an error.",
+);
+/// Every metric of the outbox and its publisher.
+pub static METRICS: &[&Metric] = &[
+    &OUTBOX_QUEUE_LENGTH,
+    &OUTBOX_QUEUE_BYTES,
+    &OUTBOX_DROPPED,
+    &PUBLISHED,
+    &PUBLISHED_BYTES,
+    &PUBLISH_ERRORS,
+    &FLUSH_DURATION,
+    &PUBLISHER_RESTARTS,
+];
+
+/// Exports the counters that matter at zero from the start.
+pub fn zero_metrics() {
+    for kind in ["stats", "health", "failure"] {
+        metrics::counter!(OUTBOX_DROPPED.name, "kind" => kind).increment(0);
+    }
+    metrics::counter!(PUBLISH_ERRORS.name).increment(0);
+    metrics::counter!(PUBLISHER_RESTARTS.name).increment(0);
+}
 
 #[derive(Debug, Default)]
 struct Figures {
@@ -68,10 +137,10 @@ impl Transport {
             (d, o.len(), o.bytes())
         };
         for k in dropped {
-            metrics::counter!(m::OUTBOX_DROPPED, "kind" => k.label()).increment(1);
+            metrics::counter!(OUTBOX_DROPPED.name, "kind" => k.label()).increment(1);
         }
-        metrics::gauge!(m::OUTBOX_QUEUE_LENGTH).set(len as f64);
-        metrics::gauge!(m::OUTBOX_QUEUE_BYTES).set(bytes as f64);
+        metrics::gauge!(OUTBOX_QUEUE_LENGTH.name).set(len as f64);
+        metrics::gauge!(OUTBOX_QUEUE_BYTES.name).set(bytes as f64);
         self.notify.notify_one();
     }
 
@@ -113,8 +182,8 @@ impl Transport {
         if batch.is_empty() {
             return Ok(0);
         }
-        metrics::gauge!(m::OUTBOX_QUEUE_LENGTH).set(self.queue_len() as f64);
-        metrics::gauge!(m::OUTBOX_QUEUE_BYTES).set(self.outbox().bytes() as f64);
+        metrics::gauge!(OUTBOX_QUEUE_LENGTH.name).set(self.queue_len() as f64);
+        metrics::gauge!(OUTBOX_QUEUE_BYTES.name).set(self.outbox().bytes() as f64);
         let started = Instant::now();
         let n = batch.len();
         let mut sent_bytes = 0u64;
@@ -125,18 +194,18 @@ impl Transport {
             match client.publish(env.subject, env.payload).await {
                 Ok(()) => {
                     sent_bytes += size;
-                    metrics::counter!(m::PUBLISHED, "kind" => kind.label()).increment(1);
-                    metrics::counter!(m::PUBLISHED_BYTES).increment(size);
+                    metrics::counter!(PUBLISHED.name, "kind" => kind.label()).increment(1);
+                    metrics::counter!(PUBLISHED_BYTES.name).increment(size);
                 }
                 Err(e) => {
-                    metrics::counter!(m::PUBLISH_ERRORS).increment(1);
+                    metrics::counter!(PUBLISH_ERRORS.name).increment(1);
                     last_err = Some(format!("publish: {e}"));
                 }
             }
         }
         let flushed = tokio::time::timeout(secs(cfg.flush_timeout_sec), client.flush()).await;
         let ms = started.elapsed().as_secs_f64() * 1000.0;
-        metrics::histogram!(m::FLUSH_DURATION).record(ms / 1000.0);
+        metrics::histogram!(FLUSH_DURATION.name).record(ms / 1000.0);
         {
             let mut f = self.figures();
             f.last_flush_ms = Some(ms);
@@ -146,11 +215,11 @@ impl Transport {
         match flushed {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
-                metrics::counter!(m::PUBLISH_ERRORS).increment(1);
+                metrics::counter!(PUBLISH_ERRORS.name).increment(1);
                 return Err(format!("flush: {e}"));
             }
             Err(_) => {
-                metrics::counter!(m::PUBLISH_ERRORS).increment(1);
+                metrics::counter!(PUBLISH_ERRORS.name).increment(1);
                 return Err(format!(
                     "flush: no answer within {} s",
                     cfg.flush_timeout_sec
@@ -217,7 +286,7 @@ pub async fn run(
                     f.error = Some(e);
                     f.restarts += 1;
                 }
-                metrics::counter!(m::PUBLISHER_RESTARTS).increment(1);
+                metrics::counter!(PUBLISHER_RESTARTS.name).increment(1);
                 tokio::select! {
                     _ = tokio::time::sleep(secs(cfg.restart_backoff_sec)) => {}
                     _ = stop.changed() => return,

@@ -15,9 +15,39 @@ use lull_proto::msg::telemetry::CollectorHealth;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use lull_common::metric::Metric;
+use metrics::Unit;
+
 use crate::collect::{CollectError, Collected, Collector, Output};
-use crate::config::Schedule;
-use crate::metrics as m;
+use crate::schedule::Schedule;
+
+/// Histogram `{collector}`: duration of one collector run.
+pub static COLLECTOR_DURATION: Metric = Metric::histogram(
+    "lull_agent_collector_duration_seconds",
+    "Duration of one collector run.",
+)
+.unit(Unit::Seconds)
+.buckets(DURATION_BUCKETS);
+/// Counter `{collector,result}`: collector runs (`ok`, `error`, `timeout`, `busy`).
+pub static COLLECTOR_RUNS: Metric = Metric::counter(
+    "lull_agent_collector_runs_total",
+    "Collector runs by result: ok, error, timeout, or busy (the previous run is still stuck).",
+);
+/// Gauge `{collector}`: 1 when the last run succeeded.
+pub static COLLECTOR_SUCCESS: Metric = Metric::gauge(
+    "lull_agent_collector_success",
+    "1 when the collector's last run succeeded, else 0.",
+);
+/// Every metric of the runner.
+pub static METRICS: &[&Metric] = &[&COLLECTOR_DURATION, &COLLECTOR_RUNS, &COLLECTOR_SUCCESS];
+
+/// Buckets of collector, tick and flush durations (seconds): 100 µs to
+/// 30 s, wider than the shared latency buckets because collectors time
+/// out late.
+pub const DURATION_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0,
+];
 
 /// The latest state of one collector.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -154,9 +184,9 @@ pub async fn run_once(collector: &mut dyn Collector, schedule: &Schedule, board:
     if let Err(e) = &result {
         tracing::debug!(collector = name, error = %e, "collector run failed");
     }
-    metrics::histogram!(m::COLLECTOR_DURATION, "collector" => name).record(elapsed.as_secs_f64());
-    metrics::counter!(m::COLLECTOR_RUNS, "collector" => name, "result" => label).increment(1);
-    metrics::gauge!(m::COLLECTOR_SUCCESS, "collector" => name).set(if result.is_ok() {
+    metrics::histogram!(COLLECTOR_DURATION.name, "collector" => name).record(elapsed.as_secs_f64());
+    metrics::counter!(COLLECTOR_RUNS.name, "collector" => name, "result" => label).increment(1);
+    metrics::gauge!(COLLECTOR_SUCCESS.name, "collector" => name).set(if result.is_ok() {
         1.0
     } else {
         0.0
@@ -242,7 +272,7 @@ pub fn collectors_health(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::collect::CollectFuture;
+    use crate::collect::{CollectFuture, Nothing};
 
     #[test]
     fn slots_skip_missed_runs() {
@@ -270,7 +300,7 @@ mod tests {
             jitter_sec: 0.0,
             timeout_sec: 1.0,
         });
-        s.record(Ok(Collected::ok(Output::Api(None))), 3.0, 100.0);
+        s.record(Ok(Collected::ok(Output::new(Nothing))), 3.0, 100.0);
         assert!(s.fresh(106.9, 3.0).is_some());
         assert!(s.fresh(107.1, 3.0).is_none());
         s.record(Err(CollectError::Timeout(1.0)), 1000.0, 102.0);
@@ -293,7 +323,7 @@ mod tests {
                 if hang {
                     std::future::pending::<()>().await;
                 }
-                Ok(Collected::ok(Output::Api(None)))
+                Ok(Collected::ok(Output::new(Nothing)))
             })
         }
     }

@@ -6,12 +6,11 @@
 
 use std::collections::BTreeMap;
 
-use lull_proto::msg::stats::{AddonStatsSnapshot, CollectorError, SystemStatsSnapshot, MAX_LIST};
+use lull_proto::msg::stats::{CollectorError, HostStats, SystemStatsSnapshot, MAX_LIST};
 use lull_proto::validate::{Validate, MAX_TEXT_LEN};
 use lull_proto::ValidationError;
 
-use crate::collect::addons::addon_snapshot;
-use crate::collect::Output;
+use crate::collect::Fresh;
 use crate::runner::Slot;
 
 /// Why a tick produced no snapshot. Displayed as `Kind: message`.
@@ -97,7 +96,25 @@ pub fn collector_errors(
     out
 }
 
-/// Builds and validates the snapshot of one tick.
+/// The host block before the collectors' parts are written into it.
+fn empty_host() -> HostStats {
+    HostStats {
+        cpu_pct: 0.0,
+        cpu_count: 0,
+        load_avg: [0.0; 3],
+        mem_total_bytes: 0,
+        mem_used_pct: 0.0,
+        swap_used_pct: 0.0,
+        disks: Vec::new(),
+        net: Vec::new(),
+        uptime_sec: 0,
+        boot_time: 0.0,
+        pressure: None,
+    }
+}
+
+/// Builds and validates the snapshot of one tick: the host collector must
+/// have a fresh result; every fresh output then fills its own share.
 pub fn assemble(
     info: &TickInfo<'_>,
     board: &BTreeMap<&'static str, Slot>,
@@ -105,64 +122,34 @@ pub fn assemble(
     let now = info.now;
     let stale = info.stale_after_intervals;
     let fresh = |name: &str| board.get(name).and_then(|s| s.fresh(now, stale));
-    let mut host = match fresh("host") {
-        Some(Output::Host(h)) => h.clone(),
-        _ => {
-            let why = board
-                .get("host")
-                .and_then(|s| s.last_error.clone())
-                .unwrap_or_else(|| "no result yet".into());
-            return Err(TickError::HostUnavailable(format!(
-                "host collector has no fresh result ({why})"
-            )));
-        }
-    };
-    if let Some(Output::Disks(d)) = fresh("disk") {
-        host.disks = d.clone();
+    if fresh("host").is_none() {
+        let why = board
+            .get("host")
+            .and_then(|s| s.last_error.clone())
+            .unwrap_or_else(|| "no result yet".into());
+        return Err(TickError::HostUnavailable(format!(
+            "host collector has no fresh result ({why})"
+        )));
     }
-    if let Some(Output::Pressure(p)) = fresh("pressure") {
-        host.pressure = *p;
-    }
-    let process = match fresh("process") {
-        Some(Output::Processes(p)) => p.iter().take(MAX_LIST).cloned().collect(),
-        _ => Vec::new(),
-    };
-    let api = match fresh("api") {
-        Some(Output::Api(a)) => *a,
-        _ => None,
-    };
-    let mut addons: BTreeMap<String, AddonStatsSnapshot> = BTreeMap::new();
-    if let Some(Output::Addons(facts)) = fresh("addons") {
-        let health = match fresh("addon_health") {
-            Some(Output::AddonHealth(h)) => Some(h),
-            _ => None,
-        };
-        let dirs = match fresh("addon_dirs") {
-            Some(Output::AddonDirs(d)) => Some(d),
-            _ => None,
-        };
-        for (id, f) in facts.iter().take(MAX_LIST) {
-            addons.insert(
-                id.clone(),
-                addon_snapshot(
-                    f,
-                    health.and_then(|h| h.get(id)),
-                    dirs.and_then(|d| d.get(id).copied()),
-                ),
-            );
-        }
-    }
-    let snap = SystemStatsSnapshot {
+    let outputs: Fresh<'_> = board
+        .iter()
+        .filter_map(|(name, s)| Some((*name, s.fresh(now, stale)?)))
+        .collect();
+    let mut snap = SystemStatsSnapshot {
         host_id: info.host_id.to_string(),
         seq: info.seq,
         collected_at: now,
         interval_sec: Some(info.interval_sec),
-        host,
-        process,
-        api,
-        addons,
+        host: empty_host(),
+        process: Vec::new(),
+        api: None,
+        addons: BTreeMap::new(),
         errors: collector_errors(board, now, stale),
     };
+    // Each fresh output writes its own share.
+    for out in outputs.values() {
+        out.fill(&mut snap, &outputs);
+    }
     snap.validate()?;
     Ok(snap)
 }
@@ -182,9 +169,12 @@ pub fn encode(snap: &SystemStatsSnapshot, limit: usize) -> Result<Vec<u8>, TickE
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::collect::addons::AddonFacts;
-    use crate::collect::{CollectError, Collected};
-    use crate::config::Schedule;
+    use crate::collect::addons::{AddonFacts, DirsPart, FactsPart};
+    use crate::collect::host::HostPart;
+    use crate::collect::pressure::PressurePart;
+    use crate::collect::process::ProcessesPart;
+    use crate::collect::{CollectError, Collected, Output};
+    use crate::schedule::Schedule;
     use lull_proto::msg::stats::{example_snapshot, AddonState, Pressure};
 
     fn sched(i: f64) -> Schedule {
@@ -210,9 +200,9 @@ mod tests {
         let mut b = BTreeMap::new();
         let mut host = Slot::new(&sched(2.0));
         host.record(
-            Ok(Collected::ok(Output::Host(
+            Ok(Collected::ok(Output::new(HostPart(
                 example_snapshot("x", 1, at).host,
-            ))),
+            )))),
             1.0,
             at,
         );
@@ -231,12 +221,16 @@ mod tests {
             io_some_avg10: 2.0,
             io_full_avg10: 1.0,
         };
-        p.record(Ok(Collected::ok(Output::Pressure(Some(pr)))), 1.0, 100.0);
+        p.record(
+            Ok(Collected::ok(Output::new(PressurePart(Some(pr))))),
+            1.0,
+            100.0,
+        );
         b.insert("pressure", p);
         let mut a = Slot::new(&sched(15.0));
         a.record(
             Ok(Collected {
-                output: Output::Addons(BTreeMap::from([(
+                output: Output::new(FactsPart(BTreeMap::from([(
                     "tx".to_string(),
                     AddonFacts {
                         installed: true,
@@ -244,7 +238,7 @@ mod tests {
                         running: Some(true),
                         custom: Default::default(),
                     },
-                )])),
+                )]))),
                 warnings: vec!["addon tx: lull-stats.json is not a JSON object".into()],
             }),
             1.0,
@@ -253,10 +247,10 @@ mod tests {
         b.insert("addons", a);
         let mut d = Slot::new(&sched(120.0));
         d.record(
-            Ok(Collected::ok(Output::AddonDirs(BTreeMap::from([(
+            Ok(Collected::ok(Output::new(DirsPart(BTreeMap::from([(
                 "tx".to_string(),
                 4096,
-            )])))),
+            )]))))),
             1.0,
             20.0,
         );
@@ -311,7 +305,11 @@ mod tests {
     fn stale_optional_results_are_left_out() {
         let mut b = board_with_host(100.0);
         let mut p = Slot::new(&sched(5.0));
-        p.record(Ok(Collected::ok(Output::Processes(vec![]))), 1.0, 50.0);
+        p.record(
+            Ok(Collected::ok(Output::new(ProcessesPart(vec![])))),
+            1.0,
+            50.0,
+        );
         p.record(Err(CollectError::Busy), 1.0, 99.0);
         b.insert("process", p);
         let s = assemble(&info(101.0), &b).unwrap();
@@ -325,8 +323,10 @@ mod tests {
     #[test]
     fn invalid_snapshots_and_size() {
         let mut b = board_with_host(100.0);
-        if let Some((_, Output::Host(h))) = &mut b.get_mut("host").unwrap().latest {
+        if let Some((_, out)) = &mut b.get_mut("host").unwrap().latest {
+            let mut h = out.get::<HostPart>().unwrap().0.clone();
             h.cpu_count = 0;
+            *out = Output::new(HostPart(h));
         }
         assert!(matches!(
             assemble(&info(100.0), &b),

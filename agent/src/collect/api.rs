@@ -1,4 +1,5 @@
-//! Api collector (optional): request rate, error rate and a latency
+//! Api collector family (`api`, optional: only with an `[api]` table,
+//! which it owns): request rate, error rate and a latency
 //! quantile (p95 by default) of a service on this host, derived from its
 //! local Prometheus endpoint. Each run scrapes the endpoint with the tiny
 //! HTTP client and compares with the previous scrape: rps from the request
@@ -9,11 +10,127 @@
 
 use std::time::Instant;
 
-use lull_proto::msg::stats::ApiStats;
+use lull_proto::msg::stats::{ApiStats, SystemStatsSnapshot};
+use serde::{Deserialize, Serialize};
 
-use super::{CollectError, CollectFuture, Collected, Collector, Output};
-use crate::config::{ApiConfig, LatencyUnit};
+use super::{
+    same_part, CollectError, CollectFuture, Collected, Collector, Ctx, Family, Fresh, Output, Part,
+};
 use crate::http;
+use crate::schedule::Schedule;
+
+/// Unit of a latency histogram.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LatencyUnit {
+    /// Bucket bounds in seconds (the Prometheus convention).
+    #[default]
+    Seconds,
+    /// Bucket bounds in milliseconds.
+    Milliseconds,
+}
+
+/// The api collector: a local Prometheus endpoint of a host service.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ApiConfig {
+    /// Metrics URL (`http://` only). Default `http://127.0.0.1:8080/metrics`.
+    pub url: String,
+    /// Request counter (summed over all label sets). Default
+    /// `http_requests_total`.
+    pub requests_metric: String,
+    /// Error counter; when absent, errors are the requests whose
+    /// `error_label` starts with one of `error_value_prefixes`.
+    pub errors_metric: Option<String>,
+    /// Label holding the status. Default `status`.
+    pub error_label: String,
+    /// Status prefixes counted as errors. Default `["5"]`.
+    pub error_value_prefixes: Vec<String>,
+    /// Latency histogram base name (its `_bucket` series are used). Default
+    /// `http_request_duration_seconds`.
+    pub latency_metric: String,
+    /// Unit of the histogram's bucket bounds. Default `seconds`.
+    pub latency_unit: LatencyUnit,
+    /// The quantile reported as `p95_ms`. Default 0.95.
+    pub quantile: f64,
+    /// Largest response read, bytes. Default 4194304.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            url: "http://127.0.0.1:8080/metrics".into(),
+            requests_metric: "http_requests_total".into(),
+            errors_metric: None,
+            error_label: "status".into(),
+            error_value_prefixes: vec!["5".into()],
+            latency_metric: "http_request_duration_seconds".into(),
+            latency_unit: LatencyUnit::Seconds,
+            quantile: 0.95,
+            max_body_bytes: 4 << 20,
+        }
+    }
+}
+
+/// The api family's config sections.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// Local Prometheus endpoint of a host service; absent = no `api` block.
+    pub api: Option<ApiConfig>,
+}
+
+/// The api family.
+pub struct Api;
+
+impl Family for Api {
+    type Settings = Settings;
+    /// The api scrape (only with `[api]`): every 5 s, jitter 0.5 s,
+    /// timeout 3 s.
+    const SCHEDULES: &'static [(&'static str, Schedule)] = &[("api", Schedule::new(5.0, 0.5, 3.0))];
+    const DELTA: &'static [&'static str] = &["api"];
+
+    fn check(s: &Settings) -> Result<(), String> {
+        if let Some(api) = &s.api {
+            http::Url::parse(&api.url).map_err(|e| format!("api.url: {e}"))?;
+            if !(api.quantile > 0.0 && api.quantile < 1.0) {
+                return Err(format!(
+                    "api.quantile must be in (0, 1), got {}",
+                    api.quantile
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn build(s: &Settings, _: &Ctx<'_>) -> Vec<Box<dyn Collector>> {
+        let Some(api) = &s.api else {
+            return Vec::new();
+        };
+        match ApiCollector::new(api.clone()) {
+            Ok(c) => vec![Box::new(c)],
+            Err(e) => {
+                tracing::error!(error = %e, "api collector disabled");
+                Vec::new()
+            }
+        }
+    }
+}
+
+/// The snapshot's `api` block (`None` until two scrapes give a rate).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ApiPart(pub Option<ApiStats>);
+
+impl Part for ApiPart {
+    fn fill(&self, snap: &mut SystemStatsSnapshot, _: &Fresh<'_>) {
+        snap.api = self.0;
+    }
+
+    fn same(&self, other: &dyn Part) -> bool {
+        same_part(self, other)
+    }
+}
 
 /// One sample line of the Prometheus text format.
 #[derive(Debug, Clone, PartialEq)]
@@ -277,7 +394,7 @@ impl Collector for ApiCollector {
                 api_stats(p, &cur, now.duration_since(*at).as_secs_f64(), &self.cfg)
             });
             self.prev = Some((now, cur));
-            Ok(Collected::ok(Output::Api(stats)))
+            Ok(Collected::ok(Output::new(ApiPart(stats))))
         })
     }
 }
@@ -394,9 +511,12 @@ http_request_duration_seconds_sum 1\n",
             ..Default::default()
         })
         .unwrap();
-        assert_eq!(c.collect().await.unwrap().output, Output::Api(None));
+        assert_eq!(
+            c.collect().await.unwrap().output,
+            Output::new(ApiPart(None))
+        );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        let Output::Api(Some(s)) = c.collect().await.unwrap().output else {
+        let Some(ApiPart(Some(s))) = c.collect().await.unwrap().output.get().copied() else {
             panic!("no api stats")
         };
         assert!(s.rps > 0.0);

@@ -1,5 +1,8 @@
-//! Disk collector: usage per real mount from `/proc/self/mounts` and
-//! `statvfs`. Pseudo file systems and container/runtime mount points are
+//! Disk collector family (`disk`): usage per real mount from the mount
+//! table (`/proc/self/mounts`) and `statvfs`, and the `[disk]` config
+//! section. `sysinfo`'s disk list is not used: it has no per-mount timeout
+//! (one dead NFS mount would hang the run) and cannot read the host's
+//! mount table from inside a container (`disk.rootfs`). Pseudo file systems and container/runtime mount points are
 //! skipped (configurable), bind mounts of one device are reported once, and
 //! `/` is always reported. Each `statvfs` runs on the blocking pool with its
 //! own timeout; a mount whose probe is still stuck (a dead network mount) is
@@ -13,8 +16,160 @@ use std::time::Duration;
 
 use lull_proto::msg::stats::DiskStats;
 
-use super::{clamp_pct, read_text, CollectError, CollectFuture, Collected, Collector, Output};
-use crate::config::DiskConfig;
+use lull_proto::msg::stats::SystemStatsSnapshot;
+use serde::{Deserialize, Serialize};
+
+use super::{
+    clamp_pct, read_text, same_part, CollectError, CollectFuture, Collected, Collector, Ctx,
+    Family, Fresh, Output, Part,
+};
+use crate::schedule::Schedule;
+
+/// Which mounts the disk collector reports, and how long it waits for one.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DiskConfig {
+    /// File-system types that are skipped (pseudo and read-only image file
+    /// systems). `/` is always reported. Default: autofs, binfmt_misc, bpf,
+    /// cgroup, cgroup2, configfs, debugfs, devpts, devtmpfs, efivarfs,
+    /// fusectl, hugetlbfs, mqueue, nsfs, overlay, proc, pstore,
+    /// rpc_pipefs, securityfs, selinuxfs, squashfs, erofs, sysfs, tracefs,
+    /// tmpfs, ramfs, iso9660, fuse.lxcfs, fuse.portal, nfsd.
+    pub ignore_fstypes: Vec<String>,
+    /// Mount points under these prefixes are skipped. Default `/proc`,
+    /// `/sys`, `/dev`, `/run`, `/snap`, `/var/lib/docker/`,
+    /// `/var/lib/containers/`, `/var/lib/kubelet/`.
+    pub ignore_mount_prefixes: Vec<String>,
+    /// How long one `statvfs` may take before the mount is reported as
+    /// unresponsive, milliseconds. A mount whose probe is still stuck is not
+    /// probed again until that probe returns. Default 1000.
+    pub statvfs_timeout_ms: u64,
+    /// Most mounts reported. Default 64.
+    pub max_mounts: usize,
+    /// Where the host's root file system is seen. Default `/`. In a
+    /// container that mounts the node's `/` read-only elsewhere (the
+    /// Kubernetes DaemonSet: `/host/root`), set it to that path: mounts are
+    /// then read from the host's mount table and probed under this path,
+    /// and reported by their host mount points.
+    pub rootfs: String,
+    /// The mount table. Default: `/proc/self/mounts` when `rootfs` is `/`,
+    /// otherwise `/proc/1/mounts` (the host's init; needs the host's PID
+    /// namespace, `hostPID: true`).
+    pub mounts_file: Option<String>,
+}
+
+impl DiskConfig {
+    /// The mount table to read.
+    pub fn mounts_file(&self) -> String {
+        match &self.mounts_file {
+            Some(f) => f.clone(),
+            None if self.rootfs.trim_end_matches('/').is_empty() => "/proc/self/mounts".into(),
+            None => "/proc/1/mounts".into(),
+        }
+    }
+
+    /// Where a host mount point is probed: under `rootfs`.
+    pub fn probe_path(&self, mount: &str) -> String {
+        let root = self.rootfs.trim_end_matches('/');
+        if root.is_empty() {
+            mount.to_string()
+        } else if mount == "/" {
+            root.to_string()
+        } else {
+            format!("{root}{mount}")
+        }
+    }
+}
+
+impl Default for DiskConfig {
+    fn default() -> Self {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect();
+        DiskConfig {
+            ignore_fstypes: s(&[
+                "autofs",
+                "binfmt_misc",
+                "bpf",
+                "cgroup",
+                "cgroup2",
+                "configfs",
+                "debugfs",
+                "devpts",
+                "devtmpfs",
+                "efivarfs",
+                "fusectl",
+                "hugetlbfs",
+                "mqueue",
+                "nsfs",
+                "overlay",
+                "proc",
+                "pstore",
+                "rpc_pipefs",
+                "securityfs",
+                "selinuxfs",
+                "squashfs",
+                "erofs",
+                "sysfs",
+                "tracefs",
+                "tmpfs",
+                "ramfs",
+                "iso9660",
+                "fuse.lxcfs",
+                "fuse.portal",
+                "nfsd",
+            ]),
+            ignore_mount_prefixes: s(&[
+                "/proc",
+                "/sys",
+                "/dev",
+                "/run",
+                "/snap",
+                "/var/lib/docker/",
+                "/var/lib/containers/",
+                "/var/lib/kubelet/",
+            ]),
+            statvfs_timeout_ms: 1000,
+            max_mounts: 64,
+            rootfs: "/".into(),
+            mounts_file: None,
+        }
+    }
+}
+
+/// The disk family's config sections.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// Which mounts, and how long to wait for one.
+    pub disk: DiskConfig,
+}
+
+/// The disk family.
+pub struct Disk;
+
+impl Family for Disk {
+    type Settings = Settings;
+    /// Disk usage per mount: every 10 s, jitter 1 s, timeout 5 s.
+    const SCHEDULES: &'static [(&'static str, Schedule)] =
+        &[("disk", Schedule::new(10.0, 1.0, 5.0))];
+
+    fn build(s: &Settings, _: &Ctx<'_>) -> Vec<Box<dyn Collector>> {
+        vec![Box::new(DiskCollector::new(s.disk.clone()))]
+    }
+}
+
+/// The snapshot's `host.disks`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiskPart(pub Vec<DiskStats>);
+
+impl Part for DiskPart {
+    fn fill(&self, snap: &mut SystemStatsSnapshot, _: &Fresh<'_>) {
+        snap.host.disks = self.0.clone();
+    }
+
+    fn same(&self, other: &dyn Part) -> bool {
+        same_part(self, other)
+    }
+}
 
 /// One line of `/proc/self/mounts`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -238,7 +393,7 @@ impl Collector for DiskCollector {
                 return Err(CollectError::Io(warnings.join("; ")));
             }
             Ok(Collected {
-                output: Output::Disks(disks),
+                output: Output::new(DiskPart(disks)),
                 warnings,
             })
         })
@@ -314,7 +469,7 @@ nfs.example:/export /mnt/nfs nfs4 rw 0 0\n\
     async fn reports_root_on_this_host() {
         let mut c = DiskCollector::new(DiskConfig::default());
         let r = c.collect().await.unwrap();
-        let Output::Disks(d) = r.output else {
+        let Some(DiskPart(d)) = r.output.get::<DiskPart>().cloned() else {
             panic!("not disks")
         };
         assert!(d.iter().any(|d| d.mount == "/"), "{d:?}");
@@ -352,7 +507,7 @@ nfs.example:/export /mnt/nfs nfs4 rw 0 0\n\
             ..DiskConfig::default()
         });
         let r = c.collect().await.unwrap();
-        let Output::Disks(d) = r.output else {
+        let Some(DiskPart(d)) = r.output.get::<DiskPart>().cloned() else {
             panic!("not disks")
         };
         let names: Vec<&str> = d.iter().map(|d| d.mount.as_str()).collect();

@@ -1,168 +1,99 @@
-//! Host collector: CPU %, load average, memory and swap, network bytes and
-//! rates per interface, uptime and boot time, from `/proc/stat`,
-//! `/proc/meminfo`, `/proc/loadavg`, `/proc/uptime` and `/proc/net/dev`.
-//! CPU % and rates come from the deltas between two runs (the first run
-//! reports CPU since boot and zero rates). Disks and PSI have their own
-//! collectors (`disk`, `pressure`).
+//! Host collector family (`host`): CPU %, CPU count, load average, memory
+//! and swap, network bytes and rates per interface, uptime and boot time,
+//! all from `sysinfo`, which reads the platform's own sources (`/proc` on
+//! Linux, `sysctl`/`host_statistics` on macOS and the BSDs, the Win32 API
+//! on Windows). Only what the snapshot needs is refreshed: the CPU times
+//! (no frequency), RAM and swap, and the network counters; `sysinfo`'s
+//! process list is never loaded. CPU % and rates are deltas between two
+//! runs (the first run reports CPU since boot and zero rates). Owns the
+//! `net` config section and the host figures of the snapshot; disks and
+//! PSI have their own families (`disk`, `pressure`).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use lull_proto::msg::stats::{HostStats, NetStats};
+use lull_proto::msg::stats::{HostStats, NetStats, SystemStatsSnapshot};
+use serde::{Deserialize, Serialize};
+use sysinfo::{CpuRefreshKind, MemoryRefreshKind, Networks, System};
 
 use super::{
-    blocking, clamp_pct, read_text, CollectError, CollectFuture, Collected, Collector, Output,
+    blocking, clamp_pct, same_part, CollectError, CollectFuture, Collected, Collector, Ctx, Family,
+    Fresh, Output, Part,
 };
-use crate::config::NetConfig;
+use crate::schedule::Schedule;
 
-/// Cumulative CPU time from the aggregate `cpu` line, in clock ticks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct CpuTimes {
-    /// All non-guest time (guest time is already inside user and nice).
-    pub total: u64,
-    /// Idle plus iowait.
-    pub idle: u64,
+/// Which network interfaces are reported (`[net]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NetConfig {
+    /// Interfaces skipped; a trailing `*` matches a prefix. Default `lo`,
+    /// `veth*`, `docker*`, `br-*`, `virbr*`, `cni*`, `flannel*`.
+    pub ignore_ifaces: Vec<String>,
+    /// Most interfaces reported. Default 64.
+    pub max_ifaces: usize,
 }
 
-/// The parts of `/proc/stat` the host collector uses.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ProcStat {
-    /// Aggregate CPU times.
-    pub cpu: CpuTimes,
-    /// Number of `cpuN` lines (online logical CPUs).
-    pub cpu_count: u32,
-    /// Boot time, Unix seconds (`btime`).
-    pub boot_time: u64,
-}
-
-/// Parses `/proc/stat`.
-pub fn parse_proc_stat(text: &str) -> Result<ProcStat, CollectError> {
-    let mut out = ProcStat::default();
-    let mut seen_cpu = false;
-    for line in text.lines() {
-        let mut it = line.split_ascii_whitespace();
-        match it.next() {
-            Some("cpu") => {
-                let v: Vec<u64> = it.map(|x| x.parse().unwrap_or(0)).collect();
-                if v.len() < 4 {
-                    return Err(CollectError::Parse("/proc/stat: short cpu line".into()));
-                }
-                let f = |i: usize| v.get(i).copied().unwrap_or(0);
-                // user nice system idle iowait irq softirq steal (guest, guest_nice excluded)
-                out.cpu.total = (0..8).map(f).sum();
-                out.cpu.idle = f(3) + f(4);
-                seen_cpu = true;
-            }
-            Some(k) if k.starts_with("cpu") && k[3..].chars().all(|c| c.is_ascii_digit()) => {
-                out.cpu_count += 1;
-            }
-            Some("btime") => {
-                out.boot_time = it.next().and_then(|x| x.parse().ok()).unwrap_or(0);
-            }
-            _ => {}
-        }
-    }
-    if !seen_cpu {
-        return Err(CollectError::Parse("/proc/stat: no cpu line".into()));
-    }
-    out.cpu_count = out.cpu_count.max(1);
-    Ok(out)
-}
-
-/// CPU busy percent between two samples (0 when no time passed).
-pub fn cpu_pct(prev: CpuTimes, cur: CpuTimes) -> f64 {
-    let dt = cur.total.saturating_sub(prev.total);
-    let di = cur.idle.saturating_sub(prev.idle);
-    if dt == 0 {
-        return 0.0;
-    }
-    clamp_pct((dt.saturating_sub(di)) as f64 / dt as f64 * 100.0)
-}
-
-/// Memory figures from `/proc/meminfo`, bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct MemInfo {
-    /// `MemTotal`.
-    pub total: u64,
-    /// `MemAvailable` (or free + buffers + cached on old kernels).
-    pub available: u64,
-    /// `SwapTotal`.
-    pub swap_total: u64,
-    /// `SwapFree`.
-    pub swap_free: u64,
-}
-
-impl MemInfo {
-    /// Percent of memory in use.
-    pub fn used_pct(&self) -> f64 {
-        if self.total == 0 {
-            return 0.0;
-        }
-        clamp_pct(self.total.saturating_sub(self.available) as f64 / self.total as f64 * 100.0)
-    }
-
-    /// Percent of swap in use (0 without swap).
-    pub fn swap_used_pct(&self) -> f64 {
-        if self.swap_total == 0 {
-            return 0.0;
-        }
-        clamp_pct(
-            self.swap_total.saturating_sub(self.swap_free) as f64 / self.swap_total as f64 * 100.0,
-        )
-    }
-}
-
-/// Parses `/proc/meminfo`.
-pub fn parse_meminfo(text: &str) -> Result<MemInfo, CollectError> {
-    let mut kv: BTreeMap<&str, u64> = BTreeMap::new();
-    for line in text.lines() {
-        if let Some((k, rest)) = line.split_once(':') {
-            let mut it = rest.split_ascii_whitespace();
-            let v: u64 = it.next().and_then(|x| x.parse().ok()).unwrap_or(0);
-            let mult = if it.next() == Some("kB") { 1024 } else { 1 };
-            kv.insert(k.trim(), v.saturating_mul(mult));
-        }
-    }
-    let total = *kv
-        .get("MemTotal")
-        .ok_or_else(|| CollectError::Parse("/proc/meminfo: no MemTotal".into()))?;
-    let available = kv.get("MemAvailable").copied().unwrap_or_else(|| {
-        ["MemFree", "Buffers", "Cached"]
+impl Default for NetConfig {
+    fn default() -> Self {
+        NetConfig {
+            ignore_ifaces: [
+                "lo", "veth*", "docker*", "br-*", "virbr*", "cni*", "flannel*",
+            ]
             .iter()
-            .map(|k| kv.get(k).copied().unwrap_or(0))
-            .sum()
-    });
-    Ok(MemInfo {
-        total,
-        available: available.min(total),
-        swap_total: kv.get("SwapTotal").copied().unwrap_or(0),
-        swap_free: kv.get("SwapFree").copied().unwrap_or(0),
-    })
-}
-
-/// Parses `/proc/loadavg` into the 1, 5 and 15 minute averages.
-pub fn parse_loadavg(text: &str) -> Result<[f64; 3], CollectError> {
-    let v: Vec<f64> = text
-        .split_ascii_whitespace()
-        .take(3)
-        .filter_map(|x| x.parse().ok())
-        .filter(|x: &f64| x.is_finite() && *x >= 0.0)
-        .collect();
-    match v.as_slice() {
-        [a, b, c] => Ok([*a, *b, *c]),
-        _ => Err(CollectError::Parse(format!("/proc/loadavg: {text:?}"))),
+            .map(|s| s.to_string())
+            .collect(),
+            max_ifaces: 64,
+        }
     }
 }
 
-/// Parses `/proc/uptime` into whole seconds since boot.
-pub fn parse_uptime(text: &str) -> Result<u64, CollectError> {
-    text.split_ascii_whitespace()
-        .next()
-        .and_then(|x| x.parse::<f64>().ok())
-        .filter(|x| x.is_finite() && *x >= 0.0)
-        .map(|x| x as u64)
-        .ok_or_else(|| CollectError::Parse(format!("/proc/uptime: {text:?}")))
+/// The host family's config sections.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// The interface filter.
+    pub net: NetConfig,
+}
+
+/// The host family.
+pub struct Host;
+
+impl Family for Host {
+    type Settings = Settings;
+    /// CPU, load, memory, swap, network, uptime: every 2 s, jitter 0.2 s,
+    /// timeout 1.5 s.
+    const SCHEDULES: &'static [(&'static str, Schedule)] =
+        &[("host", Schedule::new(2.0, 0.2, 1.5))];
+    const DELTA: &'static [&'static str] = &["host"];
+
+    fn build(s: &Settings, _: &Ctx<'_>) -> Vec<Box<dyn Collector>> {
+        vec![Box::new(HostCollector::new(s.net.clone()))]
+    }
+}
+
+/// The host figures of the snapshot (`disks` and `pressure` are left to
+/// their own parts).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostPart(pub HostStats);
+
+impl Part for HostPart {
+    fn fill(&self, snap: &mut SystemStatsSnapshot, _: &Fresh<'_>) {
+        let (h, s) = (&mut snap.host, &self.0);
+        h.cpu_pct = s.cpu_pct;
+        h.cpu_count = s.cpu_count;
+        h.load_avg = s.load_avg;
+        h.mem_total_bytes = s.mem_total_bytes;
+        h.mem_used_pct = s.mem_used_pct;
+        h.swap_used_pct = s.swap_used_pct;
+        h.net = s.net.clone();
+        h.uptime_sec = s.uptime_sec;
+        h.boot_time = s.boot_time;
+    }
+
+    fn same(&self, other: &dyn Part) -> bool {
+        same_part(self, other)
+    }
 }
 
 /// Cumulative byte counters of one interface.
@@ -172,25 +103,6 @@ pub struct NetCounters {
     pub rx: u64,
     /// Bytes sent.
     pub tx: u64,
-}
-
-/// Parses `/proc/net/dev` into counters by interface.
-pub fn parse_net_dev(text: &str) -> BTreeMap<String, NetCounters> {
-    let mut out = BTreeMap::new();
-    for line in text.lines().skip(2) {
-        let Some((name, rest)) = line.split_once(':') else {
-            continue;
-        };
-        let v: Vec<u64> = rest
-            .split_ascii_whitespace()
-            .map(|x| x.parse().unwrap_or(0))
-            .collect();
-        if v.len() < 9 {
-            continue;
-        }
-        out.insert(name.trim().to_string(), NetCounters { rx: v[0], tx: v[8] });
-    }
-    out
 }
 
 /// Whether `name` matches one of `patterns` (exact, or prefix when the
@@ -233,56 +145,84 @@ pub fn net_stats(
         .collect()
 }
 
+/// Percent of `total` not `available` (0 when `total` is 0).
+pub fn used_pct(total: u64, available: u64) -> f64 {
+    if total == 0 {
+        return 0.0;
+    }
+    clamp_pct(total.saturating_sub(available.min(total)) as f64 / total as f64 * 100.0)
+}
+
 struct State {
     cfg: NetConfig,
-    prev_cpu: Option<CpuTimes>,
+    /// Created on the first run (creating them can fail on exotic
+    /// platforms; that is a collector error, not a crash).
+    sys: Option<System>,
+    nets: Option<Networks>,
     prev_net: Option<(Instant, BTreeMap<String, NetCounters>)>,
+}
+
+fn sysinfo_err(what: &str, e: impl std::fmt::Display) -> CollectError {
+    CollectError::Io(format!("{what}: {e}"))
 }
 
 impl State {
     fn run(&mut self) -> Result<Collected, CollectError> {
-        let stat = parse_proc_stat(&read_text("/proc/stat")?)?;
-        let mem = parse_meminfo(&read_text("/proc/meminfo")?)?;
-        let load_avg = parse_loadavg(&read_text("/proc/loadavg")?)?;
-        let uptime_sec = parse_uptime(&read_text("/proc/uptime")?)?;
-        let mut warnings = Vec::new();
-        let now = Instant::now();
-        let net_now = match read_text("/proc/net/dev") {
-            Ok(t) => parse_net_dev(&t),
-            Err(e) => {
-                warnings.push(e.to_string());
-                BTreeMap::new()
-            }
+        // CPU times only (no frequency, no vendor probing after the first
+        // refresh), RAM and swap only; never the process list.
+        if self.sys.is_none() {
+            self.sys = Some(System::new().map_err(|e| sysinfo_err("system", e))?);
+        }
+        if self.nets.is_none() {
+            self.nets = Some(Networks::new().map_err(|e| sysinfo_err("networks", e))?);
+        }
+        let (Some(sys), Some(nets)) = (self.sys.as_mut(), self.nets.as_mut()) else {
+            return Err(CollectError::Other("sysinfo unavailable".into()));
         };
-        let cpu = cpu_pct(self.prev_cpu.unwrap_or_default(), stat.cpu);
-        self.prev_cpu = Some(stat.cpu);
+        sys.refresh_cpu_specifics(CpuRefreshKind::nothing().with_usage());
+        sys.refresh_memory_specifics(MemoryRefreshKind::nothing().with_ram().with_swap());
+        let l = System::load_average().map_err(|e| sysinfo_err("load average", e))?;
+        let uptime_sec = System::uptime().map_err(|e| sysinfo_err("uptime", e))?;
+        let boot = System::boot_time().unwrap_or(0);
+        let now = Instant::now();
+        nets.refresh(true);
+        let net_now: BTreeMap<String, NetCounters> = nets
+            .iter()
+            .map(|(name, d)| {
+                let c = NetCounters {
+                    rx: d.total_received(),
+                    tx: d.total_transmitted(),
+                };
+                (name.to_string_lossy().into_owned(), c)
+            })
+            .collect();
         let (prev_net, dt) = match &self.prev_net {
             Some((at, m)) => (Some(m), now.duration_since(*at).as_secs_f64()),
             None => (None, 0.0),
         };
         let net = net_stats(prev_net, &net_now, dt, &self.cfg);
         self.prev_net = Some((now, net_now));
-        let boot_time = if stat.boot_time > 0 {
-            stat.boot_time as f64
+        let boot_time = if boot > 0 {
+            boot as f64
         } else {
             (lull_common::runtime::now_unix() - uptime_sec as f64).max(0.0)
         };
-        Ok(Collected {
-            output: Output::Host(HostStats {
-                cpu_pct: cpu,
-                cpu_count: stat.cpu_count,
-                load_avg,
-                mem_total_bytes: mem.total,
-                mem_used_pct: mem.used_pct(),
-                swap_used_pct: mem.swap_used_pct(),
-                disks: Vec::new(),
-                net,
-                uptime_sec,
-                boot_time,
-                pressure: None,
-            }),
-            warnings,
-        })
+        let s = &*sys;
+        let cpu_count = u32::try_from(s.cpus().len()).unwrap_or(u32::MAX).max(1);
+        let cpu = f64::from(s.global_cpu_usage());
+        Ok(Collected::ok(Output::new(HostPart(HostStats {
+            cpu_pct: if cpu.is_finite() { clamp_pct(cpu) } else { 0.0 },
+            cpu_count,
+            load_avg: [l.one, l.five, l.fifteen],
+            mem_total_bytes: s.total_memory(),
+            mem_used_pct: used_pct(s.total_memory(), s.available_memory()),
+            swap_used_pct: used_pct(s.total_swap(), s.free_swap()),
+            disks: Vec::new(),
+            net,
+            uptime_sec,
+            boot_time,
+            pressure: None,
+        }))))
     }
 }
 
@@ -297,7 +237,8 @@ impl HostCollector {
         HostCollector {
             state: Arc::new(Mutex::new(State {
                 cfg,
-                prev_cpu: None,
+                sys: None,
+                nets: None,
                 prev_net: None,
             })),
         }
@@ -318,102 +259,6 @@ impl Collector for HostCollector {
 mod tests {
     use super::*;
 
-    const STAT: &str = "cpu  100 10 50 800 40 0 0 0 7 0\n\
-cpu0 50 5 25 400 20 0 0 0 0 0\n\
-cpu1 50 5 25 400 20 0 0 0 0 0\n\
-intr 12345 0 0\n\
-ctxt 999\n\
-btime 1700000000\n\
-processes 42\n";
-
-    #[test]
-    fn proc_stat() {
-        let s = parse_proc_stat(STAT).unwrap();
-        assert_eq!(s.cpu_count, 2);
-        assert_eq!(s.boot_time, 1_700_000_000);
-        assert_eq!(
-            s.cpu,
-            CpuTimes {
-                total: 1000,
-                idle: 840
-            }
-        );
-        assert!(parse_proc_stat("intr 1\n").is_err());
-    }
-
-    #[test]
-    fn cpu_percent_from_deltas() {
-        let a = CpuTimes {
-            total: 1000,
-            idle: 800,
-        };
-        let b = CpuTimes {
-            total: 1200,
-            idle: 850,
-        };
-        assert_eq!(cpu_pct(a, b), 75.0);
-        assert_eq!(cpu_pct(b, b), 0.0);
-        // counters going backwards (should not happen) do not produce garbage
-        assert_eq!(cpu_pct(b, a), 0.0);
-        // first run: since boot
-        assert_eq!(cpu_pct(CpuTimes::default(), a), 20.0);
-    }
-
-    #[test]
-    fn meminfo() {
-        let t = "MemTotal:       1000 kB\nMemFree:         100 kB\nMemAvailable:    250 kB\nSwapTotal:  200 kB\nSwapFree:  150 kB\n";
-        let m = parse_meminfo(t).unwrap();
-        assert_eq!(m.total, 1000 * 1024);
-        assert_eq!(m.used_pct(), 75.0);
-        assert_eq!(m.swap_used_pct(), 25.0);
-        let old = "MemTotal: 1000 kB\nMemFree: 100 kB\nBuffers: 100 kB\nCached: 300 kB\n";
-        let m = parse_meminfo(old).unwrap();
-        assert_eq!(m.used_pct(), 50.0);
-        assert_eq!(m.swap_used_pct(), 0.0);
-        assert!(parse_meminfo("Foo: 1\n").is_err());
-    }
-
-    #[test]
-    fn loadavg_and_uptime() {
-        assert_eq!(
-            parse_loadavg("0.20 0.18 0.12 1/80 11206\n").unwrap(),
-            [0.2, 0.18, 0.12]
-        );
-        assert!(parse_loadavg("0.2 x\n").is_err());
-        assert_eq!(parse_uptime("350735.47 234388.90\n").unwrap(), 350_735);
-        assert!(parse_uptime("").is_err());
-    }
-
-    #[test]
-    fn net_dev_and_rates() {
-        let t = "Inter-|   Receive                                                |  Transmit\n face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n    lo: 2776770   11307    0    0    0     0          0         0  2776770   11307    0    0    0     0       0          0\n  eth0:1215645    2751    0    0    0     0          0         0  1782404    4324    0    0    0     0       0          0\nveth12: 1 1 0 0 0 0 0 0 1 1 0 0 0 0 0 0\n";
-        let m = parse_net_dev(t);
-        assert_eq!(
-            m["eth0"],
-            NetCounters {
-                rx: 1_215_645,
-                tx: 1_782_404
-            }
-        );
-        assert_eq!(m.len(), 3);
-        let cfg = NetConfig::default();
-        let first = net_stats(None, &m, 0.0, &cfg);
-        assert_eq!(first.len(), 1, "lo and veth* are ignored: {first:?}");
-        assert_eq!(first[0].rx_bps, 0.0);
-        let mut later = m.clone();
-        later.insert(
-            "eth0".into(),
-            NetCounters {
-                rx: 1_215_645 + 2000,
-                tx: 1_782_404 + 500,
-            },
-        );
-        let s = net_stats(Some(&m), &later, 2.0, &cfg);
-        assert_eq!((s[0].rx_bps, s[0].tx_bps), (1000.0, 250.0));
-        // a counter reset gives 0, not a huge number
-        assert_eq!(rate(100, 5, 1.0), 0.0);
-    }
-
     #[test]
     fn patterns() {
         let p = vec!["lo".to_string(), "veth*".to_string()];
@@ -423,18 +268,87 @@ processes 42\n";
         assert!(!matches_any("eth0", &p));
     }
 
+    #[test]
+    fn used_percent() {
+        assert_eq!(used_pct(1000, 250), 75.0);
+        assert_eq!(used_pct(0, 0), 0.0);
+        assert_eq!(used_pct(100, 200), 0.0);
+    }
+
+    async fn host_once(c: &mut HostCollector) -> HostStats {
+        let r = c.collect().await.unwrap();
+        match r.output.get::<HostPart>() {
+            Some(h) => h.0.clone(),
+            None => panic!("unexpected {:?}", r.output),
+        }
+    }
+
     #[tokio::test]
     async fn collects_on_this_host() {
         let mut c = HostCollector::new(NetConfig::default());
-        let r = c.collect().await.unwrap();
-        match r.output {
-            Output::Host(h) => {
-                assert!(h.cpu_count >= 1);
-                assert!(h.mem_total_bytes > 0);
-                assert!(h.uptime_sec > 0);
-                assert!(h.boot_time > 1.0e9);
-            }
-            o => panic!("unexpected {o:?}"),
+        let h = host_once(&mut c).await;
+        assert!(h.cpu_count >= 1);
+        assert!(h.mem_total_bytes > 0);
+        assert!(h.uptime_sec > 0);
+        assert!(h.boot_time > 1.0e9);
+    }
+
+    /// sysinfo's figures against `/proc` read directly, within a tolerance.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn sysinfo_agrees_with_proc() {
+        use crate::collect::procfs;
+        use crate::collect::read_text;
+        let mut c = HostCollector::new(NetConfig {
+            ignore_ifaces: Vec::new(),
+            max_ifaces: 1024,
+        });
+        let h = host_once(&mut c).await;
+        let stat = procfs::parse_proc_stat(&read_text("/proc/stat").unwrap()).unwrap();
+        let mem = procfs::parse_meminfo(&read_text("/proc/meminfo").unwrap()).unwrap();
+        let load = procfs::parse_loadavg(&read_text("/proc/loadavg").unwrap()).unwrap();
+        let up = procfs::parse_uptime(&read_text("/proc/uptime").unwrap()).unwrap();
+        let net = procfs::parse_net_dev(&read_text("/proc/net/dev").unwrap());
+        assert_eq!(h.cpu_count, stat.cpu_count);
+        assert_eq!(h.mem_total_bytes, mem.total);
+        assert!(
+            (h.mem_used_pct - mem.used_pct()).abs() < 5.0,
+            "{} vs {}",
+            h.mem_used_pct,
+            mem.used_pct()
+        );
+        assert!((h.swap_used_pct - mem.swap_used_pct()).abs() < 5.0);
+        assert!(
+            (h.boot_time - stat.boot_time as f64).abs() <= 2.0,
+            "{} vs {}",
+            h.boot_time,
+            stat.boot_time
+        );
+        assert!(h.uptime_sec.abs_diff(up) <= 2, "{} vs {up}", h.uptime_sec);
+        for (a, b) in h.load_avg.iter().zip(load) {
+            assert!((a - b).abs() <= 1.0, "load {:?} vs {load:?}", h.load_avg);
+        }
+        // First run: CPU since boot, as the /proc reading gives it.
+        let since_boot = procfs::cpu_pct(procfs::CpuTimes::default(), stat.cpu);
+        assert!(
+            (h.cpu_pct - since_boot).abs() < 5.0,
+            "{} vs {since_boot}",
+            h.cpu_pct
+        );
+        // The same interfaces, with counters that only moved forward a little.
+        let names: Vec<&str> = h.net.iter().map(|n| n.iface.as_str()).collect();
+        let proc_names: Vec<&str> = net.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, proc_names);
+        for n in &h.net {
+            let p = net[&n.iface];
+            assert!(
+                p.rx >= n.rx_bytes && p.rx - n.rx_bytes < 10 << 20,
+                "{n:?} vs {p:?}"
+            );
+            assert!(
+                p.tx >= n.tx_bytes && p.tx - n.tx_bytes < 10 << 20,
+                "{n:?} vs {p:?}"
+            );
         }
     }
 }

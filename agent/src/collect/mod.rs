@@ -1,10 +1,12 @@
-//! Collectors, node_exporter style: one module per collector, each a
-//! [`Collector`] that the runner drives on its own interval with a timeout.
-//! Parsers of `/proc` text are pure functions in their modules; the
-//! collectors around them do the reading. Work that may block (file
-//! systems, `/proc/<pid>` of a stuck process, directory walks) runs on the
-//! blocking pool through [`blocking`], so a hung probe never stalls the
-//! runtime; a collector whose previous run is still stuck reports `busy`.
+//! Collectors, node_exporter style. Each collector family is one file
+//! that owns its config section ([`Family::Settings`]), its share of the
+//! snapshot (a [`Part`]) and its metrics ([`Family::METRICS`]);
+//! [`registry`] lists the families, one line each. This module holds what
+//! they share: the [`Collector`] trait the runner drives on its own
+//! interval with a timeout, the [`Output`] of a run, the errors, and
+//! [`blocking`], which runs work that may block (file systems, `/proc` of
+//! a stuck process, directory walks) on the blocking pool so a hung probe
+//! never stalls the runtime.
 
 pub mod addons;
 pub mod api;
@@ -12,33 +14,100 @@ pub mod disk;
 pub mod host;
 pub mod pressure;
 pub mod process;
+#[cfg(all(test, target_os = "linux"))]
+mod procfs;
+pub mod registry;
 
+use std::any::Any;
 use std::collections::BTreeMap;
+use std::fmt::Debug;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, TryLockError};
 
-use lull_proto::msg::stats::{AddonHealth, ApiStats, DiskStats, HostStats, Pressure, ProcessStats};
+use lull_common::metric::Metric;
+use lull_proto::msg::stats::SystemStatsSnapshot;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
-/// What a collector produced in one run.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Output {
-    /// Host figures (`disks` and `pressure` are filled by their own collectors).
-    Host(HostStats),
-    /// Real mounted filesystems.
-    Disks(Vec<DiskStats>),
-    /// PSI, or `None` where PSI is off.
-    Pressure(Option<Pressure>),
-    /// The agent and the watched processes.
-    Processes(Vec<ProcessStats>),
-    /// Addon lifecycle facts and custom stats, by addon id.
-    Addons(BTreeMap<String, addons::AddonFacts>),
-    /// Addon health-check results, by addon id.
-    AddonHealth(BTreeMap<String, AddonHealth>),
-    /// Addon runtime-dir sizes in bytes, by addon id.
-    AddonDirs(BTreeMap<String, u64>),
-    /// Api figures (`None` until two scrapes give a rate).
-    Api(Option<ApiStats>),
+use crate::schedule::Schedule;
+
+/// The fresh outputs of one tick, by collector name.
+pub type Fresh<'a> = BTreeMap<&'static str, &'a Output>;
+
+/// A collector's share of the snapshot.
+pub trait Part: Any + Debug + Send + Sync {
+    /// Writes this share into the snapshot being assembled. `fresh` holds
+    /// every fresh output of the tick (this one included), for parts that
+    /// merge the results of several collectors.
+    fn fill(&self, snap: &mut SystemStatsSnapshot, fresh: &Fresh<'_>);
+    /// Whether `other` is an equal part (see [`same_part`]).
+    fn same(&self, other: &dyn Part) -> bool;
+}
+
+/// [`Part::same`] for a part that is `PartialEq`.
+pub fn same_part<T: Part + PartialEq>(a: &T, b: &dyn Part) -> bool {
+    let b: &dyn Any = b;
+    b.downcast_ref::<T>() == Some(a)
+}
+
+/// What a collector produced in one run: its share of the snapshot.
+#[derive(Debug, Clone)]
+pub struct Output(Arc<dyn Part>);
+
+impl Output {
+    /// Wraps a part.
+    pub fn new(part: impl Part) -> Self {
+        Output(Arc::new(part))
+    }
+
+    /// The part as its own type, when it is one.
+    pub fn get<T: Part>(&self) -> Option<&T> {
+        let any: &dyn Any = &*self.0;
+        any.downcast_ref()
+    }
+
+    /// Writes the part into the snapshot.
+    pub fn fill(&self, snap: &mut SystemStatsSnapshot, fresh: &Fresh<'_>) {
+        self.0.fill(snap, fresh)
+    }
+}
+
+impl PartialEq for Output {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.same(&*other.0)
+    }
+}
+
+/// One collector family: one file, one registry line. Its settings are
+/// flattened into the top level of the agent's configuration, so the
+/// family decides its own keys.
+pub trait Family {
+    /// Its config sections, with their documented defaults.
+    type Settings: Debug + Clone + Default + Serialize + DeserializeOwned + Send + Sync + 'static;
+    /// Its collectors' names and default schedules (`collectors.<name>`).
+    const SCHEDULES: &'static [(&'static str, Schedule)];
+    /// Its own metrics (listed for `describe_all`).
+    const METRICS: &'static [&'static Metric] = &[];
+    /// Its collectors whose figures are deltas between two runs
+    /// (`--once` runs them twice).
+    const DELTA: &'static [&'static str] = &[];
+    /// Rules serde cannot express.
+    fn check(_settings: &Self::Settings) -> Result<(), String> {
+        Ok(())
+    }
+    /// Its collectors that have something to do.
+    fn build(settings: &Self::Settings, ctx: &Ctx<'_>) -> Vec<Box<dyn Collector>>;
+}
+
+/// Every family's settings, for a family that reads another's section.
+pub struct Ctx<'a>(pub Vec<&'a dyn Any>);
+
+impl Ctx<'_> {
+    /// The settings of type `S`, when a registered family has them.
+    pub fn section<S: Any>(&self) -> Option<&S> {
+        self.0.iter().find_map(|s| s.downcast_ref())
+    }
 }
 
 /// A successful run: the output and the problems that did not stop it
@@ -150,6 +219,19 @@ pub fn clamp_pct(v: f64) -> f64 {
     }
 }
 
+/// An empty part, for tests of the machinery.
+#[cfg(test)]
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Nothing;
+
+#[cfg(test)]
+impl Part for Nothing {
+    fn fill(&self, _: &mut SystemStatsSnapshot, _: &Fresh<'_>) {}
+    fn same(&self, other: &dyn Part) -> bool {
+        same_part(self, other)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,17 +243,17 @@ mod tests {
         let first = blocking(&state, move |n| {
             *n += 1;
             let _ = rx.recv(); // stuck until released
-            Ok(Collected::ok(Output::Api(None)))
+            Ok(Collected::ok(Output::new(Nothing)))
         });
         let first = tokio::spawn(first);
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        let second = blocking(&state, |_| Ok(Collected::ok(Output::Api(None)))).await;
+        let second = blocking(&state, |_| Ok(Collected::ok(Output::new(Nothing)))).await;
         assert_eq!(second, Err(CollectError::Busy));
         tx.send(()).unwrap();
         assert!(first.await.unwrap().is_ok());
         let third = blocking(&state, |n| {
             *n += 1;
-            Ok(Collected::ok(Output::Api(None)))
+            Ok(Collected::ok(Output::new(Nothing)))
         })
         .await;
         assert!(third.is_ok());

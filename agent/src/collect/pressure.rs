@@ -1,4 +1,7 @@
-//! Pressure collector: Linux PSI from `/proc/pressure/{cpu,memory,io}`.
+//! Pressure collector family (`pressure`): Linux PSI from
+//! `/proc/pressure/{cpu,memory,io}` (sysinfo has no PSI), and the
+//! snapshot's `host.pressure`. It has no config section of its own and
+//! is only built on Linux.
 //! Each figure is the percent of wall time some (or all) tasks were stalled
 //! over the last run, taken from the delta of the cumulative `total`
 //! (microseconds) between two runs; the first run uses the kernel's
@@ -8,9 +11,51 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use lull_proto::msg::stats::Pressure;
+use lull_proto::msg::stats::{Pressure, SystemStatsSnapshot};
+use serde::{Deserialize, Serialize};
 
-use super::{blocking, clamp_pct, CollectError, CollectFuture, Collected, Collector, Output};
+use super::{
+    blocking, clamp_pct, same_part, CollectError, CollectFuture, Collected, Collector, Ctx, Family,
+    Fresh, Output, Part,
+};
+use crate::schedule::Schedule;
+
+/// The pressure family's config sections: none.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Settings {}
+
+/// The pressure family.
+pub struct Psi;
+
+impl Family for Psi {
+    type Settings = Settings;
+    /// Linux PSI: every 2 s, jitter 0.2 s, timeout 1.5 s.
+    const SCHEDULES: &'static [(&'static str, Schedule)] =
+        &[("pressure", Schedule::new(2.0, 0.2, 1.5))];
+    const DELTA: &'static [&'static str] = &["pressure"];
+
+    fn build(_: &Settings, _: &Ctx<'_>) -> Vec<Box<dyn Collector>> {
+        if cfg!(target_os = "linux") {
+            vec![Box::<PressureCollector>::default()]
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+/// The snapshot's `host.pressure` (`None` where PSI is off).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PressurePart(pub Option<Pressure>);
+
+impl Part for PressurePart {
+    fn fill(&self, snap: &mut SystemStatsSnapshot, _: &Fresh<'_>) {
+        snap.host.pressure = self.0;
+    }
+
+    fn same(&self, other: &dyn Part) -> bool {
+        same_part(self, other)
+    }
+}
 
 /// One `some` or `full` line.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -136,7 +181,7 @@ impl State {
             (self.read("cpu")?, self.read("memory")?, self.read("io")?)
         else {
             self.prev = None;
-            return Ok(Collected::ok(Output::Pressure(None)));
+            return Ok(Collected::ok(Output::new(PressurePart(None))));
         };
         let now = Instant::now();
         let cur = PsiSample { cpu, memory, io };
@@ -146,7 +191,7 @@ impl State {
         };
         let p = pressure(prev, &cur, dt);
         self.prev = Some((now, cur));
-        Ok(Collected::ok(Output::Pressure(Some(p))))
+        Ok(Collected::ok(Output::new(PressurePart(Some(p)))))
     }
 }
 
@@ -274,7 +319,10 @@ full avg10=0.50 avg60=0.10 avg300=0.00 total=400000\n";
     async fn null_where_psi_is_off_and_deltas_where_on() {
         let off = tempfile::tempdir().unwrap();
         let mut c = PressureCollector::with_dir(off.path().join("missing"));
-        assert_eq!(c.collect().await.unwrap().output, Output::Pressure(None));
+        assert_eq!(
+            c.collect().await.unwrap().output,
+            Output::new(PressurePart(None))
+        );
 
         let on = tempfile::tempdir().unwrap();
         let write = |total: u64| {
@@ -288,13 +336,13 @@ full avg10=0.50 avg60=0.10 avg300=0.00 total=400000\n";
         };
         write(0);
         let mut c = PressureCollector::with_dir(on.path());
-        let Output::Pressure(Some(p)) = c.collect().await.unwrap().output else {
+        let Some(PressurePart(Some(p))) = c.collect().await.unwrap().output.get().copied() else {
             panic!("expected pressure")
         };
         assert_eq!(p.cpu_some_avg10, 3.0, "first run uses avg10");
         std::thread::sleep(std::time::Duration::from_millis(200));
         write(1_000_000_000); // far more than the elapsed time
-        let Output::Pressure(Some(p)) = c.collect().await.unwrap().output else {
+        let Some(PressurePart(Some(p))) = c.collect().await.unwrap().output.get().copied() else {
             panic!("expected pressure")
         };
         assert_eq!(p.cpu_some_avg10, 100.0);

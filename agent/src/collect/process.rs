@@ -1,5 +1,7 @@
-//! Process collector: RSS, CPU %, threads and open fds of the agent itself
-//! and of the watched processes (by name, pid or pidfile).
+//! Process collector family (`process`): RSS, CPU %, threads and open fds
+//! of the agent itself and of the watched processes (by name, pid or
+//! pidfile); the `[process]` and `[[watch]]` config sections and the
+//! snapshot's `process` list. Linux only (built on Linux).
 //!
 //! It reads `/proc` directly instead of going through `sysinfo`, which
 //! sidesteps that crate's traps (it raises the open-files limit and keeps
@@ -12,14 +14,122 @@
 //! cached pid has exited); pids are cached with their start time so a
 //! reused pid is noticed.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use lull_proto::msg::stats::ProcessStats;
+use lull_proto::msg::stats::{ProcessStats, SystemStatsSnapshot, MAX_LIST};
+use lull_proto::validate;
+use serde::{Deserialize, Serialize};
 
-use super::{blocking, read_text, CollectError, CollectFuture, Collected, Collector, Output};
-use crate::config::{ProcessConfig, WatchedProcess};
+use super::{
+    blocking, read_text, same_part, CollectError, CollectFuture, Collected, Collector, Ctx, Family,
+    Fresh, Output, Part,
+};
+use crate::schedule::{secs, Schedule};
+
+/// Process collector settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ProcessConfig {
+    /// Processes watched by name are looked up in `/proc` at most this
+    /// often, seconds (and when every cached pid has exited). Default 60.
+    pub resolve_interval_sec: f64,
+    /// Most processes reported for one watched name. Default 8.
+    pub max_pids_per_watch: usize,
+}
+
+impl Default for ProcessConfig {
+    fn default() -> Self {
+        ProcessConfig {
+            resolve_interval_sec: 60.0,
+            max_pids_per_watch: 8,
+        }
+    }
+}
+
+/// One watched process: exactly one of `process`, `pid` or `pidfile`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WatchedProcess {
+    /// Label reported as the process `name`.
+    pub name: String,
+    /// Match processes by name (`/proc/<pid>/comm`, or the base name of
+    /// `argv[0]` for names longer than 15 bytes).
+    pub process: Option<String>,
+    /// A fixed pid.
+    pub pid: Option<u32>,
+    /// A file holding the pid.
+    pub pidfile: Option<PathBuf>,
+}
+
+/// The process family's config sections.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// Process collector settings.
+    pub process: ProcessConfig,
+    /// Processes to watch besides the agent itself (`[[watch]]` tables).
+    pub watch: Vec<WatchedProcess>,
+}
+
+/// The process family.
+pub struct Processes;
+
+impl Family for Processes {
+    type Settings = Settings;
+    /// The agent and the watched processes: every 5 s, jitter 0.5 s,
+    /// timeout 3 s.
+    const SCHEDULES: &'static [(&'static str, Schedule)] =
+        &[("process", Schedule::new(5.0, 0.5, 3.0))];
+    const DELTA: &'static [&'static str] = &["process"];
+
+    fn check(s: &Settings) -> Result<(), String> {
+        for (i, w) in s.watch.iter().enumerate() {
+            let n = [w.process.is_some(), w.pid.is_some(), w.pidfile.is_some()]
+                .iter()
+                .filter(|b| **b)
+                .count();
+            if n != 1 {
+                return Err(format!(
+                    "watch[{i}] ({}): set exactly one of process, pid, pidfile",
+                    w.name
+                ));
+            }
+            if w.name.trim().is_empty() {
+                return Err(format!("watch[{i}]: name is required"));
+            }
+            validate::text(&format!("watch[{i}].name"), &w.name, validate::MAX_ID_LEN)
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    fn build(s: &Settings, _: &Ctx<'_>) -> Vec<Box<dyn Collector>> {
+        if cfg!(target_os = "linux") {
+            vec![Box::new(ProcessCollector::new(
+                s.process.clone(),
+                s.watch.clone(),
+            ))]
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+/// The snapshot's `process` list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProcessesPart(pub Vec<ProcessStats>);
+
+impl Part for ProcessesPart {
+    fn fill(&self, snap: &mut SystemStatsSnapshot, _: &Fresh<'_>) {
+        snap.process = self.0.iter().take(MAX_LIST).cloned().collect();
+    }
+
+    fn same(&self, other: &dyn Part) -> bool {
+        same_part(self, other)
+    }
+}
 
 /// The parts of `/proc/<pid>/stat` the collector uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -259,7 +369,7 @@ impl State {
             Some(p) => out.push(p),
             None => return Err(CollectError::Io("cannot read /proc/self/stat".into())),
         }
-        let resolve_every = crate::config::secs(self.cfg.resolve_interval_sec);
+        let resolve_every = secs(self.cfg.resolve_interval_sec);
         for w in &mut self.watches {
             match (&w.spec.pid, &w.spec.pidfile, &w.spec.process) {
                 (Some(pid), _, _) => retarget(&mut w.tracked, &[*pid]),
@@ -300,7 +410,7 @@ impl State {
             }
         }
         Ok(Collected {
-            output: Output::Processes(out),
+            output: Output::new(ProcessesPart(out)),
             warnings,
         })
     }
@@ -416,7 +526,7 @@ mod tests {
         ];
         let mut c = ProcessCollector::new(ProcessConfig::default(), watch);
         let r = c.collect().await.unwrap();
-        let Output::Processes(p) = r.output else {
+        let Some(ProcessesPart(p)) = r.output.get::<ProcessesPart>().cloned() else {
             panic!("not processes")
         };
         assert_eq!(p[0].name, "lull-agent");

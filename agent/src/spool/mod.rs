@@ -22,8 +22,15 @@ use lull_proto::validate;
 use serde_json::Value;
 use tokio::sync::watch;
 
-use crate::config::{secs, SpoolConfig};
-use crate::metrics as m;
+use crate::config::SpoolConfig;
+use crate::schedule::secs;
+
+pub mod metric;
+
+pub use metric::{
+    zero_metrics, METRICS, SPOOL_DUPLICATES, SPOOL_FAILED, SPOOL_FILES, SPOOL_OLDEST_AGE,
+    SPOOL_PUBLISHED, SPOOL_PUBLISH_ERRORS,
+};
 
 /// Name of the quarantine directory inside the spool.
 pub const FAILED_DIR: &str = "failed";
@@ -368,7 +375,7 @@ async fn quarantine_file(run: &SpoolRun, e: &Entry, reason: String) {
     let r = reason.clone();
     match tokio::task::spawn_blocking(move || quarantine(&dir, &path, &r, now)).await {
         Ok(Ok(dest)) => {
-            metrics::counter!(m::SPOOL_FAILED).increment(1);
+            metrics::counter!(SPOOL_FAILED.name).increment(1);
             tracing::warn!(file = %dest.display(), %reason, "malformed report quarantined");
         }
         Ok(Err(err)) => {
@@ -431,7 +438,7 @@ async fn handle_chunk(
                 {
                     Ok(ack) => pending.push((e, route, ack)),
                     Err(err) => {
-                        metrics::counter!(m::SPOOL_PUBLISH_ERRORS, "reason" => "error")
+                        metrics::counter!(SPOOL_PUBLISH_ERRORS.name, "reason" => "error")
                             .increment(1);
                         tracing::debug!(error = %err, "report publish failed");
                         break;
@@ -445,7 +452,7 @@ async fn handle_chunk(
         match tokio::time::timeout(secs(run.cfg.ack_timeout_sec), ack).await {
             Ok(Ok(ack)) => {
                 if ack.duplicate {
-                    metrics::counter!(m::SPOOL_DUPLICATES).increment(1);
+                    metrics::counter!(SPOOL_DUPLICATES.name).increment(1);
                 }
                 match tokio::fs::remove_file(&e.path).await {
                     Ok(()) => {}
@@ -455,21 +462,21 @@ async fn handle_chunk(
                         "report acknowledged but cannot be deleted; it will be resent (and dropped as a duplicate)"
                     ),
                 }
-                metrics::counter!(m::SPOOL_PUBLISHED, "kind" => route.kind.label()).increment(1);
+                metrics::counter!(SPOOL_PUBLISHED.name, "kind" => route.kind.label()).increment(1);
             }
             Ok(Err(err)) if err.kind() == PublishErrorKind::StreamNotFound => {
-                metrics::counter!(m::SPOOL_PUBLISH_ERRORS, "reason" => "no_stream").increment(1);
+                metrics::counter!(SPOOL_PUBLISH_ERRORS.name, "reason" => "no_stream").increment(1);
                 pass = Pass::NoStream;
             }
             Ok(Err(err)) => {
-                metrics::counter!(m::SPOOL_PUBLISH_ERRORS, "reason" => "error").increment(1);
+                metrics::counter!(SPOOL_PUBLISH_ERRORS.name, "reason" => "error").increment(1);
                 tracing::debug!(error = %err, id = %route.id, "report not acknowledged");
                 if matches!(pass, Pass::Done) {
                     pass = Pass::Retry;
                 }
             }
             Err(_) => {
-                metrics::counter!(m::SPOOL_PUBLISH_ERRORS, "reason" => "timeout").increment(1);
+                metrics::counter!(SPOOL_PUBLISH_ERRORS.name, "reason" => "timeout").increment(1);
                 // No ack at all: the stream may be missing while something
                 // else subscribes to the subject (no "no responders").
                 pass = Pass::NoStream;
@@ -480,14 +487,14 @@ async fn handle_chunk(
 }
 
 fn spool_gauges(entries: &[Entry]) {
-    metrics::gauge!(m::SPOOL_FILES).set(entries.len() as f64);
+    metrics::gauge!(SPOOL_FILES.name).set(entries.len() as f64);
     let oldest = entries
         .iter()
         .map(|e| e.modified)
         .min()
         .and_then(|t| SystemTime::now().duration_since(t).ok())
         .map_or(0.0, |d| d.as_secs_f64());
-    metrics::gauge!(m::SPOOL_OLDEST_AGE).set(oldest);
+    metrics::gauge!(SPOOL_OLDEST_AGE.name).set(oldest);
 }
 
 /// Runs the spool loop until `stop`.

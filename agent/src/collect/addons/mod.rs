@@ -1,5 +1,7 @@
-//! Addon collectors. The addons are the ones declared in config; three
-//! collectors with their own cadences look after them:
+//! Addon collector family. Owns the `[addon]` and `[[addons]]` config
+//! sections and the snapshot's `addons` map. The addons are the ones
+//! declared in config; three collectors with their own cadences look
+//! after them:
 //! - `addons` (fast): installed (runtime dir exists), enabled (config),
 //!   running (pidfile or process name, pids cached like the process
 //!   collector) and the `custom` dict from `<runtime_dir>/lull-stats.json`;
@@ -13,19 +15,139 @@
 //! and derives the lifecycle state.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use lull_proto::msg::stats::{AddonHealth, AddonState, AddonStatsSnapshot, HealthStatus};
+use lull_proto::msg::stats::{
+    AddonHealth, AddonState, AddonStatsSnapshot, HealthStatus, SystemStatsSnapshot, MAX_LIST,
+};
+use lull_proto::validate;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::process::{find_by_name, parse_pidfile, read_pid};
-use super::{blocking, CollectError, CollectFuture, Collected, Collector, Output};
-use crate::config::{secs, AddonConfig, AddonSettings};
+use super::{
+    blocking, process, same_part, CollectError, CollectFuture, Collected, Collector, Ctx, Family,
+    Fresh, Output, Part,
+};
 use crate::http;
+use crate::schedule::{secs, Schedule};
+
+pub mod config;
+pub mod dirs;
+pub mod health;
+
+pub use config::{AddonConfig, AddonSettings};
+pub use dirs::{AddonDirsCollector, DirsPart};
+pub use health::{AddonHealthCollector, HealthPart};
+
+/// The addon family's config sections.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// Addon collector settings.
+    pub addon: AddonSettings,
+    /// Declared addons (`[[addons]]` tables).
+    pub addons: Vec<AddonConfig>,
+}
+
+/// The addon family: `addons`, `addon_health` and `addon_dirs`.
+pub struct Addons;
+
+impl Family for Addons {
+    type Settings = Settings;
+    /// Lifecycle and `custom`: every 15 s, jitter 1.5 s, timeout 5 s.
+    /// Health checks: every 30 s, jitter 3 s, timeout 15 s. Runtime-dir
+    /// sizes: every 120 s, jitter 10 s, timeout 30 s.
+    const SCHEDULES: &'static [(&'static str, Schedule)] = &[
+        ("addons", Schedule::new(15.0, 1.5, 5.0)),
+        ("addon_health", Schedule::new(30.0, 3.0, 15.0)),
+        ("addon_dirs", Schedule::new(120.0, 10.0, 30.0)),
+    ];
+
+    fn check(s: &Settings) -> Result<(), String> {
+        let mut seen = std::collections::BTreeSet::new();
+        for a in &s.addons {
+            validate::subject_token("addons.id", &a.id).map_err(|e| e.to_string())?;
+            if !seen.insert(a.id.as_str()) {
+                return Err(format!("addon {} declared twice", a.id));
+            }
+            if a.health_url.is_some() && a.health_command.is_some() {
+                return Err(format!(
+                    "addon {}: set health_url or health_command, not both",
+                    a.id
+                ));
+            }
+            if let Some(u) = &a.health_url {
+                http::Url::parse(u).map_err(|e| format!("addon {}: health_url: {e}", a.id))?;
+            }
+            if matches!(&a.health_command, Some(c) if c.is_empty()) {
+                return Err(format!("addon {}: health_command is empty", a.id));
+            }
+        }
+        Ok(())
+    }
+
+    fn build(s: &Settings, ctx: &Ctx<'_>) -> Vec<Box<dyn Collector>> {
+        let mut out: Vec<Box<dyn Collector>> = Vec::new();
+        if s.addons.is_empty() {
+            return out;
+        }
+        let resolve = ctx
+            .section::<process::Settings>()
+            .map(|p| p.process.resolve_interval_sec)
+            .unwrap_or_else(|| process::ProcessConfig::default().resolve_interval_sec);
+        out.push(Box::new(AddonsCollector::new(
+            s.addons.clone(),
+            s.addon.clone(),
+            resolve,
+        )));
+        let checks = s
+            .addons
+            .iter()
+            .any(|a| a.enabled && (a.health_url.is_some() || a.health_command.is_some()));
+        if checks {
+            out.push(Box::new(AddonHealthCollector::new(
+                s.addons.clone(),
+                &s.addon,
+            )));
+        }
+        if s.addons.iter().any(|a| a.runtime_dir.is_some()) {
+            out.push(Box::new(AddonDirsCollector::new(&s.addons, &s.addon)));
+        }
+        out
+    }
+}
+
+/// The `addons` collector's output: lifecycle facts and custom stats by
+/// addon id. It fills the snapshot's `addons`, merging the fresh
+/// [`HealthPart`] and [`DirsPart`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct FactsPart(pub BTreeMap<String, AddonFacts>);
+
+impl Part for FactsPart {
+    fn fill(&self, snap: &mut SystemStatsSnapshot, fresh: &Fresh<'_>) {
+        let health = fresh
+            .get("addon_health")
+            .and_then(|o| o.get::<HealthPart>());
+        let dirs = fresh.get("addon_dirs").and_then(|o| o.get::<DirsPart>());
+        for (id, f) in self.0.iter().take(MAX_LIST) {
+            snap.addons.insert(
+                id.clone(),
+                addon_snapshot(
+                    f,
+                    health.and_then(|h| h.0.get(id)),
+                    dirs.and_then(|d| d.0.get(id).copied()),
+                ),
+            );
+        }
+    }
+
+    fn same(&self, other: &dyn Part) -> bool {
+        same_part(self, other)
+    }
+}
 
 /// Name of the file an addon writes its own stats to, in its runtime dir.
 pub const CUSTOM_FILE: &str = "lull-stats.json";
@@ -184,7 +306,7 @@ impl FactsState {
             );
         }
         Ok(Collected {
-            output: Output::Addons(out),
+            output: Output::new(FactsPart(out)),
             warnings,
         })
     }
@@ -235,266 +357,10 @@ impl Collector for AddonsCollector {
     }
 }
 
-// ---------------------------------------------------------------- health
-
-/// The outcome of one health check: OK, or an error code and text.
-pub type CheckResult = Result<(), (String, String)>;
-
-/// Maps an HTTP status to a check result (2xx = OK, else `http_<code>`).
-pub fn http_result(status: u16) -> CheckResult {
-    if (200..300).contains(&status) {
-        Ok(())
-    } else {
-        Err((format!("http_{status}"), format!("HTTP status {status}")))
-    }
-}
-
-async fn check_http(url: &str, max_body: usize) -> CheckResult {
-    let u = http::Url::parse(url).map_err(|e| ("bad_url".to_string(), e.to_string()))?;
-    match http::get(&u, max_body).await {
-        Ok(r) => http_result(r.status),
-        Err(http::HttpError::Connect(e)) => Err(("connect_error".into(), e)),
-        Err(http::HttpError::TooLarge(n)) => Err((
-            "too_large".into(),
-            format!("response larger than {n} bytes"),
-        )),
-        Err(e @ http::HttpError::Malformed(_)) => Err(("bad_response".into(), e.to_string())),
-        Err(e) => Err(("io_error".into(), e.to_string())),
-    }
-}
-
-async fn check_command(argv: &[String]) -> CheckResult {
-    let Some((prog, args)) = argv.split_first() else {
-        return Err(("spawn_error".into(), "empty command".into()));
-    };
-    let mut child = tokio::process::Command::new(prog)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| ("spawn_error".to_string(), format!("{prog}: {e}")))?;
-    let status = child
-        .wait()
-        .await
-        .map_err(|e| ("io_error".to_string(), e.to_string()))?;
-    if status.success() {
-        return Ok(());
-    }
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(c), _) => Err((
-            format!("exit_{c}"),
-            format!("{prog} exited with status {c}"),
-        )),
-        (None, Some(s)) => Err((
-            format!("signal_{s}"),
-            format!("{prog} killed by signal {s}"),
-        )),
-        _ => Err(("exit_unknown".into(), format!("{prog} failed"))),
-    }
-}
-
-async fn check(a: &AddonConfig, max_body: usize) -> Option<CheckResult> {
-    let timeout = secs(a.health_timeout_sec);
-    let fut = async {
-        if let Some(url) = &a.health_url {
-            Some(check_http(url, max_body).await)
-        } else if let Some(cmd) = &a.health_command {
-            Some(check_command(cmd).await)
-        } else {
-            None
-        }
-    };
-    match tokio::time::timeout(timeout, fut).await {
-        Ok(r) => r,
-        // Dropping the future kills a command (kill_on_drop).
-        Err(_) => Some(Err((
-            "timeout".into(),
-            format!("no answer within {:.3} s", timeout.as_secs_f64()),
-        ))),
-    }
-}
-
-/// Folds a check result into the health record, keeping `last_ok`.
-pub fn apply_check(prev_last_ok: Option<f64>, result: CheckResult, now: f64) -> AddonHealth {
-    match result {
-        Ok(()) => AddonHealth {
-            status: HealthStatus::Ok,
-            last_checked: Some(now),
-            last_ok: Some(now),
-            error_code: None,
-            error: None,
-        },
-        Err((code, text)) => AddonHealth {
-            status: HealthStatus::Error,
-            last_checked: Some(now),
-            last_ok: prev_last_ok,
-            error_code: Some(code),
-            error: Some(text),
-        },
-    }
-}
-
-/// The `addon_health` collector.
-pub struct AddonHealthCollector {
-    addons: Vec<AddonConfig>,
-    max_body: usize,
-    last_ok: BTreeMap<String, f64>,
-}
-
-impl AddonHealthCollector {
-    /// Checks the enabled addons of `addons` that declare a check.
-    pub fn new(addons: Vec<AddonConfig>, settings: &AddonSettings) -> Self {
-        AddonHealthCollector {
-            addons: addons
-                .into_iter()
-                .filter(|a| a.enabled && (a.health_url.is_some() || a.health_command.is_some()))
-                .collect(),
-            max_body: settings.health_max_body_bytes,
-            last_ok: BTreeMap::new(),
-        }
-    }
-}
-
-impl Collector for AddonHealthCollector {
-    fn name(&self) -> &'static str {
-        "addon_health"
-    }
-
-    fn collect(&mut self) -> CollectFuture<'_> {
-        Box::pin(async move {
-            let max_body = self.max_body;
-            let results =
-                futures::future::join_all(self.addons.iter().map(|a| check(a, max_body))).await;
-            let now = lull_common::runtime::now_unix();
-            let mut out = BTreeMap::new();
-            for (a, r) in self.addons.iter().zip(results) {
-                let Some(r) = r else { continue };
-                let h = apply_check(self.last_ok.get(&a.id).copied(), r, now);
-                if let Some(ok) = h.last_ok {
-                    self.last_ok.insert(a.id.clone(), ok);
-                }
-                out.insert(a.id.clone(), h);
-            }
-            Ok(Collected::ok(Output::AddonHealth(out)))
-        })
-    }
-}
-
-// ---------------------------------------------------------------- dirs
-
-/// Result of a bounded directory walk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Walk {
-    /// Walked everything: disk usage in bytes.
-    Done(u64),
-    /// Ran out of time or entries after counting this many bytes.
-    OutOfBudget(u64),
-}
-
-/// Disk usage of `root` (allocated blocks, like `du -sx`), staying on its
-/// file system and not following symlinks, within `budget` and
-/// `max_entries`. Unreadable entries are skipped.
-pub fn walk(root: &Path, budget: Duration, max_entries: u64) -> std::io::Result<Walk> {
-    let started = Instant::now();
-    let meta = std::fs::symlink_metadata(root)?;
-    let dev = meta.dev();
-    let mut total = meta.blocks().saturating_mul(512);
-    let mut stack: Vec<PathBuf> = vec![root.to_path_buf()];
-    let mut seen: u64 = 0;
-    while let Some(dir) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in rd.flatten() {
-            seen += 1;
-            if seen >= max_entries || (seen.is_multiple_of(256) && started.elapsed() >= budget) {
-                return Ok(Walk::OutOfBudget(total));
-            }
-            let Ok(m) = entry.metadata() else { continue };
-            if m.dev() != dev {
-                continue;
-            }
-            total = total.saturating_add(m.blocks().saturating_mul(512));
-            if m.is_dir() {
-                stack.push(entry.path());
-            }
-        }
-    }
-    if started.elapsed() >= budget {
-        return Ok(Walk::OutOfBudget(total));
-    }
-    Ok(Walk::Done(total))
-}
-
-struct DirsState {
-    dirs: Vec<(String, PathBuf)>,
-    budget: Duration,
-    max_entries: u64,
-    sizes: BTreeMap<String, u64>,
-}
-
-impl DirsState {
-    fn run(&mut self) -> Result<Collected, CollectError> {
-        let mut warnings = Vec::new();
-        for (id, dir) in &self.dirs {
-            match walk(dir, self.budget, self.max_entries) {
-                Ok(Walk::Done(n)) => {
-                    self.sizes.insert(id.clone(), n);
-                }
-                Ok(Walk::OutOfBudget(n)) => warnings.push(format!(
-                    "addon {id}: walk of {} ran out of budget after {n} bytes; keeping the previous size",
-                    dir.display()
-                )),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    self.sizes.remove(id);
-                }
-                Err(e) => warnings.push(format!("addon {id}: {}: {e}", dir.display())),
-            }
-        }
-        Ok(Collected {
-            output: Output::AddonDirs(self.sizes.clone()),
-            warnings,
-        })
-    }
-}
-
-/// The `addon_dirs` collector.
-pub struct AddonDirsCollector {
-    state: Arc<Mutex<DirsState>>,
-}
-
-impl AddonDirsCollector {
-    /// Sizes the runtime dirs of `addons`.
-    pub fn new(addons: &[AddonConfig], settings: &AddonSettings) -> Self {
-        AddonDirsCollector {
-            state: Arc::new(Mutex::new(DirsState {
-                dirs: addons
-                    .iter()
-                    .filter_map(|a| Some((a.id.clone(), a.runtime_dir.clone()?)))
-                    .collect(),
-                budget: Duration::from_millis(settings.dir_walk_budget_ms),
-                max_entries: settings.dir_walk_max_entries.max(1),
-                sizes: BTreeMap::new(),
-            })),
-        }
-    }
-}
-
-impl Collector for AddonDirsCollector {
-    fn name(&self) -> &'static str {
-        "addon_dirs"
-    }
-
-    fn collect(&mut self) -> CollectFuture<'_> {
-        blocking(&self.state, DirsState::run)
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::dirs::{walk, Walk};
+    use super::health::{apply_check, http_result};
     use super::*;
 
     fn facts(enabled: bool, installed: bool, running: Option<bool>) -> AddonFacts {
@@ -607,7 +473,7 @@ mod tests {
         ];
         let mut c = AddonHealthCollector::new(addons, &AddonSettings::default());
         let started = Instant::now();
-        let Output::AddonHealth(h) = c.collect().await.unwrap().output else {
+        let Some(HealthPart(h)) = c.collect().await.unwrap().output.get().cloned() else {
             panic!("not health")
         };
         assert!(started.elapsed() < Duration::from_secs(3));
@@ -641,7 +507,7 @@ mod tests {
             },
         ];
         let mut c = AddonsCollector::new(addons.clone(), AddonSettings::default(), 60.0);
-        let Output::Addons(f) = c.collect().await.unwrap().output else {
+        let Some(FactsPart(f)) = c.collect().await.unwrap().output.get().cloned() else {
             panic!("not addons")
         };
         assert_eq!(f["a"].running, Some(true));
@@ -653,7 +519,7 @@ mod tests {
         assert_eq!(snap.state, AddonState::Error);
 
         let mut dirs = AddonDirsCollector::new(&addons, &AddonSettings::default());
-        let Output::AddonDirs(s) = dirs.collect().await.unwrap().output else {
+        let Some(DirsPart(s)) = dirs.collect().await.unwrap().output.get().cloned() else {
             panic!("not dirs")
         };
         assert!(s["a"] > 0);
