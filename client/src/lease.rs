@@ -158,6 +158,7 @@ mod tests {
             reason: Some("operator".into()),
             expires_at: None,
             limits: None,
+            epoch: None,
         }
     }
 

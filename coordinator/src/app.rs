@@ -130,6 +130,7 @@ pub async fn run(cfg: CoordinatorConfig, stop: CancellationToken) -> anyhow::Res
         history: history.clone(),
         group: std::sync::Arc::new(svc.exclusive_group(&subjects, &instance)),
         workers_slot,
+        shutdown: intake.clone(),
     };
     let duties_task = tokio::spawn(crate::leader::scope::while_leading(
         leadership.clone(),

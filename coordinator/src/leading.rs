@@ -43,6 +43,9 @@ pub struct Duties {
     pub group: Arc<async_nats::service::Group>,
     /// The current leadership's workers handle, for the forecast task.
     pub workers_slot: tokio::sync::watch::Sender<Option<WorkersHandle>>,
+    /// The process is shutting down: the last leader keeps writing its
+    /// final history (open streaks) until the fleet has flushed.
+    pub shutdown: CancellationToken,
 }
 
 fn secs(s: f64) -> Duration {
@@ -61,7 +64,9 @@ impl Duties {
             .context("handing the stored blocks to the fleet")?;
         self.history.shared.set_writing(true);
         let r = self.serve(lost).await;
-        self.history.shared.set_writing(false);
+        if !self.shutdown.is_cancelled() {
+            self.history.shared.set_writing(false);
+        }
         tracing::info!(epoch, "leader duties stopped");
         r
     }

@@ -248,6 +248,7 @@ impl Actor {
                 }
             }
         };
+        book.set_epoch(epoch);
         let now = now_unix();
         let views: Vec<HostView> = self.latest_views.values().cloned().collect();
         let mut fx = book.on_hosts_changed(views, now);

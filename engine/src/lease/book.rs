@@ -83,6 +83,8 @@ pub struct Book {
     tombs: HashMap<String, Tomb>,
     tomb_order: VecDeque<String>,
     addons: HashMap<String, AddonEntry>,
+    /// The leadership epoch stamped into new tokens.
+    epoch: Option<u64>,
 }
 
 fn ok(reason: Option<String>) -> OkResponse {
@@ -136,6 +138,7 @@ impl Book {
             tombs: HashMap::new(),
             tomb_order: VecDeque::new(),
             addons: HashMap::new(),
+            epoch: None,
         }
     }
 
@@ -181,6 +184,17 @@ impl Book {
     /// An active lease.
     pub fn lease(&self, lease_id: &str) -> Option<&LeaseInfo> {
         self.leases.get(lease_id).map(|l| &l.info)
+    }
+
+    /// Stamps the leadership epoch (fencing term) into every token minted
+    /// from now on.
+    pub fn set_epoch(&mut self, epoch: u64) {
+        self.epoch = Some(epoch);
+    }
+
+    /// The epoch stamped into new tokens.
+    pub fn epoch(&self) -> Option<u64> {
+        self.epoch
     }
 
     /// The current token of an active lease (what the replication stream

@@ -141,11 +141,15 @@ pub struct LeaseTerms {
     pub ttl_sec: f64,
     /// The holder's expected duration, seconds.
     pub expected_duration_sec: Option<f64>,
+    /// The leadership epoch (fencing term) of the coordinator that issued
+    /// the token; `None` in tokens from before leader election.
+    pub epoch: Option<u64>,
 }
 
 const F_GRANTED: u8 = 1;
 const F_HOST: u8 = 2;
 const F_EXPECTED: u8 = 4;
+const F_EPOCH: u8 = 8;
 
 fn put_str(out: &mut Vec<u8>, s: &str) {
     // Ids are validated to 128 bytes; the cut only guards the u16 length.
@@ -166,6 +170,9 @@ fn encode_terms(t: &LeaseTerms) -> Vec<u8> {
     if t.expected_duration_sec.is_some() {
         flags |= F_EXPECTED;
     }
+    if t.epoch.is_some() {
+        flags |= F_EPOCH;
+    }
     out.push(flags);
     put_str(&mut out, &t.lease_id);
     put_str(&mut out, &t.addon_id);
@@ -183,6 +190,9 @@ fn encode_terms(t: &LeaseTerms) -> Vec<u8> {
     out.extend_from_slice(&t.ttl_sec.to_le_bytes());
     if let Some(d) = t.expected_duration_sec {
         out.extend_from_slice(&d.to_le_bytes());
+    }
+    if let Some(e) = t.epoch {
+        out.extend_from_slice(&e.to_le_bytes());
     }
     out
 }
@@ -229,7 +239,7 @@ impl<'a> Reader<'a> {
 fn decode_terms(buf: &[u8]) -> Result<LeaseTerms, TokenError> {
     let mut r = Reader { buf };
     let flags = r.u8()?;
-    if flags & !(F_GRANTED | F_HOST | F_EXPECTED) != 0 {
+    if flags & !(F_GRANTED | F_HOST | F_EXPECTED | F_EPOCH) != 0 {
         return Err(TokenError::BadTerms);
     }
     let lease_id = r.string()?;
@@ -254,6 +264,14 @@ fn decode_terms(buf: &[u8]) -> Result<LeaseTerms, TokenError> {
     } else {
         None
     };
+    let epoch = if flags & F_EPOCH != 0 {
+        let b = r.take(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Some(u64::from_le_bytes(a))
+    } else {
+        None
+    };
     if !r.buf.is_empty() {
         return Err(TokenError::BadTerms);
     }
@@ -268,6 +286,7 @@ fn decode_terms(buf: &[u8]) -> Result<LeaseTerms, TokenError> {
         issued_at,
         ttl_sec,
         expected_duration_sec,
+        epoch,
     })
 }
 
@@ -337,6 +356,7 @@ mod tests {
             issued_at: 1_763_026_000.25,
             ttl_sec: 30.0,
             expected_duration_sec: Some(600.0),
+            epoch: None,
         }
     }
 
@@ -355,6 +375,27 @@ mod tests {
         };
         let tok = mint(&ticket, &key());
         assert_eq!(verify(&tok, &key()).unwrap(), ticket);
+    }
+
+    #[test]
+    fn the_epoch_rides_in_the_token_and_old_tokens_still_verify() {
+        let t = LeaseTerms {
+            epoch: Some(42),
+            ..terms()
+        };
+        let tok = mint(&t, &key());
+        assert_eq!(verify(&tok, &key()).unwrap().epoch, Some(42));
+        // A token minted without an epoch (before elections) decodes as None.
+        assert_eq!(verify(&mint(&terms(), &key()), &key()).unwrap().epoch, None);
+        // The epoch is signed: changing it breaks the token.
+        let other = mint(
+            &LeaseTerms {
+                epoch: Some(43),
+                ..t.clone()
+            },
+            &key(),
+        );
+        assert_ne!(tok, other);
     }
 
     #[test]

@@ -431,6 +431,10 @@ pub struct LeaseEvent {
     /// Heartbeat guidance (grants).
     #[serde(default)]
     pub limits: Option<LeaseLimits>,
+    /// The leadership epoch (fencing term) of the coordinator that
+    /// decided; absent from coordinators before leader election.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<u64>,
 }
 
 /// One lease as shown by `scheduler.status`.

@@ -87,6 +87,7 @@ impl Book {
             issued_at: now,
             ttl_sec: self.cfg.ttl(),
             expected_duration_sec: req.expected_duration_sec,
+            epoch: self.epoch,
         };
         let ticket = token::mint(&terms, &self.key);
         let wait = req
@@ -194,6 +195,7 @@ impl Book {
             issued_at: now,
             ttl_sec: ttl,
             expected_duration_sec: req.expected_duration_sec,
+            epoch: self.epoch,
         };
         let token = token::mint(&terms, &self.key);
         let info = LeaseInfo {
@@ -228,6 +230,7 @@ impl Book {
             reason: None,
             expires_at: Some(info.expires_at),
             limits: Some(self.cfg.limits()),
+            epoch: self.epoch,
         }));
         fx.push(Effect::Audit(AuditRecord::of_lease(
             AuditKind::Granted,

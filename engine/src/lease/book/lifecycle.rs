@@ -246,6 +246,7 @@ impl Book {
                 reason: Some(reason.clone()),
                 expires_at: None,
                 limits: None,
+                epoch: self.epoch,
             }));
             let mut rec =
                 AuditRecord::of_request(AuditKind::Revoked, &w.req, w.units, Some(id), None, now);
@@ -273,6 +274,7 @@ impl Book {
                 reason: Some(reason),
                 expires_at: None,
                 limits: None,
+                epoch: self.epoch,
             }));
             return Ok(Outcome {
                 reply: ok(Some(format!(
@@ -377,6 +379,7 @@ impl Book {
             reason: why.clone(),
             expires_at: None,
             limits: None,
+            epoch: self.epoch,
         }));
         fx.push(Effect::Audit(AuditRecord::of_lease(
             kind,
@@ -407,6 +410,7 @@ impl Book {
             reason: Some(why.to_string()),
             expires_at: None,
             limits: None,
+            epoch: self.epoch,
         }));
         let retry = self.cfg.clamp_retry(w.retry_at - now);
         self.count_denial(&w.req.addon_id, why, retry, now);

@@ -184,6 +184,7 @@ impl Book {
             reason: Some(reason.to_string()),
             expires_at: None,
             limits: None,
+            epoch: self.epoch,
         }));
         fx.push(Effect::Audit(AuditRecord::of_terms(
             kind,
