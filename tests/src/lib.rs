@@ -9,6 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 pub mod bins;
+pub mod checker;
 pub mod error;
 pub mod http;
 pub mod janitor;

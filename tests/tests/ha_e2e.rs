@@ -255,3 +255,177 @@ async fn a_paused_leader_grants_nothing_after_it_wakes() {
     assert!(st.hosts[0].used_units <= st.hosts[0].capacity_units);
     drop(feeder);
 }
+
+/// What the load's clients saw.
+#[derive(Default)]
+struct Seen {
+    obs: Vec<lull_tests::checker::Obs>,
+    /// Leases refused on a heartbeat while their holder still held them.
+    lost: Vec<String>,
+    /// Successful answers per second, for the availability check.
+    answers: Vec<f64>,
+}
+
+/// One client: requests, heartbeats a while, releases; records what it saw.
+async fn load_client(
+    client: async_nats::Client,
+    name: String,
+    stop: tokio_util::sync::CancellationToken,
+    seen: std::sync::Arc<std::sync::Mutex<Seen>>,
+) {
+    use lull_tests::checker::Obs;
+    let now = lull_common::runtime::now_unix;
+    let mut n = 0u64;
+    while !stop.is_cancelled() {
+        n += 1;
+        let units = 5 + (n % 3) as u32 * 5;
+        let Some(r) = request(&client, &name, units).await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        seen.lock().unwrap().answers.push(now());
+        if !r.approved {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
+        let (id, token) = (r.lease_id.clone().unwrap(), r.token.clone().unwrap());
+        seen.lock().unwrap().obs.push(Obs::Granted {
+            at: now(),
+            lease_id: id.clone(),
+            host_id: r.host_id.clone().unwrap_or_else(|| "h1".into()),
+            units: Some(units),
+            from_event: false,
+        });
+        let hold_until = tokio::time::Instant::now() + Duration::from_millis(400 + (n % 5) * 300);
+        let mut token = token;
+        while tokio::time::Instant::now() < hold_until {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            // Transient errors (no leader for a moment) are retried.
+            if let Ok(Ok(hb)) = tokio::time::timeout(
+                Duration::from_millis(800),
+                call::<_, HeartbeatResponse>(
+                    &client,
+                    ep::LEASE_HEARTBEAT,
+                    &json!({"lease_id": id, "token": token}),
+                ),
+            )
+            .await
+            {
+                if !hb.ok {
+                    seen.lock().unwrap().lost.push(format!("{id}: {hb:?}"));
+                    break;
+                }
+                if let Some(t) = hb.token {
+                    token = t;
+                }
+            }
+        }
+        // Release (retried across a failover); the holder stops first.
+        seen.lock().unwrap().obs.push(Obs::Ended {
+            at: now(),
+            lease_id: id.clone(),
+        });
+        for _ in 0..20 {
+            let r: Result<lull_proto::msg::lease::OkResponse, _> = call(
+                &client,
+                ep::LEASE_RELEASE,
+                &json!({"lease_id": id, "token": token}),
+            )
+            .await;
+            if r.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_under_steady_load_loses_no_lease_and_never_over_grants() {
+    use futures::StreamExt;
+    use lull_proto::msg::lease::{LeaseEvent, LeaseEventKind};
+    use lull_tests::checker::{check, Obs};
+
+    let infra = Infra::start().await.expect("infra");
+    let env = ha_env();
+    let mut a = start_coordinator(&infra, &env).await;
+    let b = start_instance(&infra, &env).await;
+    let client = infra.nats.connect().await.unwrap();
+    let feeder = Feeder::start(client.clone(), Duration::from_millis(300));
+    feeder.set("h1", Load::idle(4));
+    wait_state(&client, "h1", QuietState::Quiet).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let cap = status(&client).await.hosts[0].capacity_units;
+
+    // The checker's own view of the coordinators' events.
+    let mut events = client
+        .subscribe(lull_proto::Subjects::default().lease_events(">"))
+        .await
+        .unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Seen::default()));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut clients = Vec::new();
+    for i in 0..6 {
+        clients.push(tokio::spawn(load_client(
+            infra.nats.connect().await.unwrap(),
+            format!("load{i}"),
+            stop.clone(),
+            seen.clone(),
+        )));
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    a.svc.kill9();
+    let killed = lull_common::runtime::now_unix();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    stop.cancel();
+    for c in clients {
+        let _ = c.await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let mut obs = std::mem::take(&mut seen.lock().unwrap().obs);
+    while let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(200), events.next()).await {
+        let Ok(ev) = serde_json::from_slice::<LeaseEvent>(&m.payload) else {
+            continue;
+        };
+        match ev.event {
+            LeaseEventKind::Granted => obs.push(Obs::Granted {
+                at: ev.at,
+                lease_id: ev.lease_id,
+                host_id: ev.host_id.unwrap_or_default(),
+                units: None,
+                from_event: true,
+            }),
+            _ => obs.push(Obs::Ended {
+                at: ev.at,
+                lease_id: ev.lease_id,
+            }),
+        }
+    }
+    let s = seen.lock().unwrap();
+    let findings = check(
+        &obs,
+        &std::collections::HashMap::from([("h1".to_string(), cap)]),
+    );
+    assert!(findings.leases > 10, "too little load: {findings:?}");
+    assert!(findings.clean(), "{findings:?}\n{}", b.svc.logs());
+    assert!(
+        s.lost.is_empty(),
+        "leases lost: {:?}\n{}",
+        s.lost,
+        b.svc.logs()
+    );
+    // A standby answered within a few seconds of the kill.
+    let first_after = s
+        .answers
+        .iter()
+        .copied()
+        .filter(|t| *t > killed)
+        .fold(f64::INFINITY, f64::min);
+    assert!(
+        first_after - killed < 5.0,
+        "first answer {:.2} s after the kill",
+        first_after - killed
+    );
+    drop(feeder);
+}
