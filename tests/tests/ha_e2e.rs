@@ -429,3 +429,53 @@ async fn kill9_under_steady_load_loses_no_lease_and_never_over_grants() {
     );
     drop(feeder);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_cut_off_from_postgres_steps_down_and_a_standby_takes_over() {
+    let infra = Infra::start().await.expect("infra");
+    let env = ha_env();
+    // The leader reaches Postgres through a proxy that can black-hole it.
+    let proxy = lull_tests::proxy::Proxy::start(infra.pg.port()).await.unwrap();
+    let via_proxy = format!(
+        "postgres://postgres@127.0.0.1:{}/{}",
+        proxy.port(),
+        infra.pg.database()
+    );
+    let mut a_env = env.clone();
+    a_env.push(("LULL_DATABASE_URL", via_proxy.as_str()));
+    let a = start_coordinator(&infra, &a_env).await;
+    let b = start_instance(&infra, &env).await;
+    let client = infra.nats.connect().await.unwrap();
+    let feeder = Feeder::start(client.clone(), Duration::from_millis(300));
+    feeder.set("h1", Load::idle(4));
+    wait_state(&client, "h1", QuietState::Quiet).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let g = request(&client, "keeper", 20).await.expect("reply");
+    assert!(g.approved, "{g:?}");
+    assert!(leading(&a).await);
+
+    proxy.black_hole(true);
+    let cut = Instant::now();
+    // The leader stops within its TTL (2 s here)...
+    let ok = wait_until(Duration::from_secs(4), || {
+        let a = &a;
+        async move { !leading(a).await }
+    })
+    .await;
+    assert!(ok.is_ok(), "the cut-off leader kept leading:\n{}", a.svc.logs());
+    let stepped_down = cut.elapsed();
+    assert!(stepped_down < Duration::from_millis(2600), "stepped down after {stepped_down:?}");
+    // ...and the standby, which reaches Postgres, takes over and answers.
+    let (r, took) = first_answer(&client, "after", cut).await;
+    assert!(took < Duration::from_secs(8), "took {took:?}\n{}", b.svc.logs());
+    assert!(leading(&b).await);
+    let new_id = r.lease_id.clone().unwrap_or_default();
+    assert!(r.approved, "{r:?}");
+    assert_ne!(new_id.split('-').next(), g.lease_id.as_deref().unwrap().split('-').next());
+    // The lease granted before the cut is still live on the new leader.
+    let st = status(&client).await;
+    assert!(st.leases.active.iter().any(|l| Some(&l.lease_id) == g.lease_id.as_ref()), "{st:?}");
+    assert!(st.hosts[0].used_units <= st.hosts[0].capacity_units);
+    proxy.black_hole(false);
+    drop(feeder);
+}
