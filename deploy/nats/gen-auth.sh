@@ -117,8 +117,8 @@ users+=("    {
       user: \"coordinator\"
       password: \"$pass\"
       permissions: {
-        publish: { allow: [\"$p.lease.events.>\", \"\$JS.API.>\", \"\$JS.ACK.LULL_REPORTS.>\"] }
-        subscribe: { allow: [\"$p.stats.*\", \"$p.agent.*.*\", \"$p.v1.>\", \"\$SRV.>\", \"_INBOX.>\"] }
+        publish: { allow: [\"$p.lease.events.>\", \"$p.ha.>\", \"\$JS.API.>\", \"\$JS.ACK.LULL_REPORTS.>\"] }
+        subscribe: { allow: [\"$p.stats.*\", \"$p.agent.*.*\", \"$p.v1.>\", \"$p.ha.>\", \"\$SRV.>\", \"_INBOX.>\"] }
         allow_responses: true
       }
     }")

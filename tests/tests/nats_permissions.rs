@@ -189,6 +189,28 @@ async fn hosts_and_addons_are_confined_to_their_subjects() {
         .await
         .is_none());
 
+    // Lease replication between coordinators: only coordinators may
+    // publish or read it (a sync reply carries every live token).
+    let mut repl = coord.subscribe("lull.ha.>").await.unwrap();
+    barrier(&coord).await;
+    coord
+        .publish("lull.ha.leases", "from a coordinator".into())
+        .await
+        .unwrap();
+    coord.flush().await.unwrap();
+    assert!(next_within(&mut repl, Duration::from_secs(5)).await.is_some());
+    for (who, err) in [(&web1, &mut web1_err), (&addon, &mut addon_err)] {
+        who.publish("lull.ha.leases", "forged".into()).await.unwrap();
+        who.flush().await.unwrap();
+        expect_violation(err, "lull.ha.leases").await;
+        let _ = who.subscribe("lull.ha.sync").await.unwrap();
+        who.flush().await.unwrap();
+        expect_violation(err, "lull.ha.sync").await;
+    }
+    assert!(next_within(&mut repl, Duration::from_millis(300))
+        .await
+        .is_none());
+
     // A stand-in for the coordinator's micro service on lull.v1.>.
     let mut requests = coord.subscribe("lull.v1.>").await.unwrap();
     barrier(&coord).await;
