@@ -435,7 +435,9 @@ async fn a_leader_cut_off_from_postgres_steps_down_and_a_standby_takes_over() {
     let infra = Infra::start().await.expect("infra");
     let env = ha_env();
     // The leader reaches Postgres through a proxy that can black-hole it.
-    let proxy = lull_tests::proxy::Proxy::start(infra.pg.port()).await.unwrap();
+    let proxy = lull_tests::proxy::Proxy::start(infra.pg.port())
+        .await
+        .unwrap();
     let via_proxy = format!(
         "postgres://postgres@127.0.0.1:{}/{}",
         proxy.port(),
@@ -462,20 +464,119 @@ async fn a_leader_cut_off_from_postgres_steps_down_and_a_standby_takes_over() {
         async move { !leading(a).await }
     })
     .await;
-    assert!(ok.is_ok(), "the cut-off leader kept leading:\n{}", a.svc.logs());
+    assert!(
+        ok.is_ok(),
+        "the cut-off leader kept leading:\n{}",
+        a.svc.logs()
+    );
     let stepped_down = cut.elapsed();
-    assert!(stepped_down < Duration::from_millis(2600), "stepped down after {stepped_down:?}");
+    assert!(
+        stepped_down < Duration::from_millis(2600),
+        "stepped down after {stepped_down:?}"
+    );
     // ...and the standby, which reaches Postgres, takes over and answers.
     let (r, took) = first_answer(&client, "after", cut).await;
-    assert!(took < Duration::from_secs(8), "took {took:?}\n{}", b.svc.logs());
+    assert!(
+        took < Duration::from_secs(8),
+        "took {took:?}\n{}",
+        b.svc.logs()
+    );
     assert!(leading(&b).await);
     let new_id = r.lease_id.clone().unwrap_or_default();
     assert!(r.approved, "{r:?}");
-    assert_ne!(new_id.split('-').next(), g.lease_id.as_deref().unwrap().split('-').next());
+    assert_ne!(
+        new_id.split('-').next(),
+        g.lease_id.as_deref().unwrap().split('-').next()
+    );
     // The lease granted before the cut is still live on the new leader.
     let st = status(&client).await;
-    assert!(st.leases.active.iter().any(|l| Some(&l.lease_id) == g.lease_id.as_ref()), "{st:?}");
+    assert!(
+        st.leases
+            .active
+            .iter()
+            .any(|l| Some(&l.lease_id) == g.lease_id.as_ref()),
+        "{st:?}"
+    );
     assert!(st.hosts[0].used_units <= st.hosts[0].capacity_units);
     proxy.black_hole(false);
+    drop(feeder);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_stale_and_malformed_replication_changes_nothing() {
+    use lull_coordinator::scheduler::replica::{Body, Change, SealKey};
+
+    let infra = Infra::start().await.expect("infra");
+    let env = ha_env();
+    let mut a = start_coordinator(&infra, &env).await;
+    let b = start_instance(&infra, &env).await;
+    let client = infra.nats.connect().await.unwrap();
+    let feeder = Feeder::start(client.clone(), Duration::from_millis(300));
+    feeder.set("h1", Load::idle(4));
+    wait_state(&client, "h1", QuietState::Quiet).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let g = request(&client, "keeper", 20).await.expect("reply");
+    assert!(g.approved);
+    let id = g.lease_id.clone().unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let ended = |epoch: u64, seq: u64| Body {
+        epoch,
+        seq,
+        changes: vec![Change::Ended {
+            lease_id: id.clone(),
+        }],
+    };
+    let subject = "lull.ha.leases";
+    // Garbage.
+    client.publish(subject, "{not json".into()).await.unwrap();
+    // A record sealed with a key no coordinator has.
+    let stranger = SealKey::derive(&[7u8; 32]);
+    client
+        .publish(subject, stranger.seal(&ended(1, 999)).into())
+        .await
+        .unwrap();
+    // A record sealed with the real key, but of an epoch before the
+    // current one (a former leader's).
+    let pg = infra.pg.client().await.unwrap();
+    let key_hex: String = pg
+        .query_one(
+            "SELECT key_hex FROM lease_keys ORDER BY created_at DESC LIMIT 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let real = SealKey::from_hex(&key_hex).unwrap();
+    client
+        .publish(subject, real.seal(&ended(0, 1)).into())
+        .await
+        .unwrap();
+    client.flush().await.unwrap();
+
+    let url = b.metrics_url.clone();
+    let ok = wait_until(Duration::from_secs(5), || {
+        let url = url.clone();
+        async move {
+            let t = lull_tests::http::http_get(&url)
+                .await
+                .map(|r| r.body)
+                .unwrap_or_default();
+            ["malformed", "bad_mac", "stale_epoch"].iter().all(|r| {
+                metric(&t, "lull_lease_replica_messages_total", &[("result", r)]).unwrap_or(0.0)
+                    >= 1.0
+            })
+        }
+    })
+    .await;
+    assert!(ok.is_ok(), "bad records not counted:\n{}", b.svc.logs());
+
+    // None of them changed the standby's replica: after a kill -9 it takes
+    // over exactly, with the lease live and no grace period.
+    a.svc.kill9();
+    let (first, _) = first_answer(&client, "after", Instant::now()).await;
+    assert!(first.approved, "{first:?}");
+    let st = status(&client).await;
+    assert!(st.leases.active.iter().any(|l| l.lease_id == id), "{st:?}");
     drop(feeder);
 }
