@@ -13,6 +13,7 @@ pub mod checker;
 pub mod error;
 pub mod http;
 pub mod janitor;
+pub mod lease_load;
 pub mod nats;
 pub mod ports;
 pub mod postgres;

@@ -256,95 +256,12 @@ async fn a_paused_leader_grants_nothing_after_it_wakes() {
     drop(feeder);
 }
 
-/// What the load's clients saw.
-#[derive(Default)]
-struct Seen {
-    obs: Vec<lull_tests::checker::Obs>,
-    /// Leases refused on a heartbeat while their holder still held them.
-    lost: Vec<String>,
-    /// Successful answers per second, for the availability check.
-    answers: Vec<f64>,
-}
-
-/// One client: requests, heartbeats a while, releases; records what it saw.
-async fn load_client(
-    client: async_nats::Client,
-    name: String,
-    stop: tokio_util::sync::CancellationToken,
-    seen: std::sync::Arc<std::sync::Mutex<Seen>>,
-) {
-    use lull_tests::checker::Obs;
-    let now = lull_common::runtime::now_unix;
-    let mut n = 0u64;
-    while !stop.is_cancelled() {
-        n += 1;
-        let units = 5 + (n % 3) as u32 * 5;
-        let Some(r) = request(&client, &name, units).await else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
-        seen.lock().unwrap().answers.push(now());
-        if !r.approved {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            continue;
-        }
-        let (id, token) = (r.lease_id.clone().unwrap(), r.token.clone().unwrap());
-        seen.lock().unwrap().obs.push(Obs::Granted {
-            at: now(),
-            lease_id: id.clone(),
-            host_id: r.host_id.clone().unwrap_or_else(|| "h1".into()),
-            units: Some(units),
-            from_event: false,
-        });
-        let hold_until = tokio::time::Instant::now() + Duration::from_millis(400 + (n % 5) * 300);
-        let mut token = token;
-        while tokio::time::Instant::now() < hold_until {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            // Transient errors (no leader for a moment) are retried.
-            if let Ok(Ok(hb)) = tokio::time::timeout(
-                Duration::from_millis(800),
-                call::<_, HeartbeatResponse>(
-                    &client,
-                    ep::LEASE_HEARTBEAT,
-                    &json!({"lease_id": id, "token": token}),
-                ),
-            )
-            .await
-            {
-                if !hb.ok {
-                    seen.lock().unwrap().lost.push(format!("{id}: {hb:?}"));
-                    break;
-                }
-                if let Some(t) = hb.token {
-                    token = t;
-                }
-            }
-        }
-        // Release (retried across a failover); the holder stops first.
-        seen.lock().unwrap().obs.push(Obs::Ended {
-            at: now(),
-            lease_id: id.clone(),
-        });
-        for _ in 0..20 {
-            let r: Result<lull_proto::msg::lease::OkResponse, _> = call(
-                &client,
-                ep::LEASE_RELEASE,
-                &json!({"lease_id": id, "token": token}),
-            )
-            .await;
-            if r.is_ok() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_under_steady_load_loses_no_lease_and_never_over_grants() {
     use futures::StreamExt;
-    use lull_proto::msg::lease::{LeaseEvent, LeaseEventKind};
-    use lull_tests::checker::{check, Obs};
+    use lull_proto::msg::lease::LeaseEvent;
+    use lull_tests::checker::check;
+    use lull_tests::lease_load::{self, Seen};
 
     let infra = Infra::start().await.expect("infra");
     let env = ha_env();
@@ -366,7 +283,7 @@ async fn kill9_under_steady_load_loses_no_lease_and_never_over_grants() {
     let stop = tokio_util::sync::CancellationToken::new();
     let mut clients = Vec::new();
     for i in 0..6 {
-        clients.push(tokio::spawn(load_client(
+        clients.push(tokio::spawn(lease_load::client(
             infra.nats.connect().await.unwrap(),
             format!("load{i}"),
             stop.clone(),
@@ -385,21 +302,8 @@ async fn kill9_under_steady_load_loses_no_lease_and_never_over_grants() {
 
     let mut obs = std::mem::take(&mut seen.lock().unwrap().obs);
     while let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(200), events.next()).await {
-        let Ok(ev) = serde_json::from_slice::<LeaseEvent>(&m.payload) else {
-            continue;
-        };
-        match ev.event {
-            LeaseEventKind::Granted => obs.push(Obs::Granted {
-                at: ev.at,
-                lease_id: ev.lease_id,
-                host_id: ev.host_id.unwrap_or_default(),
-                units: None,
-                from_event: true,
-            }),
-            _ => obs.push(Obs::Ended {
-                at: ev.at,
-                lease_id: ev.lease_id,
-            }),
+        if let Ok(ev) = serde_json::from_slice::<LeaseEvent>(&m.payload) {
+            obs.push(lease_load::observe(ev));
         }
     }
     let s = seen.lock().unwrap();
