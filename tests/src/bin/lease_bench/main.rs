@@ -77,6 +77,9 @@ struct BenchConfig {
     /// machine that also runs the clients, NATS and Postgres, one thread
     /// wastes the least CPU on wake-ups (docs/benchmarks.md).
     server_threads: usize,
+    /// Standby coordinators started beside the leader (`--standbys`).
+    /// Default 0.
+    standbys: usize,
 }
 
 impl Default for BenchConfig {
@@ -97,6 +100,7 @@ impl Default for BenchConfig {
             markdown: None,
             pause_sec: 1.0,
             server_threads: 1,
+            standbys: 0,
         }
     }
 }
@@ -105,7 +109,7 @@ const USAGE: &str =
     "usage: lease_bench [--levels 1,100,1000] [--systems echo,lull,lull-deny,etcd] \
 [--warmup-sec S] [--measure-sec S] [--connections N] [--hosts N] [--host-cores N] \
 [--addons N] [--timeout-sec S] [--max-per-client N] [--etcd-ttl S] \
-[--etcd-bin PATH] [--pause-sec S] [--server-threads N] [--markdown PATH]";
+[--etcd-bin PATH] [--pause-sec S] [--server-threads N] [--standbys N] [--markdown PATH]";
 
 fn parse_args(args: &[String]) -> anyhow::Result<BenchConfig> {
     let mut c = BenchConfig::default();
@@ -162,6 +166,7 @@ fn parse_args(args: &[String]) -> anyhow::Result<BenchConfig> {
             "--etcd-bin" => c.etcd_bin = Some(PathBuf::from(val)),
             "--pause-sec" => c.pause_sec = num(val)?.min(60.0),
             "--server-threads" => c.server_threads = (num(val)? as usize).min(256),
+            "--standbys" => c.standbys = int(val)?.min(8),
             "--markdown" => c.markdown = Some(PathBuf::from(val)),
             other => bail!("unknown flag {other}\n{USAGE}"),
         }
@@ -801,7 +806,7 @@ async fn run(cfg: BenchConfig) -> anyhow::Result<()> {
             .join(" ")
     ));
     let coordinator = Service::builder("lull-coordinator")
-        .envs(coord_env)
+        .envs(coord_env.clone())
         .start()
         .context("start lull-coordinator (build it: cargo build --release -p lull-coordinator)")?;
     let control = infra.nats.connect().await?;
@@ -816,6 +821,29 @@ async fn run(cfg: BenchConfig) -> anyhow::Result<()> {
             "the coordinator did not answer $SRV.PING:\n{}",
             coordinator.logs()
         );
+    }
+    // Standbys: they follow the leader's replication stream and receive
+    // every snapshot, so they cost the leader and NATS something too.
+    let mut standbys = Vec::new();
+    for i in 0..cfg.standbys {
+        let port = free_port()?;
+        let env = coord_env.iter().cloned().map(|(k, v)| {
+            if k == "LULL_METRICS_ADDR" {
+                (k, format!("127.0.0.1:{port}"))
+            } else {
+                (k, v)
+            }
+        });
+        standbys.push(
+            Service::builder("lull-coordinator")
+                .envs(env)
+                .env("LULL_HA__INSTANCE", format!("standby{}", i + 1))
+                .start()
+                .context("start a standby coordinator")?,
+        );
+    }
+    if !standbys.is_empty() {
+        lines.push(format!("standby coordinators: {}", standbys.len()));
     }
 
     // Synthetic hosts: quiet ones (grants), one busy (not_quiet denials).
@@ -920,6 +948,9 @@ async fn run(cfg: BenchConfig) -> anyhow::Result<()> {
         ("bench".into(), std::process::id(), false),
         ("coordinator".into(), coordinator.pid(), true),
     ];
+    for (i, s) in standbys.iter().enumerate() {
+        watched.push((format!("standby{}", i + 1), s.pid(), true));
+    }
     if let Some(p) = infra.nats.pid() {
         watched.push(("nats-server".into(), p, false));
     }
@@ -1082,6 +1113,7 @@ async fn run(cfg: BenchConfig) -> anyhow::Result<()> {
     }
     drop(echo);
     drop(etcd);
+    drop(standbys);
     drop(coordinator);
     Ok(())
 }
