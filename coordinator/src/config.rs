@@ -69,6 +69,10 @@ pub struct HaConfig {
     /// At a takeover, time given to the old leader's last replication
     /// records to arrive before the barrier, seconds. Default 0.2.
     pub takeover_settle_sec: f64,
+    /// Postgres ends a pooled session that sits idle inside a transaction
+    /// this long, seconds, so a paused former leader cannot hold its
+    /// fencing lock past it. Default 10.
+    pub idle_in_transaction_sec: f64,
     /// Advisory lock key of the election (change it only to run two
     /// independent Lull installations on one database). Default 0x6c756c6c01.
     pub lock_key: i64,
@@ -83,6 +87,7 @@ impl Default for HaConfig {
             drift_margin_sec: 0.5,
             retry_sec: 1.0,
             takeover_settle_sec: 0.2,
+            idle_in_transaction_sec: 10.0,
             lock_key: 0x6c_756c_6c01,
         }
     }
@@ -163,6 +168,11 @@ pub struct IngestConfig {
     /// JetStream duplicate window of the reports stream, seconds: a resend
     /// of a report within it is dropped by the server. Default 3600.
     pub reports_duplicate_window_sec: u64,
+    /// Replicas of the reports stream in a NATS cluster (at most 5). 0 means
+    /// automatic: min(3, number of servers the coordinator's connection
+    /// knows of), which is 1 against a single server. An existing stream
+    /// with another count is updated to it. Default 0.
+    pub reports_replicas: usize,
     /// Concurrent requests handled per endpoint. Default 256.
     pub endpoint_concurrency: usize,
     /// How often changed host states are pushed from the fleet to the
@@ -203,6 +213,18 @@ pub struct IngestConfig {
     pub workers_schedule_eval_sec: f64,
 }
 
+impl IngestConfig {
+    /// The replica count of the reports stream when the connection knows of
+    /// `known_servers` servers: `reports_replicas`, or when it is 0,
+    /// min(3, `known_servers`); always within 1..=5.
+    pub fn reports_replicas_for(&self, known_servers: usize) -> usize {
+        match self.reports_replicas {
+            0 => known_servers.clamp(1, 3),
+            n => n.min(5),
+        }
+    }
+}
+
 impl Default for IngestConfig {
     fn default() -> Self {
         IngestConfig {
@@ -210,6 +232,7 @@ impl Default for IngestConfig {
             hosts_flush_sec: 5.0,
             sweep_sec: 1.0,
             reports_duplicate_window_sec: 3600,
+            reports_replicas: 0,
             endpoint_concurrency: 256,
             views_flush_sec: 0.2,
             views_refresh_sec: 5.0,
@@ -272,6 +295,25 @@ impl CoordinatorConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reports_replicas_follow_the_cluster_unless_set() {
+        let auto = IngestConfig::default();
+        assert_eq!(auto.reports_replicas_for(0), 1);
+        assert_eq!(auto.reports_replicas_for(1), 1);
+        assert_eq!(auto.reports_replicas_for(2), 2);
+        assert_eq!(auto.reports_replicas_for(5), 3);
+        let fixed = IngestConfig {
+            reports_replicas: 5,
+            ..IngestConfig::default()
+        };
+        assert_eq!(fixed.reports_replicas_for(1), 5);
+        let too_many = IngestConfig {
+            reports_replicas: 9,
+            ..IngestConfig::default()
+        };
+        assert_eq!(too_many.reports_replicas_for(3), 5);
+    }
 
     #[test]
     fn defaults_and_redaction() {

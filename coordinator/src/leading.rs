@@ -63,7 +63,9 @@ impl Duties {
             .await
             .context("handing the stored blocks to the fleet")?;
         self.history.shared.set_writing(true);
+        store::fence::lead(epoch);
         let r = self.serve(lost).await;
+        store::fence::stand_by();
         if !self.shutdown.is_cancelled() {
             self.history.shared.set_writing(false);
         }

@@ -484,3 +484,61 @@ async fn forged_stale_and_malformed_replication_changes_nothing() {
     assert!(st.leases.active.iter().any(|l| l.lease_id == id), "{st:?}");
     drop(feeder);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_former_leaders_writes_are_fenced_at_the_storage() {
+    use lull_coordinator::store::{self, fence, StoreError};
+
+    let pg = lull_tests::Postgres::start().await.expect("postgres");
+    let pool = store::pool(&pg.url(), 4).unwrap();
+    store::migrations::migrate(&pool).await.unwrap();
+    let admin = pg.client().await.unwrap();
+    admin
+        .execute("UPDATE lull_leader SET epoch = 6 WHERE id = 1", &[])
+        .await
+        .unwrap();
+
+    // The current leader writes; a former one (epoch 5) and a standby (0)
+    // are refused.
+    fence::lead(6);
+    let mut c = pool.get().await.unwrap();
+    let tx = c.transaction().await.unwrap();
+    fence::check(&tx).await.expect("the current epoch writes");
+    // While that transaction is open, a takeover's epoch increment waits
+    // for it: the write lands before the next leader loads.
+    let bump = tokio::spawn({
+        let pool = pool.clone();
+        async move {
+            let c = pool.get().await.unwrap();
+            c.execute("UPDATE lull_leader SET epoch = epoch + 1 WHERE id = 1", &[])
+                .await
+                .unwrap()
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !bump.is_finished(),
+        "the epoch moved under an open fenced write"
+    );
+    tx.commit().await.unwrap();
+    assert_eq!(bump.await.unwrap(), 1);
+    // Now epoch 7: the old leader's next write is refused.
+    let tx = c.transaction().await.unwrap();
+    assert!(matches!(
+        fence::check(&tx).await,
+        Err(StoreError::Fenced {
+            mine: 6,
+            current: 7
+        })
+    ));
+    drop(tx);
+    fence::stand_by();
+    let tx = c.transaction().await.unwrap();
+    assert!(matches!(
+        fence::check(&tx).await,
+        Err(StoreError::Fenced {
+            mine: 0,
+            current: 7
+        })
+    ));
+}

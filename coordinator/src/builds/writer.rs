@@ -84,6 +84,7 @@ pub(crate) async fn reports(
     let events = first_of_each(&job.events, |e| e.event_id.as_str());
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
+    crate::store::fence::check(&tx).await?;
     let new_b = db::insert_builds(&tx, &builds, true, now).await?;
     let new_e = db::insert_events(&tx, &events, now).await?;
     let mut touched = BTreeSet::new();
@@ -156,6 +157,7 @@ pub(crate) async fn import(
     let now = now_unix();
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
+    crate::store::fence::check(&tx).await?;
     let ids: Vec<&str> = doc
         .regions
         .values()

@@ -188,6 +188,7 @@ impl Actor {
         let now = now_unix();
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
+        crate::store::fence::check(&tx).await?;
         let new_ids = store::workers::insert_new(&tx, &reports, now).await?;
         let duplicates = total - new_ids.len();
         let fresh: Vec<WorkerExecutionReport> = reports

@@ -9,7 +9,7 @@
 //!   missing and Postgres ends the idle session by its own clock.
 //! - The new leader increments the epoch in the same session, so every
 //!   takeover has a new, durable term.
-//! - The leader renews by running a statement every `renew`; its local
+//! - The leader renews by reading its row every `renew`; its local
 //!   deadline is the instant it *sent* the last successful renewal plus the
 //!   TTL minus a drift margin, on its own monotonic clock. Postgres cannot
 //!   end the session before the statement has arrived plus the TTL, so the
@@ -189,16 +189,16 @@ async fn lead(
         }
         let sent = Instant::now();
         let left = deadline.saturating_duration_since(sent);
+        // A read, not an update: the row lock stays free for the fenced
+        // writers' share locks (see store::fence).
         let renewed = tokio::time::timeout(
             left,
-            client.execute(
-                "UPDATE lull_leader SET renewed_at = now() WHERE id = 1 AND epoch = $1",
-                &[&epoch_i],
-            ),
+            client.query_one("SELECT epoch FROM lull_leader WHERE id = 1", &[]),
         )
-        .await;
+        .await
+        .map(|r| r.map(|row| row.get::<_, i64>(0)));
         match renewed {
-            Ok(Ok(1)) => {
+            Ok(Ok(e)) if e == epoch_i => {
                 deadline = sent + cfg.ttl.saturating_sub(cfg.margin);
                 tx.send_modify(|r| {
                     if let Role::Leader { deadline: d, .. } = r {

@@ -2,6 +2,7 @@
 //! one module per table family.
 
 pub mod blocks;
+pub mod fence;
 pub mod history;
 pub mod hosts;
 pub mod leases;
@@ -47,6 +48,15 @@ pub enum StoreError {
     /// What is stored contradicts what the one writer wrote.
     #[error("decoding a stored document: {0}")]
     Inconsistent(String),
+    /// This process no longer leads: another coordinator took over, so its
+    /// write was refused (see `store::fence`).
+    #[error("fenced: this coordinator writes in epoch {mine}, the current epoch is {current}")]
+    Fenced {
+        /// The epoch this process writes under (0: not leading).
+        mine: u64,
+        /// The epoch in the election row.
+        current: u64,
+    },
 }
 
 impl StoreError {
@@ -65,8 +75,26 @@ impl StoreError {
 /// Builds a pool for `url` with at most `size` connections. No connection is
 /// opened until the first use.
 pub fn pool(url: &str, size: usize) -> Result<Pool, StoreError> {
+    pool_with(url, size, None)
+}
+
+/// Like [`pool`]; with `idle_in_transaction`, Postgres ends a session of
+/// the pool that sits idle inside a transaction for that long, so that a
+/// paused former leader cannot hold its fencing lock (and so block a
+/// takeover) for longer.
+pub fn pool_with(
+    url: &str,
+    size: usize,
+    idle_in_transaction: Option<std::time::Duration>,
+) -> Result<Pool, StoreError> {
     // The error text never contains the password, but says which part failed.
-    let cfg: tokio_postgres::Config = url.parse().map_err(StoreError::Url)?;
+    let mut cfg: tokio_postgres::Config = url.parse().map_err(StoreError::Url)?;
+    if let Some(t) = idle_in_transaction {
+        cfg.options(format!(
+            "-c idle_in_transaction_session_timeout={}",
+            t.as_millis().max(1)
+        ));
+    }
     let mgr = Manager::from_config(
         cfg,
         NoTls,

@@ -234,6 +234,7 @@ pub async fn save_baselines(
 pub async fn save_pardon(pool: &Pool, region: &str, pardon: &Pardon) -> Result<(), StoreError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
+    super::fence::check(&tx).await?;
     tx.execute(
         "INSERT INTO region_pardons (region, pardon, pardoned_at) VALUES ($1, $2, $3)
          ON CONFLICT (region) DO UPDATE SET pardon = EXCLUDED.pardon,
