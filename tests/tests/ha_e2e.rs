@@ -118,6 +118,18 @@ async fn kill9_of_the_leader_hands_over_in_seconds_with_the_exact_live_set() {
 
     let g1 = request(&client, "keeper", 20).await.expect("a reply");
     assert!(g1.approved, "{g1:?}");
+    // A lease released before the failover: its (stale) token must not
+    // bring it back on the new leader.
+    let gone = request(&client, "gone", 5).await.expect("a reply");
+    assert!(gone.approved, "{gone:?}");
+    let released: lull_proto::msg::lease::OkResponse = call(
+        &client,
+        ep::LEASE_RELEASE,
+        &json!({"lease_id": gone.lease_id, "token": gone.token}),
+    )
+    .await
+    .unwrap();
+    assert!(released.ok);
     // Let the standby sync, then grant once more just before the kill: the
     // standby must know this grant from the replication stream alone.
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -151,6 +163,21 @@ async fn kill9_of_the_leader_hands_over_in_seconds_with_the_exact_live_set() {
     // New ids carry the new epoch, so none repeats an old one.
     let new_id = first.lease_id.clone().unwrap();
     assert!(new_id != g1.lease_id.clone().unwrap() && new_id != g2.lease_id.clone().unwrap());
+    // A stale token (released before the kill) and a forged one (another
+    // epoch written into a real token) re-admit nothing.
+    let stale = heartbeat(
+        &client,
+        gone.lease_id.as_deref().unwrap(),
+        gone.token.as_deref().unwrap(),
+    )
+    .await;
+    assert!(stale.is_none_or(|h| !h.ok), "a released lease came back");
+    let mut forged = g1.token.clone().unwrap();
+    forged.insert(forged.len() / 2, 'A');
+    let f = heartbeat(&client, g1.lease_id.as_deref().unwrap(), &forged).await;
+    assert!(f.is_none_or(|h| !h.ok), "a forged token was accepted");
+    let st2 = status(&client).await;
+    assert_eq!(st2.hosts[0].used_units, st.hosts[0].used_units, "{st2:?}");
     // The holders' tokens keep working.
     for g in [&g1, &g2] {
         let hb = heartbeat(
