@@ -103,17 +103,49 @@ async fn first_answer(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill9_of_the_leader_hands_over_in_seconds_with_the_exact_live_set() {
-    let infra = Infra::start().await.expect("infra");
+/// A leader (`a`) and a standby (`b`) on `infra`, with host `h1` fed as
+/// idle and QUIET, and the standby's replica synced.
+struct Pair {
+    infra: Infra,
+    a: Coordinator,
+    b: Coordinator,
+    client: async_nats::Client,
+    feeder: Feeder,
+}
+
+async fn pair_on(infra: Infra, a_extra: &[(&str, &str)]) -> Pair {
     let env = ha_env();
-    let mut a = start_coordinator(&infra, &env).await;
+    let mut a_env = env.clone();
+    a_env.extend_from_slice(a_extra);
+    let a = start_coordinator(&infra, &a_env).await;
     let b = start_instance(&infra, &env).await;
     let client = infra.nats.connect().await.unwrap();
     let feeder = Feeder::start(client.clone(), Duration::from_millis(300));
     feeder.set("h1", Load::idle(4));
     wait_state(&client, "h1", QuietState::Quiet).await;
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    Pair {
+        infra,
+        a,
+        b,
+        client,
+        feeder,
+    }
+}
+
+async fn pair() -> Pair {
+    pair_on(Infra::start().await.expect("infra"), &[]).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_of_the_leader_hands_over_in_seconds_with_the_exact_live_set() {
+    let Pair {
+        infra: _infra,
+        mut a,
+        b,
+        client,
+        feeder,
+    } = pair().await;
     assert_eq!(leaders(&[&a, &b]).await, vec![Some(1.0), Some(0.0)]);
 
     let g1 = request(&client, "keeper", 20).await.expect("a reply");
@@ -228,15 +260,13 @@ async fn graceful_stop_hands_over_and_one_leads_among_three() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_leader_grants_nothing_after_it_wakes() {
-    let infra = Infra::start().await.expect("infra");
-    let env = ha_env();
-    let a = start_coordinator(&infra, &env).await;
-    let b = start_instance(&infra, &env).await;
-    let client = infra.nats.connect().await.unwrap();
-    let feeder = Feeder::start(client.clone(), Duration::from_millis(300));
-    feeder.set("h1", Load::idle(4));
-    wait_state(&client, "h1", QuietState::Quiet).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let Pair {
+        infra: _infra,
+        a,
+        b,
+        client,
+        feeder,
+    } = pair().await;
     let g = request(&client, "keeper", 20).await.expect("reply");
     assert!(g.approved);
     let old_prefix = g.lease_id.clone().unwrap();
@@ -290,15 +320,13 @@ async fn kill9_under_steady_load_loses_no_lease_and_never_over_grants() {
     use lull_tests::checker::check;
     use lull_tests::lease_load::{self, Seen};
 
-    let infra = Infra::start().await.expect("infra");
-    let env = ha_env();
-    let mut a = start_coordinator(&infra, &env).await;
-    let b = start_instance(&infra, &env).await;
-    let client = infra.nats.connect().await.unwrap();
-    let feeder = Feeder::start(client.clone(), Duration::from_millis(300));
-    feeder.set("h1", Load::idle(4));
-    wait_state(&client, "h1", QuietState::Quiet).await;
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    let Pair {
+        infra,
+        mut a,
+        b,
+        client,
+        feeder,
+    } = pair().await;
     let cap = status(&client).await.hosts[0].capacity_units;
 
     // The checker's own view of the coordinators' events.
@@ -364,7 +392,6 @@ async fn kill9_under_steady_load_loses_no_lease_and_never_over_grants() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_cut_off_from_postgres_steps_down_and_a_standby_takes_over() {
     let infra = Infra::start().await.expect("infra");
-    let env = ha_env();
     // The leader reaches Postgres through a proxy that can black-hole it.
     let proxy = lull_tests::proxy::Proxy::start(infra.pg.port())
         .await
@@ -374,15 +401,13 @@ async fn a_leader_cut_off_from_postgres_steps_down_and_a_standby_takes_over() {
         proxy.port(),
         infra.pg.database()
     );
-    let mut a_env = env.clone();
-    a_env.push(("LULL_DATABASE_URL", via_proxy.as_str()));
-    let a = start_coordinator(&infra, &a_env).await;
-    let b = start_instance(&infra, &env).await;
-    let client = infra.nats.connect().await.unwrap();
-    let feeder = Feeder::start(client.clone(), Duration::from_millis(300));
-    feeder.set("h1", Load::idle(4));
-    wait_state(&client, "h1", QuietState::Quiet).await;
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let Pair {
+        infra: _infra,
+        a,
+        b,
+        client,
+        feeder,
+    } = pair_on(infra, &[("LULL_DATABASE_URL", via_proxy.as_str())]).await;
     let g = request(&client, "keeper", 20).await.expect("reply");
     assert!(g.approved, "{g:?}");
     assert!(leading(&a).await);
@@ -437,15 +462,13 @@ async fn a_leader_cut_off_from_postgres_steps_down_and_a_standby_takes_over() {
 async fn forged_stale_and_malformed_replication_changes_nothing() {
     use lull_coordinator::scheduler::replica::{Body, Change, SealKey};
 
-    let infra = Infra::start().await.expect("infra");
-    let env = ha_env();
-    let mut a = start_coordinator(&infra, &env).await;
-    let b = start_instance(&infra, &env).await;
-    let client = infra.nats.connect().await.unwrap();
-    let feeder = Feeder::start(client.clone(), Duration::from_millis(300));
-    feeder.set("h1", Load::idle(4));
-    wait_state(&client, "h1", QuietState::Quiet).await;
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    let Pair {
+        infra,
+        mut a,
+        b,
+        client,
+        feeder,
+    } = pair().await;
     let g = request(&client, "keeper", 20).await.expect("reply");
     assert!(g.approved);
     let id = g.lease_id.clone().unwrap();
