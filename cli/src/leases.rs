@@ -1,6 +1,5 @@
-//! `lullctl status`, `lullctl leases` and `lullctl revoke`: the scheduler's
-//! view (leases, host capacity, per-addon decisions) and the operator's
-//! revoke.
+//! `lullctl leases` and `lullctl revoke`: the scheduler's leases and the
+//! operator's revoke; the lease rows `lullctl status` shows too.
 
 use clap::Args;
 use lull_proto::msg::lease::{LeaseInfo, OkResponse, RevokeRequest, SchedulerStatus};
@@ -9,10 +8,6 @@ use lull_proto::validate::Validate;
 
 use crate::output::{ago, call, json, table};
 use crate::Ctx;
-
-/// Arguments of `lullctl status`.
-#[derive(Debug, Args)]
-pub struct StatusArgs {}
 
 /// Arguments of `lullctl leases`.
 #[derive(Debug, Args)]
@@ -33,7 +28,7 @@ pub struct RevokeArgs {
 }
 
 /// Seconds from now, for expiries: `in 12s`, or `ago` when past.
-fn until(t: f64) -> String {
+pub fn until(t: f64) -> String {
     let d = t - lull_common::runtime::now_unix();
     if d >= 0.0 {
         format!("in {:.0}s", d)
@@ -66,7 +61,8 @@ pub fn active_rows(leases: &[LeaseInfo]) -> Vec<Vec<String>> {
         .collect()
 }
 
-const ACTIVE_HEADERS: [&str; 9] = [
+/// Headers of the active-lease table.
+pub const ACTIVE_HEADERS: [&str; 9] = [
     "LEASE", "ADDON", "JOB", "HOST", "UNITS", "PRIORITY", "GRANTED", "EXPIRES", "PROGRESS",
 ];
 
@@ -90,68 +86,9 @@ pub fn recent_rows(leases: &[LeaseInfo]) -> Vec<Vec<String>> {
 
 const RECENT_HEADERS: [&str; 7] = ["LEASE", "ADDON", "JOB", "HOST", "STATE", "ENDED", "OUTCOME"];
 
-async fn fetch(ctx: &Ctx) -> anyhow::Result<SchedulerStatus> {
+/// The scheduler's status (`lull.v1.scheduler.status`, leader only).
+pub async fn fetch(ctx: &Ctx) -> anyhow::Result<SchedulerStatus> {
     call(ctx, ep::SCHEDULER_STATUS, &serde_json::json!({})).await
-}
-
-/// `lullctl status`: leases, hosts with capacity, per-addon decisions.
-pub async fn status(ctx: &Ctx, _args: StatusArgs) -> anyhow::Result<i32> {
-    let st = fetch(ctx).await?;
-    if ctx.json {
-        json(&st)?;
-        return Ok(0);
-    }
-    let now = lull_common::runtime::now_unix();
-    let mut head = format!(
-        "leases: {} active, {} queued",
-        st.leases.active.len(),
-        st.queue_length
-    );
-    if let Some(g) = st.grace_until.filter(|g| *g > now) {
-        head.push_str(&format!(
-            "; restart grace period: new grants refused for {:.0}s",
-            g - now
-        ));
-    }
-    println!("{head}\n");
-    println!("HOSTS");
-    let hosts: Vec<Vec<String>> = st
-        .hosts
-        .iter()
-        .map(|h| {
-            vec![
-                h.host_id.clone(),
-                h.state.to_string(),
-                format!("{:.1}", h.quiet_score),
-                format!("{}/{}", h.used_units, h.capacity_units),
-            ]
-        })
-        .collect();
-    table(&["HOST", "STATE", "SCORE", "USED/CAPACITY"], &hosts);
-    println!("\nACTIVE LEASES");
-    table(&ACTIVE_HEADERS, &active_rows(&st.leases.active));
-    println!("\nADDONS");
-    let addons: Vec<Vec<String>> = st
-        .addons
-        .iter()
-        .map(|a| {
-            vec![
-                a.addon_id.clone(),
-                a.granted.to_string(),
-                a.denied.to_string(),
-                a.last_reason.clone().unwrap_or_else(|| "-".into()),
-                a.cooldown_until
-                    .filter(|c| *c > now)
-                    .map(until)
-                    .unwrap_or_else(|| "-".into()),
-            ]
-        })
-        .collect();
-    table(
-        &["ADDON", "GRANTED", "DENIED", "LAST REASON", "COOL-DOWN"],
-        &addons,
-    );
-    Ok(0)
 }
 
 /// `lullctl leases`: active leases (and recent ones with `--recent`).

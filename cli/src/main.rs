@@ -2,12 +2,14 @@
 //! a human table or, with `--json`, the raw reply.
 
 mod block;
+mod coordinators;
 mod hosts;
 mod leases;
 mod output;
 mod regions;
 mod report;
 mod run;
+mod status;
 mod workers;
 
 use std::time::Duration;
@@ -45,8 +47,8 @@ enum Command {
     Regions(regions::RegionsArgs),
     /// Worker executions, scores, learning insights and data quality.
     Workers(workers::WorkersArgs),
-    /// Scheduler status: leases, host capacity, per-addon decisions.
-    Status(leases::StatusArgs),
+    /// The coordinators (leader, epoch, standbys) and the scheduler: leases, host capacity, per-addon decisions.
+    Status(status::StatusArgs),
     /// List active (and with --recent, ended) leases.
     Leases(leases::LeasesArgs),
     /// Revoke a lease (its holder is told at once).
@@ -96,7 +98,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Unblock(a) => block::unblock(&ctx, a).await?,
         Command::Regions(a) => regions::run(&ctx, a).await?,
         Command::Workers(a) => workers::run(&ctx, a).await?,
-        Command::Status(a) => leases::status(&ctx, a).await?,
+        Command::Status(a) => status::status(&ctx, a).await?,
         Command::Leases(a) => leases::leases(&ctx, a).await?,
         Command::Revoke(a) => leases::revoke(&ctx, a).await?,
         Command::Run(a) => run::run(&ctx, a).await?,

@@ -16,7 +16,8 @@ use deploy_support::*;
 use serde_yaml::Value;
 
 /// Alerts the operator needs (issue: agent down or stale, PANIC, lease
-/// denials, lease queue, report ingest, regions, workers, coordinator, DB).
+/// denials, lease queue, report ingest, regions, workers, coordinator, DB;
+/// no leader and more than one leader among several coordinators).
 const REQUIRED_ALERTS: &[&str] = &[
     "LullAgentDown",
     "LullHostStale",
@@ -31,6 +32,8 @@ const REQUIRED_ALERTS: &[&str] = &[
     "LullWorkerMissed",
     "LullWorkerDegraded",
     "LullCoordinatorDown",
+    "LullCoordinatorNoLeader",
+    "LullCoordinatorMultipleLeaders",
     "LullDbWriteLag",
 ];
 
@@ -486,6 +489,7 @@ fn compose_file_validates() {
         "LULL_DATABASE_URL"
     )
     .contains("@postgres:5432/"));
+    check_compose_coordinators(&c, &dir);
     // The runtime images do not run as root.
     let users: Vec<&str> = dockerfile_text
         .lines()
@@ -509,6 +513,73 @@ fn compose_file_validates() {
                 );
             }
         }
+    }
+}
+
+/// Two coordinators (docs/ha.md): the same image, database and NATS, their
+/// own instance ids and published metrics ports, and both scraped by the
+/// compose Prometheus.
+fn check_compose_coordinators(c: &Value, dir: &Path) {
+    let coords: Vec<(&str, &Value)> = c["services"]
+        .as_mapping()
+        .expect("services")
+        .iter()
+        .filter_map(|(k, v)| k.as_str().map(|k| (k, v)))
+        .filter(|(k, _)| k.starts_with("coordinator"))
+        .collect();
+    assert!(
+        coords.len() >= 2,
+        "compose must run a leader and a standby coordinator, has {}",
+        coords.len()
+    );
+    let first = coords[0].1;
+    let mut ids = BTreeSet::new();
+    let mut host_ports = BTreeSet::new();
+    for (name, sv) in &coords {
+        for shared in [
+            &["build", "target"][..],
+            &["image"],
+            &["environment", "LULL_DATABASE_URL"],
+            &["environment", "LULL_NATS_URL"],
+        ] {
+            let get = |v: &Value| shared.iter().fold(v.clone(), |v, k| v[*k].clone());
+            assert_eq!(
+                get(sv),
+                get(first),
+                "{name}: {shared:?} differs between the coordinators"
+            );
+        }
+        let id = s(&sv["environment"], "LULL_HA__INSTANCE");
+        assert!(
+            !id.is_empty() && ids.insert(id.to_string()),
+            "{name}: LULL_HA__INSTANCE {id:?} missing or reused"
+        );
+        for p in seq(&sv["ports"]) {
+            let host = p
+                .as_str()
+                .unwrap_or("")
+                .rsplit_once(':')
+                .map(|(h, _)| h.to_string());
+            assert!(
+                host_ports.insert(host.clone()),
+                "{name}: host port {host:?} published twice"
+            );
+        }
+    }
+    let prom = yaml(&dir.join("prometheus.yml"));
+    let job = seq(&prom["scrape_configs"])
+        .iter()
+        .find(|j| s(j, "job_name") == "lull-coordinator")
+        .expect("compose prometheus.yml: job lull-coordinator");
+    let targets: BTreeSet<&str> = seq(&job["static_configs"])
+        .iter()
+        .flat_map(|sc| seq(&sc["targets"]).iter().filter_map(|t| t.as_str()))
+        .collect();
+    for (name, _) in &coords {
+        assert!(
+            targets.contains(format!("{name}:9464").as_str()),
+            "compose prometheus.yml does not scrape {name}: {targets:?}"
+        );
     }
 }
 
@@ -788,11 +859,48 @@ fn k8s_manifests_are_sane_and_schema_valid() {
         "the spool must be mounted"
     );
 
-    // The coordinator Deployment.
+    // The coordinator Deployment: a leader and a standby (docs/ha.md),
+    // rolled one pod at a time with the other one running, each with its
+    // pod name as instance id, and a budget that keeps one through drains.
     let dep = find("Deployment", "lull-coordinator");
     check_pod(
         "Deployment lull-coordinator",
         &dep["spec"]["template"]["spec"],
+    );
+    assert!(
+        dep["spec"]["replicas"].as_u64().is_some_and(|r| r >= 2),
+        "the coordinator needs a standby: replicas {:?}",
+        dep["spec"]["replicas"]
+    );
+    let strategy = &dep["spec"]["strategy"];
+    assert_ne!(
+        s(strategy, "type"),
+        "Recreate",
+        "coordinators may overlap now"
+    );
+    assert_eq!(
+        strategy["rollingUpdate"]["maxUnavailable"].as_u64(),
+        Some(0),
+        "a rollout must keep every coordinator until its successor runs"
+    );
+    let coordinator = &seq(&dep["spec"]["template"]["spec"]["containers"])[0];
+    let instance = seq(&coordinator["env"])
+        .iter()
+        .find(|e| s(e, "name") == "LULL_HA__INSTANCE")
+        .expect("LULL_HA__INSTANCE");
+    assert_eq!(
+        s(&instance["valueFrom"]["fieldRef"], "fieldPath"),
+        "metadata.name"
+    );
+    let pdb = find("PodDisruptionBudget", "lull-coordinator");
+    assert_eq!(
+        pdb["spec"]["selector"]["matchLabels"], dep["spec"]["selector"]["matchLabels"],
+        "the PodDisruptionBudget must select the coordinator pods"
+    );
+    assert!(
+        pdb["spec"]["maxUnavailable"].as_u64() == Some(1)
+            || pdb["spec"]["minAvailable"].as_u64() == Some(1),
+        "the PodDisruptionBudget must keep one coordinator"
     );
 
     // Services select the pods and target their named metrics ports.

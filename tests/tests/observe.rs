@@ -439,6 +439,37 @@ async fn prometheus_scrapes_lull_and_every_dashboard_query_runs() {
             r["name"], r["lastError"]
         );
     }
+    // One coordinator leads: the leader gauges sum to 1, and the leadership
+    // alerts settle inactive (no leader is pending only before the first
+    // scrape of the gauge).
+    let leaders = instant(
+        &base,
+        r#"sum(lull_coordinator_leader{job="lull-coordinator"})"#,
+    )
+    .await
+    .expect("leader query");
+    assert_eq!(leaders[0]["value"][1], "1", "{leaders:?}");
+    let leadership = ["LullCoordinatorNoLeader", "LullCoordinatorMultipleLeaders"];
+    let settled = wait_for(Duration::from_secs(15), || {
+        let url = format!("{base}/api/v1/rules?type=alert");
+        async move {
+            let d = api(&url).await.ok()?;
+            let states: Vec<Value> = d["groups"]
+                .as_array()?
+                .iter()
+                .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
+                .filter(|r| leadership.iter().any(|n| r["name"] == *n))
+                .map(|r| r["state"].clone())
+                .collect();
+            (states.len() == leadership.len() && states.iter().all(|s| s == "inactive"))
+                .then_some(())
+        }
+    })
+    .await;
+    assert!(
+        settled.is_ok(),
+        "the leadership alerts are not inactive with one leader"
+    );
 
     // Every panel query of every dashboard.
     let mut selector_has_data: HashMap<String, bool> = HashMap::new();
