@@ -52,6 +52,8 @@ pub async fn run(cfg: CoordinatorConfig, stop: CancellationToken) -> anyhow::Res
         .context("invalid [lease] configuration")?;
     let instance = instance_id(&cfg);
     let election_stop = CancellationToken::new();
+    // Cancelled when the shutdown begins: tasks ending after it are fine.
+    let stopping = CancellationToken::new();
     let (leadership, election_task) = crate::leader::spawn(
         crate::leader::ElectionConfig {
             database_url: cfg.database_url.expose().to_string(),
@@ -192,7 +194,20 @@ pub async fn run(cfg: CoordinatorConfig, stop: CancellationToken) -> anyhow::Res
     .context("starting the micro service")?;
     tracing::info!(prefix = %subjects.prefix(), "coordinator ready");
 
-    stop.cancelled().await;
+    let sup = crate::supervise::Supervisor::new(stopping.clone());
+    let election_task = sup.watch("election", election_task);
+    let fleet_task = sup.watch("fleet", fleet_task);
+    let forecast_task = sup.watch("forecast", forecast_task);
+    let stats_task = sup.watch("stats_ingest", stats_task);
+    let agent_task = sup.watch("agent_ingest", agent_task);
+    let duties_task = sup.watch("leader_duties", duties_task);
+    let scheduler_task = sup.watch("scheduler", scheduler_task);
+    let fatal = sup.fatal();
+    tokio::select! {
+        _ = stop.cancelled() => {}
+        _ = fatal.cancelled() => {}
+    }
+    stopping.cancel();
     tracing::info!("shutting down: no new work");
     intake.cancel();
     // The leader's duties end first: the reports consumer, then the region
@@ -209,6 +224,10 @@ pub async fn run(cfg: CoordinatorConfig, stop: CancellationToken) -> anyhow::Res
     election_stop.cancel();
     let _ = election_task.await;
     let _ = client.flush().await;
+    let dead = sup.dead();
+    if !dead.is_empty() {
+        anyhow::bail!("owning task(s) ended unexpectedly: {}", dead.join(", "));
+    }
     tracing::info!("shutdown complete");
     Ok(())
 }

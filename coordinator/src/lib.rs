@@ -26,3 +26,4 @@ pub mod metrics;
 pub mod scheduler;
 pub mod service;
 pub mod store;
+pub mod supervise;

@@ -25,6 +25,7 @@ pub static ALL: &[&[&Metric]] = &[
     crate::store::metrics::METRICS,
     crate::service::METRICS,
     crate::leader::metrics::METRICS,
+    crate::supervise::METRICS,
 ];
 
 /// Histograms with buckets of their own, for

@@ -592,3 +592,35 @@ async fn a_former_leaders_writes_are_fenced_at_the_storage() {
         })
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_owning_task_ends_the_process_and_a_standby_takes_over() {
+    let Pair {
+        infra: _infra,
+        mut a,
+        b,
+        client,
+        feeder,
+    } = pair_on(
+        Infra::start().await.expect("infra"),
+        &[("LULL_FAULT_END_TASK", "fleet")],
+    )
+    .await;
+    // The leader's fleet actor is aborted a second after start: the process
+    // must not stay half alive, it exits non-zero.
+    let status = a
+        .svc
+        .wait(Duration::from_secs(15))
+        .await
+        .expect("the leader exits");
+    assert!(!status.success(), "exit status {status:?}");
+    assert!(
+        a.svc.logs().contains("an owning task ended unexpectedly"),
+        "{}",
+        a.svc.logs()
+    );
+    let (r, _) = first_answer(&client, "after", Instant::now()).await;
+    assert!(r.approved || r.reason_code.is_some(), "{r:?}");
+    assert!(leading(&b).await);
+    drop(feeder);
+}
