@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the system packages Lull's tests and local start need, when they
-# are missing: nats-server and PostgreSQL (Debian packages). Idempotent.
+# are missing: nats-server, PostgreSQL and python3 (Debian packages). Idempotent.
 # Extra package names may be passed as arguments (e.g. prometheus).
 set -euo pipefail
 
@@ -12,6 +12,8 @@ have_pg() {
 missing=()
 command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || missing+=(nats-server)
 have_pg || missing+=(postgresql)
+# CI's architecture check (scripts/check-architecture.py).
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
 for extra in "$@"; do
   case "$extra" in
     prometheus) command -v promtool >/dev/null 2>&1 || missing+=(prometheus) ;;
