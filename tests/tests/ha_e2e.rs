@@ -114,11 +114,17 @@ struct Pair {
 }
 
 async fn pair_on(infra: Infra, a_extra: &[(&str, &str)]) -> Pair {
+    pair_with(infra, a_extra, &[]).await
+}
+
+async fn pair_with(infra: Infra, a_extra: &[(&str, &str)], b_extra: &[(&str, &str)]) -> Pair {
     let env = ha_env();
     let mut a_env = env.clone();
     a_env.extend_from_slice(a_extra);
+    let mut b_env = env.clone();
+    b_env.extend_from_slice(b_extra);
     let a = start_coordinator(&infra, &a_env).await;
-    let b = start_instance(&infra, &env).await;
+    let b = start_instance(&infra, &b_env).await;
     let client = infra.nats.connect().await.unwrap();
     let feeder = Feeder::start(client.clone(), Duration::from_millis(300));
     feeder.set("h1", Load::idle(4));
@@ -622,5 +628,149 @@ async fn a_dead_owning_task_ends_the_process_and_a_standby_takes_over() {
     let (r, _) = first_answer(&client, "after", Instant::now()).await;
     assert!(r.approved || r.reason_code.is_some(), "{r:?}");
     assert!(leading(&b).await);
+    drop(feeder);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_rotation_at_the_takeover_keeps_every_token_valid() {
+    // The standby rotates the signing key when it takes over (its key is
+    // "older" than a fraction of a second).
+    let Pair {
+        infra: _infra,
+        mut a,
+        b,
+        client,
+        feeder,
+    } = pair_with(
+        Infra::start().await.expect("infra"),
+        &[],
+        &[("LULL_SCHEDULER__KEY_ROTATE_DAYS", "0.00001")],
+    )
+    .await;
+    let g = request(&client, "keeper", 20).await.expect("reply");
+    assert!(g.approved, "{g:?}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    a.svc.kill9();
+    let (first, _) = first_answer(&client, "after", Instant::now()).await;
+    assert!(first.approved, "{first:?}\n{}", b.svc.logs());
+    assert!(
+        b.svc.logs().contains("rotated the lease signing key"),
+        "{}",
+        b.svc.logs()
+    );
+    // The old token still works, and the holder is handed one of the new key.
+    let id = g.lease_id.as_deref().unwrap();
+    let hb = heartbeat(&client, id, g.token.as_deref().unwrap())
+        .await
+        .expect("reply");
+    assert!(hb.ok, "{hb:?}");
+    let fresh = hb.token.expect("a replacement token");
+    assert_ne!(Some(fresh.as_str()), g.token.as_deref());
+    let hb = heartbeat(&client, id, &fresh).await.expect("reply");
+    assert!(hb.ok && hb.token.is_none(), "{hb:?}");
+    drop(feeder);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_across_a_failover_are_all_counted_once() {
+    use async_nats::jetstream;
+    use lull_proto::msg::worker::{example_report, WorkerStatsReply};
+
+    let Pair {
+        infra,
+        mut a,
+        b,
+        client,
+        feeder,
+    } = pair().await;
+    let js = jetstream::new(client.clone());
+    let now = lull_common::runtime::now_unix();
+    let publish = |i: usize| {
+        let js = js.clone();
+        async move {
+            let r = example_report(
+                &format!("fo-{i:04}"),
+                "failover_worker",
+                now - 10_000.0 + i as f64 * 5.0,
+                40.0,
+            );
+            let mut h = async_nats::HeaderMap::new();
+            h.insert("Nats-Msg-Id", r.execution_id.as_str());
+            js.publish_with_headers(
+                lull_proto::Subjects::default().report_worker(&r.worker_name),
+                h,
+                serde_json::to_vec(&r).unwrap().into(),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        }
+    };
+    for i in 0..150 {
+        publish(i).await;
+    }
+    // Kill the leader while it consumes; publish the rest (and some again).
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    a.svc.kill9();
+    for i in 100..300 {
+        publish(i).await;
+    }
+    let ok = wait_until(Duration::from_secs(30), || {
+        let client = client.clone();
+        async move {
+            let r: Result<WorkerStatsReply, _> = call(
+                &client,
+                ep::WORKERS_STATS,
+                &json!({"worker_name": "failover_worker"}),
+            )
+            .await;
+            r.is_ok_and(|s| s.total_executions == 300)
+        }
+    })
+    .await;
+    assert!(
+        ok.is_ok(),
+        "not every report counted once:\n{}",
+        b.svc.logs()
+    );
+    // Stored once each, and the stored aggregate equals a recomputation
+    // from the stored rows (the new leader loaded and extended it).
+    let pg = infra.pg.client().await.unwrap();
+    let n: i64 = pg
+        .query_one(
+            "SELECT count(*) FROM worker_executions WHERE worker_name = 'failover_worker'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 300);
+    let s: WorkerStatsReply = call(
+        &client,
+        ep::WORKERS_STATS,
+        &json!({"worker_name": "failover_worker"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.total_executions, 300);
+    let pool = lull_coordinator::store::pool(&infra.pg.url(), 2).unwrap();
+    let rows = lull_coordinator::store::workers::all_executions(&pool, "failover_worker")
+        .await
+        .unwrap();
+    let cfg = lull_engine::worker::WorkerConfig::default();
+    let recomputed = lull_engine::worker::WorkerAggregate::rebuild("failover_worker", &rows, &cfg);
+    let stored = lull_coordinator::store::workers::load_aggregates(&pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|a| a.worker_name == "failover_worker")
+        .expect("stored aggregate")
+        .aggregate
+        .expect("decodes");
+    assert_eq!(
+        stored, recomputed,
+        "the aggregate drifted across the failover"
+    );
     drop(feeder);
 }
