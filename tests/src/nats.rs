@@ -1,5 +1,6 @@
 //! A real `nats-server -js` on free 127.0.0.1 ports with a temporary
-//! JetStream store, restartable on the same port and store.
+//! JetStream store, restartable on the same port and store; and, in
+//! [`cluster`], a cluster of them.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
@@ -15,6 +16,10 @@ use crate::janitor;
 use crate::ports::free_port;
 use crate::process::Proc;
 use crate::{log_tail, STARTUP_TIMEOUT};
+
+pub mod cluster;
+
+pub use cluster::NatsCluster;
 
 /// How long a graceful [`NatsServer::stop`] may take before SIGKILL.
 pub const NATS_STOP_TIMEOUT: Duration = Duration::from_secs(10);

@@ -331,3 +331,54 @@ pub async fn wait_state(
     .await;
     assert!(r.is_ok(), "host {host} never reached {state}");
 }
+
+/// Like [`start_coordinator`] against any NATS servers: `nats_url` is the
+/// value of `LULL_NATS_URL` (one URL or a comma-separated list, e.g.
+/// [`lull_tests::nats::NatsCluster::urls`]) and `client` a connection to the same
+/// servers, used to wait until the instance serves and leads.
+pub async fn start_coordinator_at(
+    nats_url: &str,
+    pg: &lull_tests::Postgres,
+    client: &async_nats::Client,
+    extra_env: &[(&str, &str)],
+) -> Coordinator {
+    let port = free_port().expect("free port");
+    let svc = Service::builder("lull-coordinator")
+        .env("LULL_NATS_URL", nats_url)
+        .env("LULL_DATABASE_URL", pg.url())
+        .env("LULL_METRICS_ADDR", format!("127.0.0.1:{port}"))
+        .env("LULL_LOG", "info,lull_coordinator=debug")
+        .envs(extra_env.iter().copied())
+        .start()
+        .expect("start coordinator");
+    let ok = wait_until(Duration::from_secs(30), || {
+        let client = client.clone();
+        async move {
+            ping(&client).await
+                && has_endpoint(&client, "lease.request").await
+                && has_endpoint(&client, "regions.stats").await
+        }
+    })
+    .await;
+    assert!(ok.is_ok(), "coordinator never led:\n{}", svc.logs());
+    Coordinator {
+        svc,
+        metrics_url: format!("http://127.0.0.1:{port}/metrics"),
+        metrics_port: port,
+    }
+}
+
+/// Like [`start_agent`] against any NATS servers (`nats_url` is the value of
+/// `LULL_NATS_URL`).
+pub fn start_agent_at(nats_url: &str, host_id: &str, extra_env: &[(&str, &str)]) -> (Service, u16) {
+    let port = free_port().expect("free port");
+    let svc = Service::builder("lull-agent")
+        .env("LULL_NATS_URL", nats_url)
+        .env("LULL_METRICS_ADDR", format!("127.0.0.1:{port}"))
+        .env("LULL_HOST_ID", host_id)
+        .env("LULL_INTERVAL_SEC", "0.5")
+        .envs(extra_env.iter().copied())
+        .start()
+        .expect("start agent");
+    (svc, port)
+}
