@@ -184,7 +184,10 @@ async fn connect(cfg: &AgentConfig) -> anyhow::Result<Client> {
                 }
                 metrics::counter!(NATS_EVENTS.name, "event" => label).increment(1);
             });
-    Ok(opts.connect(cfg.common.nats_url.as_str()).await?)
+    // A comma-separated list of servers (a NATS cluster): the client
+    // connects to one and fails over to the others.
+    let servers = lull_client::connect::server_addrs(&cfg.common.nats_url)?;
+    Ok(opts.connect(servers).await?)
 }
 
 /// Runs the agent until SIGTERM/SIGINT, then stops collecting, flushes the

@@ -466,7 +466,7 @@ async fn a_leader_cut_off_from_postgres_steps_down_and_a_standby_takes_over() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_stale_and_malformed_replication_changes_nothing() {
-    use lull_coordinator::scheduler::replica::{Body, Change, SealKey};
+    use lull_coordinator::scheduler::replica::{seal_record, Body, Change, SealKey};
 
     let Pair {
         infra,
@@ -493,7 +493,7 @@ async fn forged_stale_and_malformed_replication_changes_nothing() {
     // A record sealed with a key no coordinator has.
     let stranger = SealKey::derive(&[7u8; 32]);
     client
-        .publish(subject, stranger.seal(&ended(1, 999)).into())
+        .publish(subject, seal_record(&stranger, &ended(1, 999)))
         .await
         .unwrap();
     // A record sealed with the real key, but of an epoch before the
@@ -509,7 +509,7 @@ async fn forged_stale_and_malformed_replication_changes_nothing() {
         .get(0);
     let real = SealKey::from_hex(&key_hex).unwrap();
     client
-        .publish(subject, real.seal(&ended(0, 1)).into())
+        .publish(subject, seal_record(&real, &ended(0, 1)))
         .await
         .unwrap();
     client.flush().await.unwrap();

@@ -1,19 +1,37 @@
 //! Collectors, node_exporter style. Each collector family is one file
 //! that owns its config section ([`Family::Settings`]), its share of the
 //! snapshot (a [`Part`]) and its metrics ([`Family::METRICS`]);
-//! [`registry`] lists the families, one line each. This module holds what
+//! the `with_families!` list below names the families, one line each. This module holds what
 //! they share: the [`Collector`] trait the runner drives on its own
 //! interval with a timeout, the [`Output`] of a run, the errors, and
 //! [`blocking`], which runs work that may block (file systems, `/proc` of
 //! a stuck process, directory walks) on the blocking pool so a hung probe
 //! never stalls the runtime.
 
-pub mod addons;
-pub mod api;
-pub mod disk;
-pub mod host;
-pub mod pressure;
-pub mod process;
+/// The one list of collector families: a module (one file) and its
+/// [`Family`] type each, in the order of `--print-config`. Adding a
+/// collector is its file plus one line here: the module is declared and
+/// registered from this list (see [`registry`]).
+macro_rules! with_families {
+    ($then:ident) => {
+        $then! {
+            host: host::Host,
+            disk: disk::Disk,
+            pressure: pressure::Psi,
+            process: process::Processes,
+            addons: addons::Addons,
+            api: api::Api,
+        }
+    };
+}
+
+macro_rules! declare_modules {
+    ($($field:ident: $family:ty),* $(,)?) => {
+        $(pub mod $field;)*
+    };
+}
+
+with_families!(declare_modules);
 #[cfg(all(test, target_os = "linux"))]
 mod procfs;
 pub mod registry;

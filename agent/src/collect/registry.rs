@@ -1,6 +1,7 @@
-//! The registry: the one list of collector families. Adding a collector
-//! is one file (its family: settings, collectors, snapshot part, metrics)
-//! plus one line in [`registry!`] below. From the list come the flattened
+//! The registry built from the one list of collector families
+//! (`with_families!` in the parent module). Adding a collector is one file
+//! (its family: settings, collectors, snapshot part, metrics) plus one line
+//! in that list. From the list come the flattened
 //! config sections ([`Sections`]), the `collectors.<name>` schedules
 //! ([`Schedules`]), the collectors to run, the `--once` delta list and the
 //! metric declarations. The order of the list is the order of the
@@ -12,7 +13,7 @@ use std::collections::BTreeMap;
 use lull_common::metric::Metric;
 use serde::{Deserialize, Serialize};
 
-use super::{addons, api, disk, host, pressure, process, Collector, Ctx, Family};
+use super::*;
 use crate::schedule::Schedule;
 
 macro_rules! registry {
@@ -70,14 +71,7 @@ macro_rules! registry {
     };
 }
 
-registry! {
-    host: host::Host,
-    disk: disk::Disk,
-    pressure: pressure::Psi,
-    process: process::Processes,
-    addons: addons::Addons,
-    api: api::Api,
-}
+with_families!(registry);
 
 /// The `collectors` table: every collector's schedule, in registry order.
 /// Missing names keep their defaults; unknown names are ignored.

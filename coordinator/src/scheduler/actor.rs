@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use super::audit::{self, AuditConfig, AuditSink};
 use super::events::{self, EventSink};
 use super::follow::{Follower, Inbound, KeyLoader};
-use super::replica::{Body, Change, SealKey, SnapshotBody};
+use super::replica::{RecordBuf, SealKey, SnapshotBody};
 use crate::leader::Leadership;
 use crate::scheduler::endpoints::{handle, status, DecisionLabels, LeaseOp};
 use crate::service::{encode_reply, Meter, Request};
@@ -104,6 +104,7 @@ pub fn spawn(cfg: SchedulerConfig, io: SchedulerIo, shutdown: CancellationToken)
         follower,
         leadership,
         open_book,
+        record: RecordBuf::default(),
         latest_views: HashMap::new(),
         max_payload: cfg.max_payload,
         meters: LeaseOp::ALL.map(|op| Meter::new(op.name())),
@@ -129,7 +130,7 @@ struct Lead {
     seq: u64,
     seal: SealKey,
     incoming: Incoming,
-    subject: String,
+    subject: async_nats::Subject,
 }
 
 struct Actor {
@@ -139,6 +140,8 @@ struct Actor {
     follower: Follower,
     leadership: Leadership,
     open_book: BookOpener,
+    /// The replication record being written (reused).
+    record: RecordBuf,
     /// The latest view of every host, kept in both roles.
     latest_views: HashMap<String, HostView>,
     max_payload: usize,
@@ -279,7 +282,7 @@ impl Actor {
                 }
             }
         }
-        let subject = self.follower.subject().to_string();
+        let subject = async_nats::Subject::from(self.follower.subject());
         self.lead = Some(Lead {
             book,
             epoch,
@@ -405,21 +408,40 @@ impl Actor {
         self.hand_over(h.effects);
     }
 
-    /// Publishes the lease changes among `effects` to the standbys.
+    /// Publishes the lease changes among `effects` to the standbys: grants
+    /// and re-admissions make a lease live, every end event ends it.
     async fn replicate(&mut self, effects: &[Effect]) {
         let Some(l) = self.lead.as_mut() else { return };
-        let changes = changes_of(&l.book, effects);
-        if changes.is_empty() {
+        let rec = &mut self.record;
+        rec.begin(l.epoch, l.seq + 1);
+        for fx in effects {
+            match fx {
+                Effect::Publish(ev) => match ev.event {
+                    LeaseEventKind::Granted => {
+                        if let Some(t) = l.book.token_of(&ev.lease_id) {
+                            rec.live(&ev.lease_id, t);
+                        }
+                    }
+                    LeaseEventKind::Released
+                    | LeaseEventKind::Expired
+                    | LeaseEventKind::Revoked => rec.ended(&ev.lease_id),
+                },
+                Effect::Audit(a) if a.kind == AuditKind::Reclaimed => {
+                    if let Some(t) = a.lease_id.as_deref().and_then(|id| l.book.token_of(id)) {
+                        if let Some(id) = &a.lease_id {
+                            rec.live(id, t);
+                        }
+                    }
+                }
+                Effect::Audit(_) => {}
+            }
+        }
+        if rec.is_empty() {
             return;
         }
         l.seq += 1;
-        let body = Body {
-            epoch: l.epoch,
-            seq: l.seq,
-            changes,
-        };
-        let sealed = l.seal.seal(&body);
-        if let Err(e) = self.client.publish(l.subject.clone(), sealed.into()).await {
+        let sealed = rec.finish(&l.seal);
+        if let Err(e) = self.client.publish(l.subject.clone(), sealed).await {
             tracing::warn!(error = %e, "publishing a replication record");
         }
     }
@@ -489,40 +511,4 @@ fn live_tokens(book: &Book) -> Vec<(String, String)> {
                 .map(|t| (i.lease_id.clone(), t.to_string()))
         })
         .collect()
-}
-
-/// The lease changes a decision's effects describe: grants and
-/// re-admissions make a lease live, every end event ends it.
-fn changes_of(book: &Book, effects: &[Effect]) -> Vec<Change> {
-    let mut out = Vec::new();
-    for fx in effects {
-        match fx {
-            Effect::Publish(ev) => match ev.event {
-                LeaseEventKind::Granted => {
-                    if let Some(t) = book.token_of(&ev.lease_id) {
-                        out.push(Change::Live {
-                            lease_id: ev.lease_id.clone(),
-                            token: t.to_string(),
-                        });
-                    }
-                }
-                LeaseEventKind::Released | LeaseEventKind::Expired | LeaseEventKind::Revoked => out
-                    .push(Change::Ended {
-                        lease_id: ev.lease_id.clone(),
-                    }),
-            },
-            Effect::Audit(rec) if rec.kind == AuditKind::Reclaimed => {
-                if let Some(id) = &rec.lease_id {
-                    if let Some(t) = book.token_of(id) {
-                        out.push(Change::Live {
-                            lease_id: id.clone(),
-                            token: t.to_string(),
-                        });
-                    }
-                }
-            }
-            Effect::Audit(_) => {}
-        }
-    }
-    out
 }

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
-use super::replica::{open, Applied, Body, Replica, ReplicaError, SealKey, SnapshotBody};
+use super::replica::{
+    open, open_record, Applied, Body, Replica, ReplicaError, SealKey, SnapshotBody,
+};
 
 /// Loads the seal keys a standby verifies replication with.
 pub type KeyLoader = std::sync::Arc<
@@ -178,8 +180,23 @@ impl Follower {
         if payload.starts_with(b"barrier:") {
             return;
         }
-        let Some(body) = self.open_checked::<Body>(payload).await else {
-            return;
+        let body = match open_record(payload, &self.keys) {
+            Ok(b) => b,
+            Err(ReplicaError::BadMac) => {
+                // Perhaps a new key: reload (rate-limited) and retry once.
+                self.reload_keys().await;
+                match open_record(payload, &self.keys) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        super::metrics::replica_message(e.label());
+                        return;
+                    }
+                }
+            }
+            Err(e) => {
+                super::metrics::replica_message(e.label());
+                return;
+            }
         };
         if self.syncing && self.buffer.len() < BUFFER_MAX {
             self.buffer.push(body.clone());
