@@ -164,6 +164,7 @@ pub async fn run(cfg: CoordinatorConfig, stop: CancellationToken) -> anyhow::Res
             },
             drain: secs(cfg.scheduler.drain_sec),
             takeover_settle: Duration::from_secs_f64(cfg.ha.takeover_settle_sec.max(0.0)),
+            batch_max: cfg.scheduler.batch_max,
         },
         scheduler::SchedulerIo {
             group: lease_group,

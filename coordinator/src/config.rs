@@ -131,6 +131,10 @@ pub struct SchedulerTunables {
     /// A replaced key still verifies tokens for this many days (holders of
     /// older tokens get a new one on their next heartbeat). Default 7.
     pub key_keep_days: f64,
+    /// Most lease requests already waiting that are decided together: their
+    /// lease changes go to the standbys in one replication record, then all
+    /// are answered. Default 256.
+    pub batch_max: usize,
 }
 
 impl Default for SchedulerTunables {
@@ -148,6 +152,7 @@ impl Default for SchedulerTunables {
             audit_prune_sec: 60.0,
             key_rotate_days: 30.0,
             key_keep_days: 7.0,
+            batch_max: 256,
         }
     }
 }

@@ -16,6 +16,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use futures::stream::{SelectAll, StreamExt};
+use futures::FutureExt;
 use lull_common::runtime::now_unix;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -49,6 +50,9 @@ pub struct SchedulerConfig {
     /// At a takeover, how long to let the old leader's last replication
     /// records arrive before the barrier.
     pub takeover_settle: Duration,
+    /// Most requests decided together (one replication record, then their
+    /// answers).
+    pub batch_max: usize,
 }
 
 /// Opens a fresh book for a leadership epoch (keys, tombstones), with the
@@ -107,6 +111,7 @@ pub fn spawn(cfg: SchedulerConfig, io: SchedulerIo, shutdown: CancellationToken)
         record: RecordBuf::default(),
         latest_views: HashMap::new(),
         max_payload: cfg.max_payload,
+        batch_max: cfg.batch_max.max(1),
         meters: LeaseOp::ALL.map(|op| Meter::new(op.name())),
         decisions: HashMap::new(),
         events,
@@ -145,6 +150,7 @@ struct Actor {
     /// The latest view of every host, kept in both roles.
     latest_views: HashMap<String, HostView>,
     max_payload: usize,
+    batch_max: usize,
     /// One per [`LeaseOp`], in [`LeaseOp::ALL`] order.
     meters: [Meter; 7],
     /// `lull_lease_decisions_total` handles by result and reason.
@@ -179,7 +185,7 @@ impl Actor {
         loop {
             tokio::select! {
                 r = next_request(&mut self.lead) => match r {
-                    Some((op, request)) => self.serve(op, request).await,
+                    Some(first) => self.serve(first).await,
                     // The service stopped.
                     None => self.step_down("endpoints closed"),
                 },
@@ -199,7 +205,7 @@ impl Actor {
         let deadline = tokio::time::Instant::now() + cfg.drain;
         while self.lead.is_some() {
             match tokio::time::timeout_at(deadline, next_request(&mut self.lead)).await {
-                Ok(Some((op, request))) => self.serve(op, request).await,
+                Ok(Some(first)) => self.serve(first).await,
                 _ => break,
             }
         }
@@ -360,52 +366,68 @@ impl Actor {
         self.follower.handle(msg).await;
     }
 
-    /// Answers one request and hands its effects over.
-    async fn serve(&mut self, op: LeaseOp, request: Request) {
-        let started = Instant::now();
+    /// Answers `first` and every request already waiting behind it (up to
+    /// `batch_max`): decides them in order, publishes their lease changes
+    /// to the standbys in one record, then answers them all. The record
+    /// leaves before any of the answers, so a standby never knows less than
+    /// a holder; under load one record covers many decisions.
+    async fn serve(&mut self, first: (LeaseOp, Request)) {
         if !self.still_leading() {
             return;
         }
         let Some(l) = self.lead.as_mut() else { return };
-        if op == LeaseOp::Status {
-            // Built here, encoded (it can be large) on a task of its own.
-            let meter = self.meters[op as usize].clone();
-            match status(
-                &l.book,
+        let mut batch = vec![first];
+        while batch.len() < self.batch_max {
+            match l.incoming.next().now_or_never() {
+                Some(Some(r)) => batch.push(r),
+                _ => break,
+            }
+        }
+        let mut answers = Vec::with_capacity(batch.len());
+        let mut effects = Vec::new();
+        for (op, request) in batch {
+            let started = Instant::now();
+            if op == LeaseOp::Status {
+                // Built here, encoded (it can be large) on a task of its own.
+                let meter = self.meters[op as usize].clone();
+                let st = status(
+                    &l.book,
+                    &request.message.payload,
+                    self.max_payload,
+                    now_unix(),
+                );
+                tokio::spawn(async move {
+                    let reply = st.and_then(|st| encode_reply(&st));
+                    meter.respond(&request, reply, started).await;
+                });
+                continue;
+            }
+            let h = handle(
+                &mut l.book,
+                op,
                 &request.message.payload,
                 self.max_payload,
                 now_unix(),
-            ) {
-                Ok(st) => {
-                    tokio::spawn(async move {
-                        meter.respond(&request, encode_reply(&st), started).await;
-                    });
-                }
-                Err(e) => meter.respond(&request, Err(e), started).await,
+            );
+            if let Some(d) = h.decision {
+                self.decisions
+                    .entry(d)
+                    .or_insert_with(|| {
+                        metrics::counter!(super::metrics::DECISIONS.name, "result" => d.result, "reason" => d.reason)
+                    })
+                    .increment(1);
             }
-            return;
+            effects.extend(h.effects);
+            answers.push((op, request, h.reply, started));
         }
-        let h = handle(
-            &mut l.book,
-            op,
-            &request.message.payload,
-            self.max_payload,
-            now_unix(),
-        );
-        if let Some(d) = h.decision {
-            self.decisions
-                .entry(d)
-                .or_insert_with(|| {
-                    metrics::counter!(super::metrics::DECISIONS.name, "result" => d.result, "reason" => d.reason)
-                })
-                .increment(1);
+        // The standbys learn of the changes before the holders do.
+        self.replicate(&effects).await;
+        for (op, request, reply, started) in answers {
+            self.meters[op as usize]
+                .respond(&request, reply, started)
+                .await;
         }
-        // The standbys learn of the change before the holder does.
-        self.replicate(&h.effects).await;
-        self.meters[op as usize]
-            .respond(&request, h.reply, started)
-            .await;
-        self.hand_over(h.effects);
+        self.hand_over(effects);
     }
 
     /// Publishes the lease changes among `effects` to the standbys: grants
