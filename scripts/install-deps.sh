@@ -14,6 +14,8 @@ command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || missin
 have_pg || missing+=(postgresql)
 # CI's architecture check (scripts/check-architecture.py).
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
+# The Python client's test suite runs in a virtualenv.
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 for extra in "$@"; do
   case "$extra" in
     prometheus) command -v promtool >/dev/null 2>&1 || missing+=(prometheus) ;;

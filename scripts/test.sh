@@ -8,4 +8,7 @@ scripts/install-deps.sh
 scripts/install-deploy-tools.sh
 # Build every binary first: the end-to-end tests run them as processes.
 cargo build --workspace --all-targets --locked
+# The Python client package: mypy --strict and its pytest suite, against a
+# real nats-server, Postgres and the lull-coordinator just built.
+clients/python/run-tests.sh
 cargo test --workspace --locked --no-fail-fast "$@"
