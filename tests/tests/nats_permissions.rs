@@ -198,9 +198,13 @@ async fn hosts_and_addons_are_confined_to_their_subjects() {
         .await
         .unwrap();
     coord.flush().await.unwrap();
-    assert!(next_within(&mut repl, Duration::from_secs(5)).await.is_some());
+    assert!(next_within(&mut repl, Duration::from_secs(5))
+        .await
+        .is_some());
     for (who, err) in [(&web1, &mut web1_err), (&addon, &mut addon_err)] {
-        who.publish("lull.ha.leases", "forged".into()).await.unwrap();
+        who.publish("lull.ha.leases", "forged".into())
+            .await
+            .unwrap();
         who.flush().await.unwrap();
         expect_violation(err, "lull.ha.leases").await;
         let _ = who.subscribe("lull.ha.sync").await.unwrap();
