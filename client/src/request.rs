@@ -40,6 +40,19 @@ pub enum RequestError {
     },
 }
 
+impl RequestError {
+    /// The error code: the service's own, or `unavailable` when nothing
+    /// answered (no reply in time, or no responder: no coordinator, or no
+    /// leader during a failover).
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            RequestError::Service { code, .. } => Some(*code),
+            RequestError::Transport { .. } => Some(ErrorCode::Unavailable),
+            RequestError::Encode(_) | RequestError::Decode { .. } => None,
+        }
+    }
+}
+
 /// Sends `body` to `subject` and decodes the reply as `R`, or as an error
 /// reply when the service says so.
 pub async fn request<B: Serialize, R: DeserializeOwned>(
@@ -58,10 +71,15 @@ pub async fn request<B: Serialize, R: DeserializeOwned>(
             })
         }
         Ok(Err(e)) => {
-            return Err(RequestError::Transport {
-                subject,
-                message: e.to_string(),
-            })
+            let message = match e.kind() {
+                // Nobody subscribes the subject: for the lease endpoints,
+                // no coordinator leads at this moment (a failover).
+                async_nats::RequestErrorKind::NoResponders => {
+                    "unavailable: no coordinator answers (no responders)".to_string()
+                }
+                _ => e.to_string(),
+            };
+            return Err(RequestError::Transport { subject, message });
         }
         Ok(Ok(m)) => m,
     };
@@ -92,4 +110,25 @@ pub async fn request<B: Serialize, R: DeserializeOwned>(
         subject,
         message: e.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transport_errors_are_unavailable() {
+        // A client whose server is gone: the request fails in transport,
+        // which callers see as `unavailable`.
+        let e = RequestError::Transport {
+            subject: "lull.v1.lease.request".into(),
+            message: "unavailable: no coordinator answers (no responders)".into(),
+        };
+        assert_eq!(e.code(), Some(ErrorCode::Unavailable));
+        let s = RequestError::Service {
+            code: ErrorCode::NotFound,
+            message: "x".into(),
+        };
+        assert_eq!(s.code(), Some(ErrorCode::NotFound));
+    }
 }

@@ -774,3 +774,22 @@ async fn reports_across_a_failover_are_all_counted_once() {
     );
     drop(feeder);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_no_leader_a_request_is_unavailable_at_once() {
+    let nats = lull_tests::NatsServer::start().await.expect("nats");
+    let client = nats.connect().await.unwrap();
+    let started = Instant::now();
+    let r: Result<HeavyLeaseResponse, _> = lull_client::request::request(
+        &client,
+        lull_proto::Subjects::default().endpoint(ep::LEASE_REQUEST),
+        &json!({"addon_id": "a", "job_type": "j", "cost_units": 1}),
+        Duration::from_secs(5),
+    )
+    .await;
+    let e = r.expect_err("nobody leads");
+    assert_eq!(e.code(), Some(lull_proto::ErrorCode::Unavailable), "{e}");
+    assert!(e.to_string().contains("no coordinator answers"), "{e}");
+    // NATS says "no responders" at once: no waiting for the timeout.
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
