@@ -482,7 +482,7 @@ mod tests {
             Err(ReplicaError::BadMac)
         );
         assert!(matches!(
-            open_record(b"LR1\0short", &[k.clone()]),
+            open_record(b"LR1\0short", std::slice::from_ref(&k)),
             Err(ReplicaError::Malformed(_))
         ));
         assert!(matches!(
