@@ -84,6 +84,13 @@ async fn leading(c: &Coordinator) -> bool {
     metric(&text, "lull_coordinator_leader", &[]) == Some(1.0)
 }
 
+/// Waits until `c` leads (`lead`) or stands by; `Err` after `within`.
+async fn wait_role(c: &Coordinator, lead: bool, within: Duration) -> Result<(), ()> {
+    wait_until(within, || async move { leading(c).await == lead })
+        .await
+        .map_err(|_| ())
+}
+
 /// Waits until some coordinator answers a lease request; returns it and
 /// how long that took.
 async fn first_answer(
@@ -281,11 +288,7 @@ async fn a_paused_leader_grants_nothing_after_it_wakes() {
     a.svc.signal(Signal::SIGSTOP);
     // Twice the leader TTL.
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let ok = wait_until(Duration::from_secs(10), || {
-        let b = &b;
-        async move { leading(b).await }
-    })
-    .await;
+    let ok = wait_role(&b, true, Duration::from_secs(10)).await;
     assert!(ok.is_ok(), "the standby never took over:\n{}", b.svc.logs());
     a.svc.signal(Signal::SIGCONT);
     // Every grant after the wake comes from the new leader's epoch.
@@ -299,11 +302,7 @@ async fn a_paused_leader_grants_nothing_after_it_wakes() {
             }
         }
     }
-    let ok = wait_until(Duration::from_secs(5), || {
-        let a = &a;
-        async move { !leading(a).await }
-    })
-    .await;
+    let ok = wait_role(&a, false, Duration::from_secs(5)).await;
     assert!(
         ok.is_ok(),
         "the old leader still claims to lead:\n{}",
@@ -421,11 +420,7 @@ async fn a_leader_cut_off_from_postgres_steps_down_and_a_standby_takes_over() {
     proxy.black_hole(true);
     let cut = Instant::now();
     // The leader stops within its TTL (2 s here)...
-    let ok = wait_until(Duration::from_secs(4), || {
-        let a = &a;
-        async move { !leading(a).await }
-    })
-    .await;
+    let ok = wait_role(&a, false, Duration::from_secs(4)).await;
     assert!(
         ok.is_ok(),
         "the cut-off leader kept leading:\n{}",
