@@ -190,12 +190,52 @@ async fn connect(cfg: &AgentConfig) -> anyhow::Result<Client> {
     Ok(opts.connect(servers).await?)
 }
 
+/// What the agent's `/readyz` checks: NATS connected (a disconnected agent
+/// keeps collecting and spools, but its reports do not arrive) and the
+/// shutdown not begun.
+#[derive(Clone, Default)]
+struct ReadySlot {
+    client: Arc<std::sync::OnceLock<Client>>,
+    stopping: lull_common::http::CancellationToken,
+}
+
+impl ReadySlot {
+    fn readiness(&self) -> lull_common::http::ReadinessFn {
+        use lull_common::http::{Check, Readiness};
+        let slot = self.clone();
+        lull_common::http::readiness(move || {
+            let nats = match slot.client.get().map(|c| c.connection_state()) {
+                None => Check::fail("nats", "connecting"),
+                Some(async_nats::connection::State::Connected) => Check::pass("nats", "connected"),
+                Some(other) => Check::fail("nats", format!("{other:?}").to_lowercase()),
+            };
+            let shutdown = if slot.stopping.is_cancelled() {
+                Check::fail("shutdown", "shutting down")
+            } else {
+                Check::pass("shutdown", "running")
+            };
+            std::future::ready(Readiness {
+                role: None,
+                checks: vec![nats, shutdown],
+            })
+        })
+    }
+}
+
 /// Runs the agent until SIGTERM/SIGINT, then stops collecting, flushes the
 /// outbox (bounded by `shutdown_flush_timeout_sec`) and returns.
 pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     let groups = metric_groups();
-    let _handle =
-        lull_common::runtime::install_metrics(cfg.common.metrics_addr, &buckets_of(&groups))?;
+    // The HTTP server (/metrics, /healthz, /readyz) runs until `run` returns.
+    let http_stop = lull_common::http::CancellationToken::new();
+    let _http_guard = http_stop.clone().drop_guard();
+    let ready = ReadySlot::default();
+    let _handle = lull_common::runtime::install_metrics(
+        cfg.common.metrics_addr,
+        &buckets_of(&groups),
+        ready.readiness(),
+        http_stop,
+    )?;
     describe_all(&groups);
     metrics::gauge!(BUILD_INFO.name, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     publisher::zero_metrics();
@@ -203,6 +243,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     metrics::gauge!(NATS_CONNECTED.name).set(0.0);
     let subjects = Subjects::new(&cfg.common.subject_prefix);
     let client = connect(&cfg).await?;
+    let _ = ready.client.set(client.clone());
     tracing::info!(
         host_id = %cfg.host_id,
         nats = %cfg.common.nats_url,
@@ -235,6 +276,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     tick_loop(&cfg, &subjects, &transport, &runner.board()).await;
 
     tracing::info!("shutting down: flushing the outbox");
+    ready.stopping.cancel();
     let _ = stop_tx.send(true);
     runner.abort();
     let budget = secs(cfg.shutdown_flush_timeout_sec);

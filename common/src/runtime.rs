@@ -1,5 +1,5 @@
 //! Process plumbing shared by the binaries: logging, the Prometheus
-//! exporter, shutdown signals and the wall clock.
+//! exporter and its HTTP server, shutdown signals and the wall clock.
 
 use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -7,6 +7,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::config::LogFormat;
+use crate::http::ReadinessFn;
+use tokio_util::sync::CancellationToken;
 
 /// Seconds since the Unix epoch, as a float (the wire's time format).
 pub fn now_unix() -> f64 {
@@ -46,35 +48,36 @@ pub const SIZE_BUCKETS: &[f64] = &[
     1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 5000.0,
 ];
 
-/// Installs the Prometheus exporter as the global recorder and serves it on
-/// `addr` (must be called inside a tokio runtime). Every histogram is
-/// rendered as a real histogram: `_seconds` ones get [`LATENCY_BUCKETS`],
-/// others [`SIZE_BUCKETS`], unless `extra` names buckets for a metric.
+/// Installs the Prometheus exporter as the global recorder and serves
+/// `/metrics`, `/healthz` and `/readyz` on `addr` with [`crate::http`]
+/// (must be called inside a tokio runtime) until `stop` is cancelled.
+/// `ready` is the binary's readiness callback. Every histogram is rendered
+/// as a real histogram: `_seconds` ones get [`LATENCY_BUCKETS`], others
+/// [`SIZE_BUCKETS`], unless `extra` names buckets for a metric.
 pub fn install_metrics(
     addr: SocketAddr,
     extra: &[(&str, &[f64])],
+    ready: ReadinessFn,
+    stop: CancellationToken,
 ) -> Result<PrometheusHandle, MetricsError> {
     let mut b = PrometheusBuilder::new()
-        .with_http_listener(addr)
         .set_buckets(SIZE_BUCKETS)?
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)?;
     for (name, buckets) in extra {
         b = b.set_buckets_for_metric(Matcher::Full((*name).to_string()), buckets)?;
     }
-    let (recorder, exporter) = b.build()?;
+    let recorder = b.build_recorder();
     let handle = recorder.handle();
+    crate::http::serve(addr, handle.clone(), ready, stop.clone()).map_err(MetricsError::Listen)?;
     metrics::set_global_recorder(recorder).map_err(|_| MetricsError::AlreadyInstalled)?;
-    tokio::spawn(async move {
-        if let Err(e) = exporter.await {
-            tracing::error!(error = ?e, "metrics listener stopped");
-        }
-    });
     let upkeep = handle.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
         loop {
-            tick.tick().await;
-            upkeep.run_upkeep();
+            tokio::select! {
+                _ = tick.tick() => upkeep.run_upkeep(),
+                _ = stop.cancelled() => return,
+            }
         }
     });
     Ok(handle)
@@ -83,9 +86,12 @@ pub fn install_metrics(
 /// The metrics exporter could not be installed.
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
-    /// Bad buckets or listener.
+    /// Bad buckets.
     #[error("metrics exporter: {0}")]
     Build(#[from] BuildError),
+    /// The HTTP listener could not bind.
+    #[error("metrics listener: {0}")]
+    Listen(std::io::Error),
     /// A global recorder is already installed.
     #[error("a metrics recorder is already installed")]
     AlreadyInstalled,

@@ -15,11 +15,20 @@ use lull_engine::lease;
 
 /// Runs the coordinator until `stop` is cancelled.
 pub async fn run(cfg: CoordinatorConfig, stop: CancellationToken) -> anyhow::Result<()> {
-    let _metrics =
-        lull_common::runtime::install_metrics(cfg.common.metrics_addr, &crate::metrics::buckets())
-            .context("starting the metrics listener")?;
+    // The HTTP server (/metrics, /healthz, /readyz) runs until `run` returns;
+    // /readyz says "starting" until the startup below is done.
+    let http_stop = CancellationToken::new();
+    let _http_guard = http_stop.clone().drop_guard();
+    let ready_slot = std::sync::Arc::new(std::sync::OnceLock::new());
+    let _metrics = lull_common::runtime::install_metrics(
+        cfg.common.metrics_addr,
+        &crate::metrics::buckets(),
+        readiness(ready_slot.clone()),
+        http_stop,
+    )
+    .context("starting the metrics listener")?;
     crate::metrics::describe();
-    tracing::info!(addr = %cfg.common.metrics_addr, "serving /metrics");
+    tracing::info!(addr = %cfg.common.metrics_addr, "serving /metrics, /healthz, /readyz");
 
     let subjects = Subjects::new(&cfg.common.subject_prefix);
     let client = lull_client::connect::connect(&cfg.common.nats(), "lull-coordinator", false)
@@ -194,6 +203,12 @@ pub async fn run(cfg: CoordinatorConfig, stop: CancellationToken) -> anyhow::Res
     .map_err(anyhow::Error::from_boxed)
     .context("starting the micro service")?;
     tracing::info!(prefix = %subjects.prefix(), "coordinator ready");
+    let _ = ready_slot.set(ReadyDeps {
+        client: client.clone(),
+        pool: pool.clone(),
+        leadership: leadership.clone(),
+        stopping: stopping.clone(),
+    });
 
     let sup = crate::supervise::Supervisor::new(stopping.clone());
     let election_task = sup.watch("election", election_task);
@@ -231,6 +246,73 @@ pub async fn run(cfg: CoordinatorConfig, stop: CancellationToken) -> anyhow::Res
     }
     tracing::info!("shutdown complete");
     Ok(())
+}
+
+/// What `/readyz` checks, once the startup (NATS, Postgres, migrations,
+/// the micro service) is done.
+struct ReadyDeps {
+    client: async_nats::Client,
+    pool: deadpool_postgres::Pool,
+    leadership: crate::leader::Leadership,
+    stopping: CancellationToken,
+}
+
+/// How long `/readyz` waits for a pooled connection and `SELECT 1`.
+const READY_DB_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The readiness callback: ready when the startup is done (migrations ran),
+/// NATS is connected, Postgres answers `SELECT 1` within
+/// [`READY_DB_TIMEOUT`] and the shutdown has not begun. A ready standby is
+/// ready too (it serves reads); the role is `leader` or `standby`, and
+/// `/readyz?leader` asks for the leader.
+fn readiness(
+    slot: std::sync::Arc<std::sync::OnceLock<ReadyDeps>>,
+) -> lull_common::http::ReadinessFn {
+    use lull_common::http::{Check, Readiness};
+    lull_common::http::readiness(move || {
+        let slot = slot.clone();
+        async move {
+            let Some(d) = slot.get() else {
+                return Readiness {
+                    role: None,
+                    checks: vec![Check::fail(
+                        "startup",
+                        "connecting to NATS and Postgres, migrating",
+                    )],
+                };
+            };
+            let mut checks = vec![Check::pass("startup", "migrations done")];
+            checks.push(match d.client.connection_state() {
+                async_nats::connection::State::Connected => Check::pass("nats", "connected"),
+                other => Check::fail("nats", format!("{other:?}").to_lowercase()),
+            });
+            let ping = async {
+                let conn = d.pool.get().await.map_err(|e| e.to_string())?;
+                conn.simple_query("SELECT 1")
+                    .await
+                    .map_err(|e| e.to_string())
+            };
+            checks.push(match tokio::time::timeout(READY_DB_TIMEOUT, ping).await {
+                Ok(Ok(_)) => Check::pass("postgres", "SELECT 1"),
+                Ok(Err(e)) => Check::fail("postgres", e),
+                Err(_) => Check::fail("postgres", format!("no answer within {READY_DB_TIMEOUT:?}")),
+            });
+            checks.push(if d.stopping.is_cancelled() {
+                Check::fail("shutdown", "shutting down")
+            } else {
+                Check::pass("shutdown", "running")
+            });
+            let role = if d.leadership.epoch_now().is_some() {
+                "leader"
+            } else {
+                "standby"
+            };
+            Readiness {
+                role: Some(role),
+                checks,
+            }
+        }
+    })
 }
 
 /// This instance's id: configured, or `<host name>-<pid>`.

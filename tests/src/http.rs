@@ -18,6 +18,18 @@ pub struct HttpResponse {
     pub status: u16,
     /// Body as text (lossy UTF-8), chunked transfer encoding decoded.
     pub body: String,
+    /// Header lines as (name, value), names as sent.
+    pub headers: Vec<(String, String)>,
+}
+
+impl HttpResponse {
+    /// The first header named `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// GETs `url` and returns its body; any status other than 200 is an error.
@@ -34,6 +46,12 @@ pub async fn scrape(url: &str) -> Result<String> {
 
 /// GETs `url` (`http://host:port/path`) with `Connection: close`.
 pub async fn http_get(url: &str) -> Result<HttpResponse> {
+    http_request("GET", url).await
+}
+
+/// Sends `method url` (no body, `Connection: close`) and returns the
+/// response whatever its status.
+pub async fn http_request(method: &str, url: &str) -> Result<HttpResponse> {
     let err = |reason: String| HarnessError::Http {
         url: url.into(),
         reason,
@@ -45,7 +63,7 @@ pub async fn http_get(url: &str) -> Result<HttpResponse> {
             .await
             .map_err(|e| err(format!("connect: {e}")))?;
         let req = format!(
-            "GET {path} HTTP/1.1\r\nHost: {authority}\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+            "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nAccept: */*\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
         );
         stream
             .write_all(req.as_bytes())
@@ -100,11 +118,12 @@ fn parse_response(raw: &[u8]) -> Result<HttpResponse, String> {
         .nth(1)
         .and_then(|s| s.parse::<u16>().ok())
         .ok_or_else(|| format!("bad status line {status_line:?}"))?;
-    let chunked = lines.any(|l| {
-        l.split_once(':').is_some_and(|(k, v)| {
-            k.trim().eq_ignore_ascii_case("transfer-encoding")
-                && v.to_ascii_lowercase().contains("chunked")
-        })
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let chunked = headers.iter().any(|(k, v)| {
+        k.eq_ignore_ascii_case("transfer-encoding") && v.to_ascii_lowercase().contains("chunked")
     });
     let body = if chunked {
         dechunk(body)?
@@ -114,6 +133,7 @@ fn parse_response(raw: &[u8]) -> Result<HttpResponse, String> {
     Ok(HttpResponse {
         status,
         body: String::from_utf8_lossy(&body).into_owned(),
+        headers,
     })
 }
 
@@ -166,8 +186,13 @@ mod tests {
             parse_response(plain).unwrap(),
             HttpResponse {
                 status: 200,
-                body: "hello".into()
+                body: "hello".into(),
+                headers: vec![("Content-Length".into(), "5".into())],
             }
+        );
+        assert_eq!(
+            parse_response(plain).unwrap().header("content-length"),
+            Some("5")
         );
         let chunked = b"HTTP/1.1 503 Service Unavailable\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6;x=y\r\n world\r\n0\r\n\r\n";
         let r = parse_response(chunked).unwrap();

@@ -806,6 +806,18 @@ fn k8s_manifests_are_sane_and_schema_valid() {
                     .any(|c| c.as_str() == Some("ALL")),
                 "{what}: drop ALL"
             );
+            // Liveness on /healthz, readiness on /readyz, on a named port
+            // the container declares (the metrics/health listener).
+            let ports: BTreeSet<&str> = seq(&c["ports"]).iter().map(|p| s(p, "name")).collect();
+            for (probe, path) in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")] {
+                let get = &c[probe]["httpGet"];
+                assert_eq!(s(get, "path"), path, "{what}: {probe} must GET {path}");
+                assert!(
+                    ports.contains(s(get, "port")),
+                    "{what}: {probe} port {:?} is not a declared port",
+                    get["port"]
+                );
+            }
             for e in seq(&c["env"]) {
                 let r = &e["valueFrom"]["secretKeyRef"];
                 if !r.is_null() {
