@@ -123,6 +123,7 @@ pub async fn run(cfg: CoordinatorConfig, stop: CancellationToken) -> anyhow::Res
         subjects.clone(),
         fleet.clone(),
         max,
+        cfg.ingest.stats_times(),
         intake.clone(),
     ));
     let agent_task = tokio::spawn(ingest::agent_health::run(

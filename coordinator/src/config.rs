@@ -216,6 +216,17 @@ pub struct IngestConfig {
     /// How often every worker's late/missed state is re-evaluated, seconds.
     /// Default 15.
     pub workers_schedule_eval_sec: f64,
+    /// A snapshot's `collected_at` must be within this many seconds of the
+    /// coordinator's clock, either way; others are rejected as invalid.
+    /// Default 300.
+    pub stats_clock_skew_sec: f64,
+    /// How far ahead of the coordinator's clock a report's timestamps
+    /// (`timestamp`, `fatigue_time`, `started_at`, `completed_at`) may be,
+    /// seconds. Default 300.
+    pub reports_future_skew_sec: f64,
+    /// How old a report's timestamps may be, days; 0 is no bound. Imports
+    /// (`regions.import`) are not bounded. Default 400.
+    pub reports_max_age_days: f64,
 }
 
 impl IngestConfig {
@@ -226,6 +237,22 @@ impl IngestConfig {
         match self.reports_replicas {
             0 => known_servers.clamp(1, 3),
             n => n.min(5),
+        }
+    }
+}
+
+impl IngestConfig {
+    /// The window of a snapshot's `collected_at`.
+    pub fn stats_times(&self) -> lull_proto::validate::TimeWindow {
+        lull_proto::validate::TimeWindow::symmetric(self.stats_clock_skew_sec.max(0.0))
+    }
+
+    /// The window of a report's timestamps.
+    pub fn report_times(&self) -> lull_proto::validate::TimeWindow {
+        lull_proto::validate::TimeWindow {
+            future_skew_sec: self.reports_future_skew_sec.max(0.0),
+            max_age_sec: (self.reports_max_age_days > 0.0)
+                .then_some(self.reports_max_age_days * 86_400.0),
         }
     }
 }
@@ -252,6 +279,9 @@ impl Default for IngestConfig {
             reports_retry_delay_sec: 2.0,
             reports_queue: 4,
             workers_schedule_eval_sec: 15.0,
+            stats_clock_skew_sec: 300.0,
+            reports_future_skew_sec: 300.0,
+            reports_max_age_days: 400.0,
         }
     }
 }

@@ -113,6 +113,7 @@ impl Duties {
                 fetch_wait: secs(cfg.ingest.reports_fetch_wait_sec),
                 ack_wait: secs(cfg.ingest.reports_ack_wait_sec),
                 retry_delay: secs(cfg.ingest.reports_retry_delay_sec),
+                times: cfg.ingest.report_times(),
             },
             max,
             lost.clone(),

@@ -195,8 +195,97 @@ fn out_of_range(field: &str, rule: &str, v: f64) -> ValidationError {
     }
 }
 
+/// Bounds of a timestamp from the network, relative to the receiver's
+/// clock: at most `future_skew_sec` ahead of it and, when `max_age_sec` is
+/// set, at most that far behind it. Pure: the caller supplies `now`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TimeWindow {
+    /// How far ahead of `now` a timestamp may be, seconds.
+    pub future_skew_sec: f64,
+    /// How far behind `now` a timestamp may be, seconds; `None` is no bound.
+    pub max_age_sec: Option<f64>,
+}
+
+impl TimeWindow {
+    /// A window of `skew` seconds on both sides of `now`.
+    pub fn symmetric(skew: f64) -> Self {
+        TimeWindow {
+            future_skew_sec: skew,
+            max_age_sec: Some(skew),
+        }
+    }
+
+    /// The same window without the past bound (imports of old data).
+    pub fn without_past(self) -> Self {
+        TimeWindow {
+            max_age_sec: None,
+            ..self
+        }
+    }
+}
+
+/// Checks the timestamps of a decoded message against a [`TimeWindow`]
+/// around `now` (validation proper has no clock).
+pub trait CheckTimes {
+    /// Returns the first timestamp outside the window, naming the field.
+    fn check_times(&self, now: f64, window: &TimeWindow) -> Result<(), ValidationError>;
+}
+
+/// A timestamp (unix seconds) must lie within `window` around `now`.
+pub fn time_in_window(
+    field: &str,
+    t: f64,
+    now: f64,
+    window: &TimeWindow,
+) -> Result<(), ValidationError> {
+    finite(field, t)?;
+    let ahead = t - now;
+    if ahead > window.future_skew_sec {
+        return Err(ValidationError::OutOfRange {
+            field: field.to_string(),
+            rule: format!(
+                "at most {}s ahead of the receiver's clock ({now:.0}); it is {ahead:.0}s ahead",
+                window.future_skew_sec
+            ),
+            value: format!("{t}"),
+        });
+    }
+    if let Some(max_age) = window.max_age_sec {
+        if -ahead > max_age {
+            return Err(ValidationError::OutOfRange {
+                field: field.to_string(),
+                rule: format!(
+                    "at most {max_age}s behind the receiver's clock ({now:.0}); it is {:.0}s behind",
+                    -ahead
+                ),
+                value: format!("{t}"),
+            });
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn time_window_bounds_both_sides() {
+        let w = TimeWindow {
+            future_skew_sec: 300.0,
+            max_age_sec: Some(86_400.0),
+        };
+        let now = 1_000_000.0;
+        assert!(time_in_window("t", now + 299.0, now, &w).is_ok());
+        assert!(time_in_window("t", now - 86_000.0, now, &w).is_ok());
+        let e = time_in_window("t", 1e11, now, &w).unwrap_err();
+        assert_eq!(e.kind(), "out_of_range");
+        assert!(e.to_string().contains("ahead"), "{e}");
+        assert!(time_in_window("t", now - 90_000.0, now, &w).is_err());
+        assert!(time_in_window("t", now - 9e9, now, &w.without_past()).is_ok());
+        assert!(time_in_window("t", f64::NAN, now, &w).is_err());
+        assert!(time_in_window("t", now + 301.0, now, &TimeWindow::symmetric(300.0)).is_err());
+        assert!(time_in_window("t", now - 301.0, now, &TimeWindow::symmetric(300.0)).is_err());
+    }
+
     use super::*;
 
     #[test]

@@ -21,8 +21,10 @@ use super::history::{self, Pending};
 use super::host::{publish_state, Gauges, HostEntry};
 use super::host_table::{dirty_rows, mark_dirty, write_hosts};
 use super::metrics as m;
+use super::order::{self, Order};
 use super::views::ViewFilter;
 use super::{queries, Command, FleetHandle};
+use crate::ingest::metrics::STATS_MESSAGES;
 use crate::store::history::write::{run_writer, HistoryBatch};
 use crate::store::history::HistoryStore;
 use crate::store::hosts::HostRow;
@@ -258,14 +260,27 @@ impl Fleet {
             self.add_host(snap, at);
             return;
         };
-        if snap.seq < entry.snapshot.seq && snap.collected_at < entry.snapshot.collected_at {
-            // An old snapshot delivered late: keep the newer one.
-            metrics::counter!(m::STATS_OUT_OF_ORDER.name).increment(1);
-            return;
+        match order::place(&entry.snapshot, &snap) {
+            Order::Late => {
+                // An old snapshot delivered late: keep the newer one.
+                metrics::counter!(m::STATS_OUT_OF_ORDER.name).increment(1);
+                metrics::counter!(STATS_MESSAGES.name, "result" => "out_of_order").increment(1);
+                return;
+            }
+            Order::Next { gap } if gap > 0 => {
+                metrics::counter!(m::STATS_SEQ_GAPS.name).increment(gap);
+            }
+            Order::Next { .. } => {}
+            Order::Restart => {
+                tracing::info!(
+                    host = %snap.host_id,
+                    from = entry.snapshot.seq,
+                    to = snap.seq,
+                    "snapshot sequence restarted"
+                );
+            }
         }
-        if snap.seq > entry.snapshot.seq + 1 {
-            metrics::counter!(m::STATS_SEQ_GAPS.name).increment(snap.seq - entry.snapshot.seq - 1);
-        }
+        metrics::counter!(STATS_MESSAGES.name, "result" => "accepted").increment(1);
         let before = entry.quiet.state;
         entry.quiet = entry.tracker.observe(&snap, at);
         entry.snapshot = snap;
@@ -296,6 +311,7 @@ impl Fleet {
     }
 
     fn add_host(&mut self, snap: Box<SystemStatsSnapshot>, at: f64) {
+        metrics::counter!(STATS_MESSAGES.name, "result" => "accepted").increment(1);
         let host_id = snap.host_id.clone();
         let first_seen = *self.first_seen.entry(host_id.clone()).or_insert(at);
         let mut tracker = HostTracker::new(self.cfg.quiet.clone());

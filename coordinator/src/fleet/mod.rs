@@ -11,6 +11,7 @@ mod history;
 mod host;
 mod host_table;
 pub(crate) mod metrics;
+mod order;
 mod queries;
 pub mod views;
 

@@ -7,7 +7,7 @@ use metrics::Unit;
 /// Counter `{result}`: stats snapshots received.
 pub(crate) static STATS_MESSAGES: Metric = Metric::counter(
     "lull_stats_messages_total",
-    "Stats snapshots received, by result (accepted, dropped, bad_json, invalid, host_mismatch, too_large, bad_subject).",
+    "Stats snapshots received, by result (accepted, out_of_order, dropped, bad_json, invalid, host_mismatch, too_large, bad_subject).",
 );
 /// Histogram: collection-to-arrival delay of snapshots.
 pub(crate) static STATS_INGEST_LAG: Metric = Metric::histogram(
@@ -26,7 +26,7 @@ pub(crate) static AGENT_MESSAGES: Metric = Metric::counter(
 /// Counter `{kind,result}`: durable reports consumed.
 pub(crate) static REPORTS: Metric = Metric::counter(
     "lull_reports_total",
-    "Durable reports consumed, by kind (build, fatigue, worker, unknown) and result (accepted, invalid, retried).",
+    "Durable reports consumed, by kind (build, fatigue, worker, unknown) and result (accepted, invalid (timestamps outside the ingest window included), retried).",
 );
 /// Histogram: publication-to-consumption delay of reports.
 pub(crate) static REPORTS_INGEST_LAG: Metric = Metric::histogram(

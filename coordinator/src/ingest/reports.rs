@@ -13,6 +13,7 @@ use futures::StreamExt;
 use lull_common::runtime::now_unix;
 use lull_proto::msg::region::{BuildRecord, FatigueEventReport};
 use lull_proto::msg::worker::WorkerExecutionReport;
+use lull_proto::validate::{CheckTimes, TimeWindow};
 use lull_proto::{decode, Subjects, ValidationError};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -86,15 +87,21 @@ pub struct ConsumerConfig {
     pub ack_wait: Duration,
     /// Delay asked for when nak'ing after a failed commit.
     pub retry_delay: Duration,
+    /// Where a report's timestamps must lie around the coordinator's
+    /// clock (`ingest.reports_future_skew_sec`, `ingest.reports_max_age_days`).
+    pub times: TimeWindow,
 }
 
 /// Decodes one report by its subject: `<prefix>.report.<kind>.<key>`. The
-/// key must equal the record's region or worker name.
+/// key must equal the record's region or worker name, and its timestamps
+/// must lie within `times` around `now`.
 pub fn classify(
     subjects: &Subjects,
     subject: &str,
     payload: &[u8],
     max_payload: usize,
+    now: f64,
+    times: &TimeWindow,
 ) -> Result<Report, Rejection> {
     let (kind, key) = subjects
         .report_parts(subject)
@@ -111,6 +118,7 @@ pub fn classify(
             if r.region != key {
                 return Err(mismatch("region", &r.region));
             }
+            r.check_times(now, times)?;
             Ok(Report::Region(RegionReport::Build(Box::new(r))))
         }
         "fatigue" => {
@@ -118,6 +126,7 @@ pub fn classify(
             if r.region != key {
                 return Err(mismatch("region", &r.region));
             }
+            r.check_times(now, times)?;
             Ok(Report::Region(RegionReport::Fatigue(Box::new(r))))
         }
         "worker" => {
@@ -125,6 +134,7 @@ pub fn classify(
             if r.worker_name != key {
                 return Err(mismatch("worker_name", &r.worker_name));
             }
+            r.check_times(now, times)?;
             Ok(Report::Worker(Box::new(r)))
         }
         _ => Err(Rejection::BadSubject(subject.to_string())),
@@ -212,7 +222,14 @@ async fn process(
             metrics::histogram!(super::metrics::REPORTS_INGEST_LAG.name)
                 .record((now_unix() - published).max(0.0));
         }
-        match classify(subjects, m.subject.as_str(), &m.payload, max_payload) {
+        match classify(
+            subjects,
+            m.subject.as_str(),
+            &m.payload,
+            max_payload,
+            now_unix(),
+            &cfg.times,
+        ) {
             Ok(Report::Region(r)) => {
                 regions.0.push(r);
                 regions.1.push(m);
@@ -295,6 +312,51 @@ async fn deliver<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const TIMES: TimeWindow = TimeWindow {
+        future_skew_sec: 300.0,
+        max_age_sec: Some(400.0 * 86_400.0),
+    };
+
+    fn classify(s: &Subjects, subject: &str, body: &[u8], max: usize) -> Result<Report, Rejection> {
+        super::classify(s, subject, body, max, 1763026500.0, &TIMES)
+    }
+
+    #[test]
+    fn classify_rejects_timestamps_outside_the_window() {
+        let s = Subjects::default();
+        let mut fatigue = serde_json::json!({
+            "event_id": "e1", "region": "r1", "fatigue_reason": "x",
+            "fatigue_time": 1e11, "fatigue_duration_hours": 4, "fatigue_type": "FATIGUED"
+        });
+        let e = classify(
+            &s,
+            "lull.report.fatigue.r1",
+            &serde_json::to_vec(&fatigue).unwrap(),
+            1 << 16,
+        )
+        .unwrap_err();
+        assert_eq!(e.label(), "invalid");
+        assert!(e.to_string().contains("fatigue_time"), "{e}");
+        fatigue["fatigue_time"] = serde_json::json!(1763026500.0 - 401.0 * 86_400.0);
+        let e = classify(
+            &s,
+            "lull.report.fatigue.r1",
+            &serde_json::to_vec(&fatigue).unwrap(),
+            1 << 16,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("behind"), "{e}");
+        let run = lull_proto::msg::worker::example_report("x1", "w1", 1e11, 1000.0);
+        let e = classify(
+            &s,
+            "lull.report.worker.w1",
+            &serde_json::to_vec(&run).unwrap(),
+            1 << 16,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("started_at"), "{e}");
+    }
 
     #[test]
     fn classify_checks_subject_against_payload() {

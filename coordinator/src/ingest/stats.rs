@@ -1,10 +1,15 @@
 //! Stats ingest: subscribes to `lull.stats.*`, validates each snapshot
-//! (size, JSON, rules, subject host = payload host) and hands it to the
-//! fleet actor. Every message is counted in `lull_stats_messages_total{result}`.
+//! (size, JSON, rules, subject host = payload host, `collected_at` within
+//! `ingest.stats_clock_skew_sec` of the coordinator's clock) and hands it to
+//! the fleet actor. Every message is counted in
+//! `lull_stats_messages_total{result}`: rejections and `dropped` (the
+//! actor's queue is full) here, `accepted` and `out_of_order` by the actor
+//! once it has applied or ignored the snapshot.
 
 use futures::StreamExt;
 use lull_common::runtime::now_unix;
 use lull_proto::msg::stats::SystemStatsSnapshot;
+use lull_proto::validate::{CheckTimes, TimeWindow};
 use lull_proto::{decode, Subjects};
 use tokio_util::sync::CancellationToken;
 
@@ -12,12 +17,15 @@ use super::Rejection;
 use crate::fleet::FleetHandle;
 
 /// Checks one message: the subject names a host, the payload is a valid
-/// snapshot, and both name the same host.
+/// snapshot collected within `window` around `now`, and both name the
+/// same host.
 pub fn classify(
     subjects: &Subjects,
     subject: &str,
     payload: &[u8],
     max_payload: usize,
+    now: f64,
+    window: &TimeWindow,
 ) -> Result<SystemStatsSnapshot, Rejection> {
     let host = subjects
         .host_of_stats(subject)
@@ -29,6 +37,7 @@ pub fn classify(
             payload: snap.host_id,
         });
     }
+    snap.check_times(now, window)?;
     Ok(snap)
 }
 
@@ -38,6 +47,7 @@ pub async fn run(
     subjects: Subjects,
     fleet: FleetHandle,
     max_payload: usize,
+    window: TimeWindow,
     shutdown: CancellationToken,
 ) -> Result<(), async_nats::SubscribeError> {
     let mut sub = client.subscribe(subjects.stats_all()).await?;
@@ -46,15 +56,23 @@ pub async fn run(
             m = sub.next() => match m { Some(m) => m, None => break },
             _ = shutdown.cancelled() => break,
         };
-        let result = match classify(&subjects, msg.subject.as_str(), &msg.payload, max_payload) {
+        let now = now_unix();
+        let result = match classify(
+            &subjects,
+            msg.subject.as_str(),
+            &msg.payload,
+            max_payload,
+            now,
+            &window,
+        ) {
             Ok(snap) => {
-                let lag = now_unix() - snap.collected_at;
+                let lag = now - snap.collected_at;
                 metrics::histogram!(super::metrics::STATS_INGEST_LAG.name).record(lag.max(0.0));
-                if fleet.snapshot(snap, now_unix()) {
-                    "accepted"
-                } else {
-                    "dropped"
+                if fleet.snapshot(snap, now) {
+                    // Counted by the fleet actor (accepted or out_of_order).
+                    continue;
                 }
+                "dropped"
             }
             Err(rejection) => {
                 tracing::debug!(subject = %msg.subject, %rejection, "stats message rejected");
@@ -71,6 +89,35 @@ pub async fn run(
 mod tests {
     use super::*;
     use lull_proto::msg::stats::example_snapshot;
+
+    const W: TimeWindow = TimeWindow {
+        future_skew_sec: 300.0,
+        max_age_sec: Some(300.0),
+    };
+
+    fn classify(
+        s: &Subjects,
+        subject: &str,
+        payload: &[u8],
+        max: usize,
+    ) -> Result<SystemStatsSnapshot, Rejection> {
+        super::classify(s, subject, payload, max, 100.0, &W)
+    }
+
+    #[test]
+    fn rejects_a_snapshot_outside_the_clock_window() {
+        let s = Subjects::default();
+        for t in [1e11, 100.0 + 301.0] {
+            let snap = example_snapshot("web-1", u64::MAX, t);
+            let r = classify(&s, "lull.stats.web-1", &bytes(&snap), 1 << 16).unwrap_err();
+            assert_eq!(r.label(), "invalid");
+            assert!(r.to_string().contains("collected_at"), "{r}");
+        }
+        let snap = example_snapshot("web-1", 1, 0.0);
+        assert!(classify(&s, "lull.stats.web-1", &bytes(&snap), 1 << 16).is_ok());
+        let snap = example_snapshot("web-1", 1, 100.0 + 299.0);
+        assert!(classify(&s, "lull.stats.web-1", &bytes(&snap), 1 << 16).is_ok());
+    }
 
     fn bytes(s: &SystemStatsSnapshot) -> Vec<u8> {
         serde_json::to_vec(s).unwrap()

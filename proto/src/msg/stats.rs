@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ValidationError;
-use crate::validate::{self as v, Validate};
+use crate::validate::{self as v, CheckTimes, TimeWindow, Validate};
 
 /// Most disks, interfaces, processes, addons or errors in one snapshot.
 pub const MAX_LIST: usize = 256;
@@ -220,6 +220,12 @@ pub struct CollectorError {
     pub error: String,
 }
 
+impl CheckTimes for SystemStatsSnapshot {
+    fn check_times(&self, now: f64, window: &TimeWindow) -> Result<(), ValidationError> {
+        v::time_in_window("collected_at", self.collected_at, now, window)
+    }
+}
+
 impl Validate for SystemStatsSnapshot {
     fn validate(&self) -> Result<(), ValidationError> {
         v::subject_token("host_id", &self.host_id)?;
@@ -358,6 +364,45 @@ pub fn example_snapshot(host_id: &str, seq: u64, collected_at: f64) -> SystemSta
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_are_checked_against_the_window() {
+        use crate::msg::region::{BuildRecord, FatigueEventReport};
+        use crate::msg::worker::example_report;
+        use crate::validate::{CheckTimes, TimeWindow};
+        let now = 1_763_000_000.0;
+        let w = TimeWindow {
+            future_skew_sec: 300.0,
+            max_age_sec: Some(400.0 * 86_400.0),
+        };
+        assert!(example_snapshot("h", 1, now).check_times(now, &w).is_ok());
+        let e = example_snapshot("h", 1, 1e11)
+            .check_times(now, &w)
+            .unwrap_err();
+        assert!(e.to_string().contains("collected_at"), "{e}");
+        let fatigue: FatigueEventReport = serde_json::from_value(serde_json::json!({
+            "event_id": "e1", "region": "r", "fatigue_reason": "x",
+            "fatigue_time": 1e11, "fatigue_type": "FATIGUED"
+        }))
+        .unwrap();
+        assert!(fatigue.check_times(now, &w).is_err());
+        assert!(fatigue.check_times(1e11, &w).is_ok());
+        let build: BuildRecord = serde_json::from_value(serde_json::json!({
+            "timestamp": now - 1000.0 * 86_400.0, "build_id": "b1", "region": "r",
+            "success": true, "duration_minutes": 5.0,
+            "fatigues": [{"fatigue_reason": "x", "fatigue_time": now + 1e6}]
+        }))
+        .unwrap();
+        let e = build.check_times(now, &w).unwrap_err();
+        assert!(e.to_string().contains("timestamp"), "{e}");
+        let e = build.check_times(now, &w.without_past()).unwrap_err();
+        assert!(e.to_string().contains("fatigues[0].fatigue_time"), "{e}");
+        let run = example_report("x1", "w", 1e11, 1000.0);
+        assert!(run.check_times(now, &w).is_err());
+        assert!(example_report("x1", "w", now - 60.0, 1000.0)
+            .check_times(now, &w)
+            .is_ok());
+    }
     use crate::validate::{decode, DEFAULT_MAX_PAYLOAD};
 
     fn encode(s: &SystemStatsSnapshot) -> Vec<u8> {

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::limits::{MAX_BUILD_SECONDS, MAX_FATIGUES_PER_BUILD, MAX_FATIGUE_HOURS, MAX_USD};
 use super::whole;
 use crate::error::ValidationError;
-use crate::validate::{self as v, Validate};
+use crate::validate::{self as v, CheckTimes, TimeWindow, Validate};
 
 /// Severity of a fatigue event (seed 000): FATIGUED (4 h) or EXHAUSTED (24 h).
 #[derive(
@@ -247,6 +247,21 @@ fn minutes_of(minutes: Option<f64>, seconds: Option<f64>) -> f64 {
     minutes.or_else(|| seconds.map(|s| s / 60.0)).unwrap_or(0.0)
 }
 
+impl CheckTimes for BuildRecord {
+    fn check_times(&self, now: f64, window: &TimeWindow) -> Result<(), ValidationError> {
+        v::time_in_window("timestamp", self.timestamp, now, window)?;
+        for (i, f) in self.fatigues.iter().enumerate() {
+            v::time_in_window(
+                &format!("fatigues[{i}].fatigue_time"),
+                f.fatigue_time,
+                now,
+                window,
+            )?;
+        }
+        Ok(())
+    }
+}
+
 impl Validate for BuildRecord {
     fn validate(&self) -> Result<(), ValidationError> {
         v::subject_token("region", &self.region)?;
@@ -292,6 +307,12 @@ impl FatigueEventReport {
             fatigue_duration_hours: self.fatigue_duration_hours,
             fatigue_type: self.fatigue_type,
         }
+    }
+}
+
+impl CheckTimes for FatigueEventReport {
+    fn check_times(&self, now: f64, window: &TimeWindow) -> Result<(), ValidationError> {
+        v::time_in_window("fatigue_time", self.fatigue_time, now, window)
     }
 }
 

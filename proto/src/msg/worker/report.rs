@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ValidationError;
-use crate::validate::{self as v, Validate};
+use crate::validate::{self as v, CheckTimes, TimeWindow, Validate};
 
 /// Most entries of `missing_fields` and `null_field_counts`.
 pub const MAX_FIELD_LIST: usize = 256;
@@ -20,6 +20,10 @@ pub const MAX_CUSTOM_METRICS: usize = 128;
 
 /// Longest accepted run, in milliseconds (30 days).
 pub const MAX_DURATION_MS: f64 = 30.0 * 86_400.0 * 1000.0;
+
+/// Largest accepted age or TTL in seconds (`*_age_seconds`,
+/// `cache_ttl_seconds`): 10 years.
+pub const MAX_AGE_SECONDS: f64 = 10.0 * 365.0 * 86_400.0;
 
 /// Default `limit` of `workers.executions`.
 pub const DEFAULT_EXECUTIONS_LIMIT: u32 = 20;
@@ -247,6 +251,13 @@ pub struct ResourceMetrics {
     pub redis_operations: Option<i64>,
 }
 
+impl CheckTimes for WorkerExecutionReport {
+    fn check_times(&self, now: f64, window: &TimeWindow) -> Result<(), ValidationError> {
+        v::time_in_window("started_at", self.started_at, now, window)?;
+        v::time_in_window("completed_at", self.completed_at, now, window)
+    }
+}
+
 impl Validate for WorkerExecutionReport {
     fn validate(&self) -> Result<(), ValidationError> {
         v::id("execution_id", &self.execution_id)?;
@@ -263,6 +274,14 @@ impl Validate for WorkerExecutionReport {
                 value: format!("{}", self.completed_at),
             });
         }
+        let span = self.completed_at - self.started_at;
+        if span > MAX_DURATION_MS / 1000.0 {
+            return Err(ValidationError::OutOfRange {
+                field: "completed_at".into(),
+                rule: format!("at most {}s after started_at", MAX_DURATION_MS / 1000.0),
+                value: format!("{}", self.completed_at),
+            });
+        }
         v::range("duration_ms", self.duration_ms, 0.0, MAX_DURATION_MS)?;
         v::text_opt(
             "error_message",
@@ -271,7 +290,12 @@ impl Validate for WorkerExecutionReport {
         )?;
         self.data_verification.validate()?;
         self.resource_metrics.validate()?;
-        v::non_negative_opt("upstream_data_age_seconds", self.upstream_data_age_seconds)?;
+        v::range_opt(
+            "upstream_data_age_seconds",
+            self.upstream_data_age_seconds,
+            0.0,
+            MAX_AGE_SECONDS,
+        )?;
         v::count_opt(
             "downstream_consumers_waiting",
             self.downstream_consumers_waiting,
@@ -317,7 +341,7 @@ impl Validate for DataVerification {
             ("cache_ttl_seconds", self.cache_ttl_seconds),
         ];
         for (name, value) in seconds {
-            v::non_negative_opt(&format!("{P}{name}"), value)?;
+            v::range_opt(&format!("{P}{name}"), value, 0.0, MAX_AGE_SECONDS)?;
         }
         v::max_items(
             &format!("{P}missing_fields"),
