@@ -13,7 +13,7 @@ use deadpool_postgres::Pool;
 use lull_common::runtime::now_unix;
 use lull_proto::msg::hosts::{AgentStatus, BlockReply, QuietState};
 use lull_proto::msg::stats::SystemStatsSnapshot;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -24,6 +24,7 @@ use super::metrics as m;
 use super::order::{self, Order};
 use super::views::ViewFilter;
 use super::{queries, Command, FleetHandle};
+use crate::handoff::Views;
 use crate::ingest::metrics::STATS_MESSAGES;
 use crate::store::history::write::{run_writer, HistoryBatch};
 use crate::store::history::HistoryStore;
@@ -66,7 +67,7 @@ struct Fleet {
     /// Hosts whose lease view changed since the last push.
     changed: HashSet<String>,
     /// Where host views go (the lease book), if anywhere.
-    views: Option<mpsc::Sender<Vec<HostView>>>,
+    views: Option<mpsc::Sender<Views>>,
     blocks: Blocks,
     pending: Pending,
 }
@@ -80,7 +81,7 @@ pub fn spawn(
     cfg: FleetConfig,
     pool: Option<Pool>,
     known: Vec<HostRow>,
-    views: Option<mpsc::Sender<Vec<HostView>>>,
+    views: Option<mpsc::Sender<Views>>,
     shutdown: CancellationToken,
 ) -> (FleetHandle, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(cfg.queue.max(16));
@@ -210,11 +211,15 @@ impl Fleet {
                     "block set"
                 );
                 self.refresh_blocked(now);
-                let _ = reply.send(BlockReply {
-                    ok: true,
-                    changed,
-                    blocks: self.blocks.list(now),
-                });
+                let applied = self.push_views_now(now);
+                let _ = reply.send((
+                    BlockReply {
+                        ok: true,
+                        changed,
+                        blocks: self.blocks.list(now),
+                    },
+                    applied,
+                ));
             }
             Command::Unblock(target, reply) => {
                 let now = now_unix();
@@ -225,11 +230,15 @@ impl Fleet {
                     "block lifted"
                 );
                 self.refresh_blocked(now);
-                let _ = reply.send(BlockReply {
-                    ok: true,
-                    changed,
-                    blocks: self.blocks.list(now),
-                });
+                let applied = self.push_views_now(now);
+                let _ = reply.send((
+                    BlockReply {
+                        ok: true,
+                        changed,
+                        blocks: self.blocks.list(now),
+                    },
+                    applied,
+                ));
             }
             Command::Blocks(reply) => {
                 let _ = reply.send(self.blocks.list(now_unix()));
@@ -239,11 +248,15 @@ impl Fleet {
                 let changed = self.blocks != blocks;
                 self.blocks = blocks;
                 self.refresh_blocked(now);
-                let _ = reply.send(BlockReply {
-                    ok: true,
-                    changed,
-                    blocks: self.blocks.list(now),
-                });
+                let applied = self.push_views_now(now);
+                let _ = reply.send((
+                    BlockReply {
+                        ok: true,
+                        changed,
+                        blocks: self.blocks.list(now),
+                    },
+                    applied,
+                ));
             }
             Command::HealthFacts(reply) => {
                 let _ = reply.send(queries::health_facts(&self.hosts));
@@ -472,6 +485,37 @@ impl Fleet {
         permit.send(batch);
     }
 
+    /// Sends the views of changed hosts to the lease book now (an operator
+    /// change): the receiver is answered once the book has them. Waits for
+    /// room in the queue on a task of its own, never in the actor.
+    fn push_views_now(&mut self, now: f64) -> Option<oneshot::Receiver<()>> {
+        let tx = self.views.clone()?;
+        let views: Vec<HostView> = self
+            .changed
+            .drain()
+            .filter_map(|id| {
+                let e = self.hosts.get_mut(&id)?;
+                e.pushed = Some((now, e.signals(now)));
+                Some(e.view(&id, &self.blocks, now))
+            })
+            .collect();
+        let (ack, applied) = oneshot::channel();
+        let update = Views {
+            views,
+            applied: Some(ack),
+        };
+        match tx.try_send(update) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(update)) => {
+                tokio::spawn(async move {
+                    let _ = tx.send(update).await;
+                });
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return None,
+        }
+        Some(applied)
+    }
+
     /// Sends the views of changed hosts to the lease book. When its queue
     /// is full the hosts stay marked and go with the next push.
     fn push_views(&mut self, now: f64) {
@@ -487,7 +531,13 @@ impl Fleet {
             .iter()
             .filter_map(|id| self.hosts.get(id).map(|e| e.view(id, &self.blocks, now)))
             .collect();
-        if tx.try_send(views).is_ok() {
+        if tx
+            .try_send(Views {
+                views,
+                applied: None,
+            })
+            .is_ok()
+        {
             for id in self.changed.drain() {
                 if let Some(e) = self.hosts.get_mut(&id) {
                     e.pushed = Some((now, e.signals(now)));
@@ -523,6 +573,23 @@ mod tests {
         HistoryStore::new(pool, cfg, std::sync::Arc::new(QuietConfig::default()))
     }
 
+    /// Plays the lease book: confirms every update at once and hands its
+    /// views to the test.
+    fn book(mut rx: mpsc::Receiver<Views>) -> mpsc::Receiver<Vec<HostView>> {
+        let (tx, out) = mpsc::channel(64);
+        tokio::spawn(async move {
+            while let Some(u) = rx.recv().await {
+                if let Some(a) = u.applied {
+                    let _ = a.send(());
+                }
+                if tx.send(u.views).await.is_err() {
+                    return;
+                }
+            }
+        });
+        out
+    }
+
     async fn next_view(rx: &mut mpsc::Receiver<Vec<HostView>>, host: &str) -> HostView {
         loop {
             let batch = tokio::time::timeout(Duration::from_secs(5), rx.recv())
@@ -537,7 +604,8 @@ mod tests {
 
     #[tokio::test]
     async fn blocks_and_forecasts_reach_the_lease_views_and_the_list() {
-        let (vtx, mut vrx) = mpsc::channel(64);
+        let (vtx, vrx) = mpsc::channel(64);
+        let mut vrx = book(vrx);
         let stop = CancellationToken::new();
         let (fleet, task) = spawn(config(None), None, vec![], Some(vtx), stop.clone());
         let now = now_unix();

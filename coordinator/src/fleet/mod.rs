@@ -52,13 +52,13 @@ pub enum Command {
     /// `hosts.get`.
     Get(String, oneshot::Sender<Option<HostDetail>>),
     /// Set (or replace) a block (already persisted).
-    Block(Target, Block, oneshot::Sender<BlockReply>),
+    Block(Target, Block, oneshot::Sender<Applied<BlockReply>>),
     /// Lift a block (already persisted).
-    Unblock(Target, oneshot::Sender<BlockReply>),
+    Unblock(Target, oneshot::Sender<Applied<BlockReply>>),
     /// The blocks in force.
     Blocks(oneshot::Sender<Vec<BlockInfo>>),
     /// Replace every block (already persisted).
-    ReplaceBlocks(Blocks, oneshot::Sender<BlockReply>),
+    ReplaceBlocks(Blocks, oneshot::Sender<Applied<BlockReply>>),
     /// Per-host facts of the health rollup.
     HealthFacts(oneshot::Sender<Vec<HostFacts>>),
     /// Unwritten quiet samples and the open streak of a host (`None` when
@@ -67,6 +67,23 @@ pub enum Command {
     /// Fresh forecast hints: the next predicted quiet window's start per
     /// host (hosts not listed have none).
     Forecasts(Vec<(String, Option<f64>)>),
+}
+
+/// A reply, and the signal that the lease book has the views it changed
+/// (`None` when there is no book).
+pub type Applied<T> = (T, Option<oneshot::Receiver<()>>);
+
+/// How long an operator change waits for the lease book to take its views.
+const APPLY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Waits (bounded) until the lease book has the views of a change.
+async fn in_force<T>((reply, applied): Applied<T>) -> T {
+    if let Some(a) = applied {
+        if tokio::time::timeout(APPLY_WAIT, a).await.is_err() {
+            tracing::warn!("the lease book did not confirm a block change in time");
+        }
+    }
+    reply
 }
 
 /// The fleet actor is gone (shutting down).
@@ -122,20 +139,22 @@ impl FleetHandle {
         self.ask(|tx| Command::Get(host_id, tx)).await
     }
 
-    /// Applies a block that is already persisted; replies with every block.
+    /// Applies a block that is already persisted; replies with every block
+    /// once the lease book decides with it.
     pub async fn block(&self, target: Target, block: Block) -> Result<BlockReply, FleetGone> {
-        self.ask(|tx| Command::Block(target, block, tx)).await
+        Ok(in_force(self.ask(|tx| Command::Block(target, block, tx)).await?).await)
     }
 
-    /// Lifts a block that is already deleted from storage.
+    /// Lifts a block that is already deleted from storage; replies once the
+    /// lease book decides without it.
     pub async fn unblock(&self, target: Target) -> Result<BlockReply, FleetGone> {
-        self.ask(|tx| Command::Unblock(target, tx)).await
+        Ok(in_force(self.ask(|tx| Command::Unblock(target, tx)).await?).await)
     }
 
     /// Replaces every block with `blocks` (as stored), as a new leader does
     /// before it decides.
     pub async fn replace_blocks(&self, blocks: Blocks) -> Result<BlockReply, FleetGone> {
-        self.ask(|tx| Command::ReplaceBlocks(blocks, tx)).await
+        Ok(in_force(self.ask(|tx| Command::ReplaceBlocks(blocks, tx)).await?).await)
     }
 
     /// The blocks in force.

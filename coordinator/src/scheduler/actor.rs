@@ -26,6 +26,7 @@ use super::audit::{self, AuditConfig, AuditSink};
 use super::events::{self, EventSink};
 use super::follow::{Follower, Inbound, KeyLoader};
 use super::replica::{RecordBuf, SealKey, SnapshotBody};
+use crate::handoff::Views;
 use crate::leader::Leadership;
 use crate::scheduler::endpoints::{handle, status, DecisionLabels, LeaseOp};
 use crate::service::{encode_reply, Meter, Request};
@@ -69,7 +70,7 @@ pub struct SchedulerIo {
     /// this instance's own queue group).
     pub group: async_nats::service::Group,
     /// Host views pushed by the fleet.
-    pub views: mpsc::Receiver<Vec<HostView>>,
+    pub views: mpsc::Receiver<Views>,
     /// Where lease events and replication records are published.
     pub client: async_nats::Client,
     /// Subject names.
@@ -171,7 +172,7 @@ async fn next_request(lead: &mut Option<Lead>) -> Option<(LeaseOp, Request)> {
 impl Actor {
     async fn run(
         mut self,
-        mut views: mpsc::Receiver<Vec<HostView>>,
+        mut views: mpsc::Receiver<Views>,
         cfg: SchedulerConfig,
         shutdown: CancellationToken,
     ) {
@@ -324,16 +325,21 @@ impl Actor {
         );
     }
 
-    async fn on_views(&mut self, v: Vec<HostView>) {
-        for view in &v {
+    /// Takes host views from the fleet (kept in both roles), and answers
+    /// an operator change once the book decides with them.
+    async fn on_views(&mut self, update: Views) {
+        let Views { views, applied } = update;
+        for view in &views {
             self.latest_views.insert(view.host_id.clone(), view.clone());
         }
-        if !self.still_leading() {
-            return;
+        if self.still_leading() {
+            if let Some(l) = self.lead.as_mut() {
+                let fx = l.book.on_hosts_changed(views, now_unix());
+                self.emit(fx).await;
+            }
         }
-        if let Some(l) = self.lead.as_mut() {
-            let fx = l.book.on_hosts_changed(v, now_unix());
-            self.emit(fx).await;
+        if let Some(a) = applied {
+            let _ = a.send(());
         }
     }
 

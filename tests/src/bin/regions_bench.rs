@@ -143,7 +143,11 @@ async fn start_coordinator(infra: &Infra, cfg: &Config) -> anyhow::Result<Servic
     if let Some(b) = cfg.batch {
         env.push(("LULL_INGEST__REPORTS_BATCH".into(), b.to_string()));
     }
-    let svc = Service::builder("lull-coordinator").envs(env).start()?;
+    // The generated builds carry fixed 2025 dates: no past bound on them.
+    let svc = Service::builder("lull-coordinator")
+        .envs(env)
+        .env("LULL_INGEST__REPORTS_MAX_AGE_DAYS", "0")
+        .start()?;
     let client = infra.nats.connect().await?;
     let up = wait_until(Duration::from_secs(600), || {
         let client = client.clone();
