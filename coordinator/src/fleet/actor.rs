@@ -210,16 +210,7 @@ impl Fleet {
                     changed,
                     "block set"
                 );
-                self.refresh_blocked(now);
-                let applied = self.push_views_now(now);
-                let _ = reply.send((
-                    BlockReply {
-                        ok: true,
-                        changed,
-                        blocks: self.blocks.list(now),
-                    },
-                    applied,
-                ));
+                let _ = reply.send(self.blocks_changed(changed, now));
             }
             Command::Unblock(target, reply) => {
                 let now = now_unix();
@@ -229,16 +220,7 @@ impl Fleet {
                     changed,
                     "block lifted"
                 );
-                self.refresh_blocked(now);
-                let applied = self.push_views_now(now);
-                let _ = reply.send((
-                    BlockReply {
-                        ok: true,
-                        changed,
-                        blocks: self.blocks.list(now),
-                    },
-                    applied,
-                ));
+                let _ = reply.send(self.blocks_changed(changed, now));
             }
             Command::Blocks(reply) => {
                 let _ = reply.send(self.blocks.list(now_unix()));
@@ -247,16 +229,7 @@ impl Fleet {
                 let now = now_unix();
                 let changed = self.blocks != blocks;
                 self.blocks = blocks;
-                self.refresh_blocked(now);
-                let applied = self.push_views_now(now);
-                let _ = reply.send((
-                    BlockReply {
-                        ok: true,
-                        changed,
-                        blocks: self.blocks.list(now),
-                    },
-                    applied,
-                ));
+                let _ = reply.send(self.blocks_changed(changed, now));
             }
             Command::HealthFacts(reply) => {
                 let _ = reply.send(queries::health_facts(&self.hosts));
@@ -483,6 +456,22 @@ impl Fleet {
         let batch = self.take_batch(now);
         store.shared.db.queued(now);
         permit.send(batch);
+    }
+
+    /// After an operator change to the blocks: flags and gauges follow, the
+    /// changed views go to the lease book at once, and the reply waits for
+    /// the book's confirmation.
+    fn blocks_changed(&mut self, changed: bool, now: f64) -> super::Applied<BlockReply> {
+        self.refresh_blocked(now);
+        let applied = self.push_views_now(now);
+        (
+            BlockReply {
+                ok: true,
+                changed,
+                blocks: self.blocks.list(now),
+            },
+            applied,
+        )
     }
 
     /// Sends the views of changed hosts to the lease book now (an operator
