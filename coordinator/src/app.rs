@@ -9,7 +9,7 @@ use async_nats::jetstream;
 use lull_proto::Subjects;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::CoordinatorConfig;
+use crate::config::{secs, CoordinatorConfig};
 use crate::{endpoints, fleet, ingest, scheduler, service, store};
 use lull_engine::lease;
 
@@ -350,17 +350,9 @@ fn key_loader(pool: &deadpool_postgres::Pool, cfg: &CoordinatorConfig) -> schedu
             let keys = store::leases::load_keys(&pool, &fresh, now, None, keep)
                 .await
                 .context("loading the lease signing keys")?;
-            Ok(keys
-                .keys_hex
-                .iter()
-                .filter_map(|h| scheduler::replica::SealKey::from_hex(h))
-                .collect())
+            Ok(scheduler::replica::SealKey::all_from_hex(&keys.keys_hex))
         })
     })
-}
-
-fn secs(s: f64) -> Duration {
-    Duration::from_secs_f64(s.max(0.001))
 }
 
 /// Builds the lease book: the signing key comes from the database (created
@@ -372,9 +364,6 @@ async fn open_book(
     cfg: &CoordinatorConfig,
     epoch: u64,
 ) -> anyhow::Result<(lease::Book, Vec<scheduler::replica::SealKey>)> {
-    cfg.lease
-        .validate()
-        .context("invalid [lease] configuration")?;
     let now = lull_common::runtime::now_unix();
     let fresh = hex::encode(rand::random::<[u8; 32]>());
     let days = |d: f64| d * 86_400.0;
@@ -401,11 +390,7 @@ async fn open_book(
             "rotated the lease signing key; older tokens are swapped on their next heartbeat"
         );
     }
-    let seal = keys
-        .keys_hex
-        .iter()
-        .filter_map(|h| scheduler::replica::SealKey::from_hex(h))
-        .collect();
+    let seal = scheduler::replica::SealKey::all_from_hex(&keys.keys_hex);
     // Ids carry the epoch, so no two leaderships can mint the same id.
     let mut book = lease::Book::new(cfg.lease.clone(), key, format!("L{epoch}"), now);
     book.add_previous_keys(previous);

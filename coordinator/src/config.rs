@@ -8,6 +8,11 @@ use std::net::SocketAddr;
 use lull_common::config::{CommonArgs, CommonConfig, Secret};
 use serde::{Deserialize, Serialize};
 
+/// A duration setting in seconds, at least a millisecond.
+pub fn secs(s: f64) -> std::time::Duration {
+    std::time::Duration::from_secs_f64(s.max(0.001))
+}
+
 /// Everything the coordinator can be told.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]

@@ -9,7 +9,6 @@
 //! this instance's own queue group.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use lull_common::runtime::now_unix;
@@ -17,7 +16,7 @@ use lull_engine::quiet::blocks::Blocks;
 use lull_proto::Subjects;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::CoordinatorConfig;
+use crate::config::{secs, CoordinatorConfig};
 use crate::executions::WorkersHandle;
 use crate::fleet::FleetHandle;
 use crate::store::history::HistoryStore;
@@ -46,10 +45,6 @@ pub struct Duties {
     /// The process is shutting down: the last leader keeps writing its
     /// final history (open streaks) until the fleet has flushed.
     pub shutdown: CancellationToken,
-}
-
-fn secs(s: f64) -> Duration {
-    Duration::from_secs_f64(s.max(0.001))
 }
 
 impl Duties {
@@ -148,9 +143,6 @@ async fn start_regions(
     batches: tokio::sync::mpsc::Receiver<crate::handoff::Batch<builds::RegionReport>>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<(builds::RegionsHandle, tokio::task::JoinHandle<()>)> {
-    cfg.regions
-        .validate()
-        .context("invalid [regions] configuration")?;
     let loaded = builds::load(pool, &cfg.regions)
         .await
         .context("loading the region aggregates")?;
@@ -174,9 +166,6 @@ async fn start_workers(
     >,
     shutdown: CancellationToken,
 ) -> anyhow::Result<(executions::WorkersHandle, tokio::task::JoinHandle<()>)> {
-    cfg.workers
-        .validate()
-        .context("invalid [workers] configuration")?;
     let engine = std::sync::Arc::new(cfg.workers.clone());
     let loaded = executions::load(pool, &engine)
         .await

@@ -163,17 +163,12 @@ async fn lead(
         )
         .await?;
     let epoch = u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
-    let since = Instant::now();
     let mut deadline = sent + cfg.ttl.saturating_sub(cfg.margin);
     if Instant::now() >= deadline {
         // The takeover itself took longer than the TTL allows.
         return Ok(Some(Loss::DeadlinePassed));
     }
-    let _ = tx.send(Role::Leader {
-        epoch,
-        deadline,
-        since,
-    });
+    let _ = tx.send(Role::Leader { epoch, deadline });
     m::set_role(true, epoch);
     m::changed("elected");
     tracing::info!(epoch, instance = %cfg.instance, "elected leader");

@@ -28,8 +28,6 @@ pub enum Role {
         epoch: u64,
         /// After this instant nothing may be decided as leader.
         deadline: Instant,
-        /// When this leadership began.
-        since: Instant,
     },
 }
 
@@ -62,24 +60,9 @@ impl Leadership {
         }
     }
 
-    /// A handle that always leads in epoch 1 (tests and tools).
-    pub fn always(instance: &str) -> (Self, watch::Sender<Role>) {
-        let (tx, rx) = watch::channel(Role::Leader {
-            epoch: 1,
-            deadline: Instant::now() + std::time::Duration::from_secs(86_400 * 365),
-            since: Instant::now(),
-        });
-        (Leadership::new(rx, instance), tx)
-    }
-
     /// This instance's id.
     pub fn instance(&self) -> &str {
         &self.instance
-    }
-
-    /// The current role.
-    pub fn role(&self) -> Role {
-        self.rx.borrow().clone()
     }
 
     /// The epoch if this instance leads now (deadline checked).

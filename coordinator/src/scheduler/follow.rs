@@ -152,51 +152,29 @@ impl Follower {
         }
     }
 
-    async fn open_checked<T: for<'de> serde::Deserialize<'de>>(
+    /// Opens a message with `open`; on a MAC that does not verify, reloads
+    /// the keys (rate-limited: perhaps a new key) and tries once more.
+    /// Failures are counted and give `None`.
+    async fn open_checked<T>(
         &mut self,
         payload: &[u8],
+        open: fn(&[u8], &[SealKey]) -> Result<T, ReplicaError>,
     ) -> Option<T> {
-        match open::<T>(payload, &self.keys) {
-            Ok(b) => Some(b),
-            Err(ReplicaError::BadMac) => {
-                // Perhaps a new key: reload (rate-limited) and retry once.
-                self.reload_keys().await;
-                match open::<T>(payload, &self.keys) {
-                    Ok(b) => Some(b),
-                    Err(e) => {
-                        super::metrics::replica_message(e.label());
-                        None
-                    }
-                }
-            }
-            Err(e) => {
-                super::metrics::replica_message(e.label());
-                None
-            }
+        let mut r = open(payload, &self.keys);
+        if matches!(r, Err(ReplicaError::BadMac)) {
+            self.reload_keys().await;
+            r = open(payload, &self.keys);
         }
+        r.map_err(|e| super::metrics::replica_message(e.label()))
+            .ok()
     }
 
     async fn on_record(&mut self, payload: &[u8]) {
         if payload.starts_with(b"barrier:") {
             return;
         }
-        let body = match open_record(payload, &self.keys) {
-            Ok(b) => b,
-            Err(ReplicaError::BadMac) => {
-                // Perhaps a new key: reload (rate-limited) and retry once.
-                self.reload_keys().await;
-                match open_record(payload, &self.keys) {
-                    Ok(b) => b,
-                    Err(e) => {
-                        super::metrics::replica_message(e.label());
-                        return;
-                    }
-                }
-            }
-            Err(e) => {
-                super::metrics::replica_message(e.label());
-                return;
-            }
+        let Some(body) = self.open_checked(payload, open_record).await else {
+            return;
         };
         if self.syncing && self.buffer.len() < BUFFER_MAX {
             self.buffer.push(body.clone());
@@ -215,7 +193,7 @@ impl Follower {
 
     async fn on_snapshot(&mut self, payload: &[u8]) {
         self.syncing = false;
-        let Some(snap) = self.open_checked::<SnapshotBody>(payload).await else {
+        let Some(snap) = self.open_checked(payload, open::<SnapshotBody>).await else {
             return;
         };
         let (epoch, seq) = (snap.epoch, snap.seq);

@@ -115,6 +115,15 @@ impl SealKey {
         hex::decode(lease_key_hex).ok().map(|b| SealKey::derive(&b))
     }
 
+    /// The seal keys of lease keys in hex, in their order (unreadable ones
+    /// are skipped).
+    pub fn all_from_hex(lease_keys_hex: &[String]) -> Vec<SealKey> {
+        lease_keys_hex
+            .iter()
+            .filter_map(|h| SealKey::from_hex(h))
+            .collect()
+    }
+
     fn mac(&self, body: &str) -> HmacSha256 {
         self.mac_bytes(body.as_bytes())
     }
