@@ -157,8 +157,8 @@ async fn lead(
     let sent = Instant::now();
     let row = client
         .query_one(
-            "UPDATE lull_leader SET epoch = epoch + 1, holder = $1, elected_at = now(), \
-             renewed_at = now() WHERE id = 1 RETURNING epoch",
+            "UPDATE lull_leader SET epoch = epoch + 1, holder = $1, elected_at = now() \
+             WHERE id = 1 RETURNING epoch",
             &[&cfg.instance],
         )
         .await?;

@@ -6,7 +6,6 @@ CREATE TABLE IF NOT EXISTS lull_leader (
     id          smallint PRIMARY KEY DEFAULT 1 CHECK (id = 1),
     epoch       bigint NOT NULL DEFAULT 0,
     holder      text NOT NULL DEFAULT '',
-    elected_at  timestamptz,
-    renewed_at  timestamptz
+    elected_at  timestamptz
 );
 INSERT INTO lull_leader (id) VALUES (1) ON CONFLICT (id) DO NOTHING;
