@@ -71,8 +71,42 @@ pub struct Ctx {
     pub timeout: Duration,
 }
 
+/// Exit code of any failure but "could not ask" ([`run::EXIT_UNAVAILABLE`]).
+const EXIT_FAILURE: i32 = 1;
+
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> anyhow::Result<()> {
+async fn main() {
+    let code = match run_cli().await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("lullctl: error: {e:#}");
+            exit_code_of(&e)
+        }
+    };
+    std::process::exit(code);
+}
+
+/// The exit code for a failed command: [`run::EXIT_UNAVAILABLE`] when the cause
+/// is that nothing could be asked, else [`EXIT_FAILURE`].
+fn exit_code_of(e: &anyhow::Error) -> i32 {
+    let unreachable = e.downcast_ref::<Unreachable>().is_some()
+        || e.chain().any(|c| {
+            c.downcast_ref::<lull_client::request::RequestError>()
+                .is_some_and(|r| r.code() == Some(lull_proto::error::ErrorCode::Unavailable))
+        });
+    if unreachable {
+        run::EXIT_UNAVAILABLE
+    } else {
+        EXIT_FAILURE
+    }
+}
+
+/// NATS could not be reached at start.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot reach NATS at {0}")]
+struct Unreachable(String);
+
+async fn run_cli() -> anyhow::Result<i32> {
     let cli = Cli::parse();
     let defaults = CommonConfig::default();
     let cfg: CommonConfig =
@@ -80,12 +114,12 @@ async fn main() -> anyhow::Result<()> {
             .context("loading configuration")?;
     if cli.common.print_config {
         print!("{}", lull_common::config::render(&cfg));
-        return Ok(());
+        return Ok(0);
     }
     lull_common::runtime::init_logging("warn", cfg.log_format);
     let client = lull_client::connect::connect(&cfg.nats(), "lullctl", false)
         .await
-        .context("connecting to NATS")?;
+        .context(Unreachable(cfg.nats_url.clone()))?;
     let ctx = Ctx {
         client,
         subjects: Subjects::new(&cfg.subject_prefix),
@@ -105,5 +139,5 @@ async fn main() -> anyhow::Result<()> {
         Command::Report(a) => report::run(&ctx, a).await?,
     };
     let _ = ctx.client.flush().await;
-    std::process::exit(code);
+    Ok(code)
 }

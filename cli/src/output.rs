@@ -15,7 +15,7 @@ pub async fn call<B: Serialize, R: DeserializeOwned>(
     let subject = ctx.subjects.endpoint(endpoint);
     lull_client::request::request(&ctx.client, subject, body, ctx.timeout)
         .await
-        .map_err(|e| anyhow::anyhow!("{endpoint}: {e}"))
+        .map_err(|e| anyhow::Error::new(e).context(endpoint.to_string()))
 }
 
 /// Prints a value as pretty JSON.

@@ -44,7 +44,9 @@ impl LeaseClient {
     /// parked in the coordinator's queue and the grant arrives as a
     /// `GRANTED` event (on the deadline the queued request is cancelled);
     /// otherwise the request is repeated, waiting `retry_after_sec` (plus
-    /// jitter) between attempts.
+    /// jitter) between attempts. Running out of time ends in
+    /// [`AcquireError::TimedOut`] with the last denial, or, when the last
+    /// attempt reached no coordinator, in that [`AcquireError::Request`].
     pub async fn acquire_wait(
         &self,
         req: HeavyLeaseRequest,
@@ -70,7 +72,6 @@ impl LeaseClient {
         req.validate()?;
         let until = Instant::now() + deadline;
         let use_queue = req.wait;
-        let mut last: Option<Denial> = None;
         let mut attempts: u32 = 0;
         loop {
             if cancel.is_cancelled() {
@@ -94,19 +95,18 @@ impl LeaseClient {
                     let d = plan::transport_denial(&e.to_string());
                     tracing::debug!(error = %e, "lease request failed; will retry");
                     if remaining <= 0.0 {
-                        return Err(AcquireError::TimedOut {
-                            last: last.or(Some(d)),
-                        });
+                        // The last attempt reached no coordinator: that is
+                        // "could not ask", not "asked and was told no".
+                        return Err(e.into());
                     }
                     let delay = plan::retry_delay(None, remaining, &self.cfg, jitter_unit());
                     observe(&WaitProgress {
-                        denial: d.clone(),
+                        denial: d,
                         queued: false,
                         next_attempt: Some(Instant::now() + secs(delay)),
                         deadline: until,
                         attempts,
                     });
-                    last = Some(d);
                     self.pause(delay, cancel).await?;
                     continue;
                 }
@@ -127,12 +127,12 @@ impl LeaseClient {
                 match self.wait_in_queue(&resp, until, cancel).await? {
                     QueueResult::Granted(g) => return Ok(*g),
                     QueueResult::Again(why) => {
-                        last = Some(Denial {
-                            reason: why,
-                            ..denial
-                        });
                         if Instant::now() >= until {
-                            return Err(AcquireError::TimedOut { last });
+                            let last = Denial {
+                                reason: why,
+                                ..denial
+                            };
+                            return Err(AcquireError::TimedOut { last: Some(last) });
                         }
                         continue;
                     }
@@ -150,7 +150,6 @@ impl LeaseClient {
                 deadline: until,
                 attempts,
             });
-            last = Some(denial);
             self.pause(delay, cancel).await?;
         }
     }

@@ -47,3 +47,20 @@ def test_addon_example(infra: Infra, quiet_host: str, tmp_path: Path) -> None:
     assert p.returncode == 0, p.stdout + p.stderr
     events = [e["event"] for e in lines(p.stdout)]
     assert events == ["granted", "progress", "progress", "released"], p.stdout
+
+
+def test_addon_example_tells_unreachable_from_denied(infra: Infra, tmp_path: Path) -> None:
+    # NATS is up but no coordinator serves this prefix: "could not be asked", 69, not "denied".
+    p = run("lull_addon.py", infra, tmp_path, "--prefix", f"nobody{uuid.uuid4().hex[:6]}",
+            "--cost", "20", "--wait-timeout", "1.5", "--timeout", "0.5")
+    assert p.returncode == 69, p.stdout + p.stderr
+    events = [e["event"] for e in lines(p.stdout)]
+    assert "denied" not in events and events[-1] == "unavailable", p.stdout
+    assert "unreachable" in events, p.stdout
+    # NATS itself is down (nothing listens on the port): 69 as well.
+    p = subprocess.run([sys.executable, str(EXAMPLES / "lull_addon.py"), "--nats-url", "nats://127.0.0.1:9",
+                        "--cost", "20", "--wait-timeout", "1", "--timeout", "0.5"],
+                       capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "LULL_SPOOL_DIR": "", "LULL_OUTBOX_DIR": str(tmp_path / "ob2")})
+    assert p.returncode == 69, p.stdout + p.stderr
+    assert "denied" not in [e["event"] for e in lines(p.stdout)], p.stdout

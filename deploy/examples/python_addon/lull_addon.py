@@ -8,9 +8,12 @@ It prints one JSON object per line on stdout (``granted``, ``denied``,
 ``progress``, ``revoked``, ``released``, ...) so scripts and tests can
 follow it.
 
-Exit codes: 0 work done and released; 3 the lease was revoked or expired
-(work stopped); 75 no lease within --wait-timeout; 130 stopped by SIGINT or
-SIGTERM (the lease is released as `cancelled`); 1 any other error.
+Exit codes (the same as ``lullctl run``): 0 work done and released; 3 the
+lease was revoked or expired (work stopped); 75 no lease within
+--wait-timeout: the coordinator answered, but no; 69 the coordinator could
+not be asked (NATS down, or no coordinator answering) when the wait ended;
+130 stopped by SIGINT or SIGTERM (the lease is released as `cancelled`);
+1 any other error.
 
     pip install ./clients/python        # from the repository root
     python3 lull_addon.py --cost 20 --work-sec 5
@@ -39,6 +42,7 @@ except ImportError:  # running from a checkout without installing the package
 
 EXIT_REVOKED = 3
 EXIT_NO_LEASE = 75
+EXIT_UNAVAILABLE = 69
 EXIT_INTERRUPTED = 130
 
 
@@ -69,7 +73,9 @@ def acquire(client: lull.Client, args: argparse.Namespace, stop: threading.Event
             stack: contextlib.ExitStack) -> Optional[lull.Lease]:
     """Asks until granted: in the queue with --queue, else again after each
     denial, honouring retry_after_sec (plus up to 20 % jitter). The lease is
-    entered on ``stack``, which releases it on exit."""
+    entered on ``stack``, which releases it on exit. Returns None when the
+    wait ends without a lease; raises :class:`lull.Unavailable` when the last
+    attempt could not reach a coordinator (busy and broken stay apart)."""
     def ctx(wait: bool, wait_timeout: float) -> lull.LeaseContext:
         return client.lease(cost_units=args.cost, job_type=args.job_type, priority=args.priority,
                             host_id=args.host, wait=wait, wait_timeout=wait_timeout,
@@ -79,17 +85,22 @@ def acquire(client: lull.Client, args: argparse.Namespace, stop: threading.Event
     if args.queue:
         return stack.enter_context(ctx(True, args.wait_timeout))
     deadline = time.monotonic() + args.wait_timeout
+    unreachable: Optional[lull.Unavailable] = None
     while not stop.is_set():
         try:
             return stack.enter_context(ctx(False, 0.0))
         except lull.LeaseDenied as d:
             emit("denied", reason=d.reason, reason_code=d.reason_code, retry_after_sec=d.retry_after_sec)
             delay = max(0.5, d.retry_after_sec or 5.0) * (1 + 0.2 * random.random())
+            unreachable = None
         except lull.Unavailable as e:
-            emit("denied", reason=f"coordinator unreachable: {e}", reason_code=None, retry_after_sec=None)
+            emit("unreachable", error=str(e))
             delay = 1.0
+            unreachable = e
         left = deadline - time.monotonic()
         if left <= 0:
+            if unreachable is not None:
+                raise unreachable
             return None
         stop.wait(min(delay, left))
     return None
@@ -150,6 +161,9 @@ def main() -> int:
     except lull.LeaseTimeout:
         emit("no_lease")
         return EXIT_NO_LEASE
+    except lull.Unavailable as e:
+        emit("unavailable", error=str(e))
+        return EXIT_UNAVAILABLE
     except lull.LullError as e:
         emit("error", error=str(e))
         return 1
