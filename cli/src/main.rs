@@ -2,6 +2,7 @@
 //! a human table or, with `--json`, the raw reply.
 
 mod block;
+mod context;
 mod coordinators;
 mod hosts;
 mod leases;
@@ -108,7 +109,11 @@ struct Unreachable(String);
 
 async fn run_cli() -> anyhow::Result<i32> {
     let cli = Cli::parse();
-    let defaults = CommonConfig::default();
+    let mut defaults = CommonConfig::default();
+    if let Some(ctx_file) = context::file_if_present() {
+        defaults = lull_common::config::with_base_file(&defaults, &ctx_file)
+            .with_context(|| format!("reading the context file {}", ctx_file.display()))?;
+    }
     let cfg: CommonConfig =
         lull_common::config::load(&defaults, cli.common.config.as_ref(), &cli.common)
             .context("loading configuration")?;

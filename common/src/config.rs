@@ -237,6 +237,19 @@ where
     )
 }
 
+/// `defaults` with the keys of the TOML file at `path` laid over them: a
+/// file below the environment in precedence (lullctl's context file), to
+/// pass as the `defaults` of [`load`].
+pub fn with_base_file<D>(defaults: &D, path: &std::path::Path) -> Result<D, ConfigError>
+where
+    D: Serialize + DeserializeOwned,
+{
+    Figment::from(Serialized::defaults(defaults))
+        .merge(Toml::file(path))
+        .extract()
+        .map_err(|e| ConfigError::Figment(Box::new(e)))
+}
+
 fn load_with_env<T, D, O>(
     defaults: &D,
     file: Option<&PathBuf>,
@@ -267,6 +280,7 @@ pub fn render<T: Serialize>(cfg: &T) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     #[derive(Debug, Serialize, Deserialize)]
     struct Cfg {
@@ -313,6 +327,26 @@ mod tests {
             assert_eq!(cfg.common.log, "debug");
             assert_eq!(cfg.nested.level, 7);
             assert_eq!(cfg.common.nats_password.as_ref().unwrap().expose(), "12345");
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API returns figment::Error
+    fn a_base_file_sits_below_the_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "ctx.toml",
+                "nats_url = \"nats://ctx:1\"\nsubject_prefix = \"fromctx\"\n",
+            )?;
+            let base = with_base_file(&CommonConfig::default(), Path::new("ctx.toml")).unwrap();
+            let none = CommonArgs::default();
+            let cfg: CommonConfig = load(&base, None, &none).unwrap();
+            assert_eq!(cfg.nats_url, "nats://ctx:1");
+            jail.set_env("LULL_NATS_URL", "nats://env:2");
+            let cfg: CommonConfig = load(&base, None, &none).unwrap();
+            assert_eq!(cfg.nats_url, "nats://env:2");
+            assert_eq!(cfg.subject_prefix, "fromctx");
             Ok(())
         });
     }

@@ -19,12 +19,17 @@ pub fn now_unix() -> f64 {
 }
 
 /// Installs the global tracing subscriber with `filter` (an `EnvFilter`
-/// directive) in text or JSON format. Logs go to stderr.
+/// directive) in text or JSON format. Logs go to stderr, coloured only when
+/// stderr is a terminal and `NO_COLOR` is unset: log files, journald and
+/// pipes get plain text.
 pub fn init_logging(filter: &str, format: LogFormat) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),

@@ -10,6 +10,18 @@
 #   LULL_LOCAL_COORD_METRICS  coordinator metrics  (default 127.0.0.1:9464)
 #   LULL_LOCAL_AGENT_METRICS  agent metrics        (default 127.0.0.1:9465)
 #   LULL_LOCAL_PROFILE    cargo profile: dev|release (default dev)
+#   LULL_LOCAL_DEMO=1     same as --demo
+#   LULL_LOCAL_BIN_DIR    use the lull binaries in this directory; skip the build
+#
+# Flags:
+#   --demo   demo thresholds: this host counts as quiet unless it is close to
+#            saturated, so that a first `lullctl run --cost 10 -- sleep 3`
+#            is granted on a busy laptop (never use these in production)
+#
+# While it runs, lullctl in any terminal of this user reaches this system
+# without an export: the script writes lullctl's context file
+# (${XDG_CONFIG_HOME:-~/.config}/lull/lullctl.toml, or $LULL_CONTEXT) and
+# removes it on exit. It never overwrites a context file it did not write.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -20,6 +32,16 @@ PG_PORT=${LULL_LOCAL_PG_PORT:-15432}
 COORD_METRICS=${LULL_LOCAL_COORD_METRICS:-127.0.0.1:9464}
 AGENT_METRICS=${LULL_LOCAL_AGENT_METRICS:-127.0.0.1:9465}
 PROFILE=${LULL_LOCAL_PROFILE:-dev}
+DEMO=${LULL_LOCAL_DEMO:-0}
+for arg in "$@"; do
+  case "$arg" in
+    --demo) DEMO=1 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "unknown argument: $arg (try --help)" >&2; exit 2 ;;
+  esac
+done
+# Plain-text logs in the log files.
+export NO_COLOR=1
 
 scripts/install-deps.sh
 
@@ -40,20 +62,33 @@ fi
 mkdir -p "$STATE"/nats "$STATE"/logs "$STATE"/spool
 chmod 755 "$STATE"
 
-echo "building lull ($PROFILE)..."
-if [ "$PROFILE" = release ]; then
-  cargo build --release --bins -q; BIN_DIR=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys;print(json.load(sys.stdin)["target_directory"])')/release
+# Cargo shows its progress; the first build takes a few minutes. Test and
+# run builds share their artefacts, so after scripts/test.sh this is quick.
+if [ -n "${LULL_LOCAL_BIN_DIR:-}" ]; then
+  BIN_DIR=$LULL_LOCAL_BIN_DIR
 else
-  cargo build --bins -q; BIN_DIR=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys;print(json.load(sys.stdin)["target_directory"])')/debug
+echo "building lull ($PROFILE)..."
+TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys;print(json.load(sys.stdin)["target_directory"])')
+if [ "$PROFILE" = release ]; then
+  cargo build --release --bins; BIN_DIR=$TARGET_DIR/release
+else
+  cargo build --bins; BIN_DIR=$TARGET_DIR/debug
+fi
 fi
 
 # Every part runs in its own session, so a Ctrl-C reaches only this script,
 # which then stops the parts in reverse order (agent, coordinator, Postgres,
 # NATS) and waits for each.
 PIDS=()
+CONTEXT=${LULL_CONTEXT:-${XDG_CONFIG_HOME:-$HOME/.config}/lull/lullctl.toml}
+CONTEXT_MARK="# written by deploy/local/run.sh; removed when it stops"
+OWN_CONTEXT=0
 cleanup() {
   trap - INT TERM EXIT
   echo; echo "stopping..."
+  if [ "$OWN_CONTEXT" = 1 ] && head -n 1 "$CONTEXT" 2>/dev/null | grep -qxF "$CONTEXT_MARK"; then
+    rm -f "$CONTEXT"
+  fi
   for ((i=${#PIDS[@]}-1; i>=0; i--)); do
     kill -TERM "${PIDS[i]}" 2>/dev/null || true
     for _ in $(seq 1 100); do kill -0 "${PIDS[i]}" 2>/dev/null || break; sleep 0.1; done
@@ -116,23 +151,65 @@ export LULL_NATS_URL="nats://127.0.0.1:$NATS_PORT"
 export LULL_DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/lull"
 export LULL_SPOOL_DIR="$STATE/spool"
 
-LULL_METRICS_ADDR="$COORD_METRICS" setsid "$BIN_DIR/lull-coordinator" >"$STATE/logs/coordinator.log" 2>&1 &
+COORD_CONFIG=()
+if [ "$DEMO" = 1 ]; then
+  # Quiet and busy points far up every curve: only a nearly saturated host
+  # leaves QUIET. Panic thresholds stay as they are.
+  cat >"$STATE/coordinator-demo.toml" <<'TOML'
+# deploy/local/run.sh --demo: lenient thresholds for a first lease on a busy machine.
+[quiet]
+cpu_quiet_pct = 90.0
+cpu_busy_pct = 99.0
+mem_quiet_pct = 93.0
+mem_busy_pct = 99.0
+swap_quiet_pct = 90.0
+swap_busy_pct = 99.0
+load_quiet_per_core = 4.0
+load_busy_per_core = 8.0
+cpu_pressure_quiet_pct = 80.0
+cpu_pressure_busy_pct = 99.0
+mem_pressure_quiet_pct = 60.0
+mem_pressure_busy_pct = 95.0
+io_pressure_quiet_pct = 80.0
+io_pressure_busy_pct = 99.0
+TOML
+  COORD_CONFIG=(--config "$STATE/coordinator-demo.toml")
+fi
+
+LULL_METRICS_ADDR="$COORD_METRICS" setsid "$BIN_DIR/lull-coordinator" "${COORD_CONFIG[@]}" >"$STATE/logs/coordinator.log" 2>&1 &
 PIDS+=($!)
 wait_port "${PIDS[-1]}" "${COORD_METRICS##*:}"
 LULL_METRICS_ADDR="$AGENT_METRICS" setsid "$BIN_DIR/lull-agent" >"$STATE/logs/agent.log" 2>&1 &
 PIDS+=($!)
 
+# lullctl's context file, unless the user keeps one of their own there.
+if [ ! -e "$CONTEXT" ] || head -n 1 "$CONTEXT" 2>/dev/null | grep -qxF "$CONTEXT_MARK"; then
+  mkdir -p "$(dirname "$CONTEXT")"
+  printf '%s\nnats_url = "%s"\n' "$CONTEXT_MARK" "$LULL_NATS_URL" >"$CONTEXT"
+  OWN_CONTEXT=1
+  CONTEXT_NOTE="lullctl reaches it without an export (context file $CONTEXT)."
+else
+  CONTEXT_NOTE="$CONTEXT is yours, so it was left alone: export LULL_NATS_URL (below)."
+fi
+DEMO_NOTE=""
+[ "$DEMO" = 1 ] && DEMO_NOTE="  (demo thresholds: $STATE/coordinator-demo.toml)"
+
 cat <<MSG
 
-Lull is running (state and logs in $STATE).
-  NATS:                 nats://127.0.0.1:$NATS_PORT
-  Postgres:             postgres://postgres@127.0.0.1:$PG_PORT/lull
+Lull is running (state and logs in $STATE).$DEMO_NOTE
+  NATS:                 $LULL_NATS_URL
+  Postgres:             $LULL_DATABASE_URL
   coordinator metrics:  http://$COORD_METRICS/metrics
   agent metrics:        http://$AGENT_METRICS/metrics
+$CONTEXT_NOTE
+
+For the SDKs and the examples in another shell:
+  export LULL_NATS_URL=$LULL_NATS_URL
 
 Try:
+  cargo run -q -p lullctl -- hosts
+  cargo run -q -p lullctl -- run --cost 10 -- sleep 3
   curl -s http://$COORD_METRICS/metrics | grep lull_host_quiet_score
-  LULL_NATS_URL=$LULL_NATS_URL $BIN_DIR/lullctl hosts
 
 Press Ctrl-C to stop.
 MSG

@@ -32,7 +32,10 @@ async fn nats_down_is_69_for_every_command() {
     ] {
         let (code, err) = lullctl(&env, args).await;
         assert_eq!(code, Some(69), "{args:?}: {err}");
-        assert!(err.contains("lullctl: error: cannot reach NATS"), "{args:?}: {err}");
+        assert!(
+            err.contains("lullctl: error: cannot reach NATS"),
+            "{args:?}: {err}"
+        );
         assert!(err.contains(&url), "{args:?}: {err}");
     }
 }
@@ -46,7 +49,16 @@ async fn no_coordinator_is_69_not_75() {
     for args in [
         &["run", "--cost", "10", "--wait-timeout", "0", "--", "true"][..],
         &["run", "--cost", "10", "--wait-timeout", "2", "--", "true"][..],
-        &["run", "--cost", "10", "--queue", "--wait-timeout", "2", "--", "true"][..],
+        &[
+            "run",
+            "--cost",
+            "10",
+            "--queue",
+            "--wait-timeout",
+            "2",
+            "--",
+            "true",
+        ][..],
         &["--timeout", "1", "hosts"][..],
         &["--timeout", "1", "status"][..],
     ] {
