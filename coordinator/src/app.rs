@@ -1,11 +1,10 @@
 //! Wiring of the coordinator process: connects NATS and Postgres, migrates,
-//! ensures the reports stream, starts the actors, the ingest tasks and the
+//! ensures the reports stream (`ingest::stream`), starts the actors, the ingest tasks and the
 //! micro service, and shuts them down in order on SIGTERM/SIGINT.
 
 use std::time::Duration;
 
 use anyhow::Context;
-use async_nats::jetstream;
 use lull_proto::Subjects;
 use tokio_util::sync::CancellationToken;
 
@@ -49,7 +48,7 @@ pub async fn run(cfg: CoordinatorConfig, stop: CancellationToken) -> anyhow::Res
         .context("running database migrations")?;
     tracing::info!(ran, "database schema is current");
 
-    ensure_reports_stream(&client, &subjects, &cfg).await?;
+    ingest::stream::ensure_reports_stream(&client, &subjects, &cfg).await?;
 
     let known = store::hosts::load(&pool)
         .await
@@ -454,67 +453,4 @@ async fn wait_for_db(pool: &deadpool_postgres::Pool, timeout: Duration) -> anyho
             Err(e) => return Err(anyhow::Error::new(e).context("connecting to the database")),
         }
     }
-}
-
-/// Creates the `LULL_REPORTS` stream on `<prefix>.report.>` if it is missing,
-/// with `ingest.reports_replicas` replicas (automatic: min(3, servers this
-/// connection knows of)). An existing stream with another replica count is
-/// updated to it (in automatic mode only upwards: a connection may not know
-/// every server yet); when the server refuses, the stream is used as it is
-/// and the refusal is logged.
-async fn ensure_reports_stream(
-    client: &async_nats::Client,
-    subjects: &Subjects,
-    cfg: &CoordinatorConfig,
-) -> anyhow::Result<()> {
-    let name = lull_proto::subjects::REPORTS_STREAM;
-    // A clustered server announces every client URL of the cluster, its own
-    // included; a single server announces none.
-    let known_servers = client.server_info().connect_urls.len().max(1);
-    let replicas = cfg.ingest.reports_replicas_for(known_servers);
-    let js = jetstream::new(client.clone());
-    let stream = js
-        .get_or_create_stream(jetstream::stream::Config {
-            name: name.to_string(),
-            subjects: vec![subjects.reports_all()],
-            storage: jetstream::stream::StorageType::File,
-            duplicate_window: Duration::from_secs(cfg.ingest.reports_duplicate_window_sec),
-            num_replicas: replicas,
-            ..Default::default()
-        })
-        .await
-        .with_context(|| format!("creating the {name} stream"))?;
-    let current = stream.cached_info().config.clone();
-    let has = current.num_replicas.max(1);
-    let automatic = cfg.ingest.reports_replicas == 0;
-    if has == replicas || (automatic && has > replicas) {
-        tracing::info!(
-            stream = name,
-            replicas = has,
-            known_servers,
-            "reports stream ready"
-        );
-        return Ok(());
-    }
-    let wanted = jetstream::stream::Config {
-        num_replicas: replicas,
-        ..current
-    };
-    match js.update_stream(&wanted).await {
-        Ok(_) => tracing::info!(
-            stream = name,
-            from = has,
-            to = replicas,
-            "reports stream replicas changed"
-        ),
-        Err(e) => tracing::warn!(
-            stream = name,
-            has,
-            wanted = replicas,
-            error = %e,
-            "the reports stream keeps its replica count: updating it failed \
-             (set ingest.reports_replicas to match, or change it with `nats stream edit`)"
-        ),
-    }
-    Ok(())
 }

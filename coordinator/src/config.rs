@@ -183,6 +183,21 @@ pub struct IngestConfig {
     /// knows of), which is 1 against a single server. An existing stream
     /// with another count is updated to it. Default 0.
     pub reports_replicas: usize,
+    /// Reports older than this are removed from the reports stream,
+    /// consumed or not, seconds; 0 is no limit. Long enough to outlast a
+    /// coordinator outage. An existing stream is updated at start.
+    /// Default 604800 (7 days).
+    pub reports_stream_max_age_sec: u64,
+    /// Size of the reports stream above which its oldest reports are
+    /// removed, consumed or not (discard policy `old`: publishers are never
+    /// refused), bytes; 0 is no limit. An existing stream is updated at
+    /// start. Default 1073741824 (1 GiB).
+    pub reports_stream_max_bytes: u64,
+    /// Conflicting duplicate reports (a stored id with other content) logged
+    /// per minute, with their id; the rest are only counted
+    /// (`lull_reports_total{result="conflict"}`) and summed up in the next
+    /// logged line. Default 20.
+    pub reports_conflict_logs_per_min: u32,
     /// Concurrent requests handled per endpoint. Default 256.
     pub endpoint_concurrency: usize,
     /// How often changed host states are pushed from the fleet to the
@@ -270,6 +285,9 @@ impl Default for IngestConfig {
             sweep_sec: 1.0,
             reports_duplicate_window_sec: 3600,
             reports_replicas: 0,
+            reports_stream_max_age_sec: 7 * 86_400,
+            reports_stream_max_bytes: 1 << 30,
+            reports_conflict_logs_per_min: 20,
             endpoint_concurrency: 256,
             views_flush_sec: 0.2,
             views_refresh_sec: 5.0,

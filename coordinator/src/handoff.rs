@@ -23,5 +23,53 @@ pub struct Batch<T> {
     /// The records, in stream order.
     pub items: Vec<T>,
     /// `Ok` once committed, `Err` with the reason otherwise.
-    pub done: oneshot::Sender<Result<(), String>>,
+    pub done: oneshot::Sender<Result<Committed, String>>,
+}
+
+/// What the owner did with a committed batch, beyond storing it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Committed {
+    /// Positions in `items` of conflicting duplicates: records whose id was
+    /// already stored, or came earlier in the batch, with other content.
+    /// They were dropped; the first record of the id stays.
+    pub conflicts: Vec<usize>,
+}
+
+/// The records of a batch with one id each: the position of the first
+/// record of every id (in order), and the positions of later records of an
+/// id whose content differs from that first one (conflicts). Later
+/// identical records are plain duplicates and in neither list.
+pub fn first_of_each<T: PartialEq>(
+    items: &[T],
+    id: impl Fn(&T) -> &str,
+) -> (Vec<usize>, Vec<usize>) {
+    let mut first: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let (mut kept, mut conflicts) = (Vec::new(), Vec::new());
+    for (i, item) in items.iter().enumerate() {
+        match first.entry(id(item)) {
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(i);
+                kept.push(i);
+            }
+            std::collections::hash_map::Entry::Occupied(o) => {
+                if items[*o.get()] != *item {
+                    conflicts.push(i);
+                }
+            }
+        }
+    }
+    (kept, conflicts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_of_each_tells_duplicates_from_conflicts() {
+        let items = [("a", 1), ("b", 1), ("a", 1), ("a", 2), ("b", 3), ("c", 1)];
+        let (kept, conflicts) = first_of_each(&items, |x| x.0);
+        assert_eq!(kept, vec![0, 1, 5]);
+        assert_eq!(conflicts, vec![3, 4]);
+    }
 }

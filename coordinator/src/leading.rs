@@ -109,6 +109,7 @@ impl Duties {
                 ack_wait: secs(cfg.ingest.reports_ack_wait_sec),
                 retry_delay: secs(cfg.ingest.reports_retry_delay_sec),
                 times: cfg.ingest.report_times(),
+                conflict_logs_per_min: cfg.ingest.reports_conflict_logs_per_min,
             },
             max,
             lost.clone(),

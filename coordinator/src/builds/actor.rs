@@ -24,7 +24,7 @@ use super::{
     Command, RegionPardonReply, RegionReport, RegionStatsRequest, RegionsError, RegionsHandle,
     RegionsTunables,
 };
-use crate::handoff::Batch;
+use crate::handoff::{Batch, Committed};
 use crate::store::metrics as store_metrics;
 use crate::store::regions as db;
 use crate::store::StoreError;
@@ -49,10 +49,7 @@ enum Mutation {
 
 /// The result of a job, back to the actor.
 enum Done {
-    Reports(
-        Result<ReportsDone, StoreError>,
-        Option<oneshot::Sender<Result<(), String>>>,
-    ),
+    Reports(Result<ReportsDone, StoreError>, Option<BatchReply>),
     Pardon(
         String,
         Pardon,
@@ -64,6 +61,33 @@ enum Done {
         Box<Result<(Campaign, ImportReport), StoreError>>,
         oneshot::Sender<Result<ImportReport, RegionsError>>,
     ),
+}
+
+/// Where a batch's answer goes, with the kind of each of its records in
+/// order (`true` for a build), to map the job's positions back to the batch.
+struct BatchReply {
+    done: oneshot::Sender<Result<Committed, String>>,
+    is_build: Vec<bool>,
+}
+
+impl BatchReply {
+    /// Positions in the batch of the job's conflicting builds and events.
+    fn conflicts(&self, builds: &[usize], events: &[usize]) -> Vec<usize> {
+        let (mut b, mut e) = (0usize, 0usize);
+        let mut out = Vec::new();
+        for (i, &is_build) in self.is_build.iter().enumerate() {
+            let (n, list) = if is_build {
+                (&mut b, builds)
+            } else {
+                (&mut e, events)
+            };
+            if list.contains(n) {
+                out.push(i);
+            }
+            *n += 1;
+        }
+        out
+    }
 }
 
 struct Regions {
@@ -222,6 +246,11 @@ impl Regions {
     fn start_batch(&mut self, batch: Batch<RegionReport>) {
         let mut builds: Vec<BuildRecord> = Vec::new();
         let mut events: Vec<FatigueEventReport> = Vec::new();
+        let is_build: Vec<bool> = batch
+            .items
+            .iter()
+            .map(|i| matches!(i, RegionReport::Build(_)))
+            .collect();
         for item in batch.items {
             match item {
                 RegionReport::Build(b) => builds.push(*b),
@@ -243,7 +272,11 @@ impl Regions {
             })
             .collect();
         let job = self.reports_job(builds, events, regions, self.snapshot_due());
-        self.run_reports(job, Some(batch.done));
+        let reply = BatchReply {
+            done: batch.done,
+            is_build,
+        };
+        self.run_reports(job, Some(reply));
     }
 
     fn start_snapshot(&mut self) {
@@ -278,7 +311,7 @@ impl Regions {
         }
     }
 
-    fn run_reports(&mut self, job: ReportsJob, done: Option<oneshot::Sender<Result<(), String>>>) {
+    fn run_reports(&mut self, job: ReportsJob, done: Option<BatchReply>) {
         self.busy = true;
         let (pool, cfg, tx) = (self.pool.clone(), self.cfg.clone(), self.done_tx.clone());
         tokio::spawn(async move {
@@ -350,7 +383,8 @@ impl Regions {
                     self.region_gauges(name, now);
                 }
                 if let Some(reply) = reply {
-                    let _ = reply.send(Ok(()));
+                    let conflicts = reply.conflicts(&d.conflict_builds, &d.conflict_events);
+                    let _ = reply.done.send(Ok(Committed { conflicts }));
                 }
             }
             Done::Reports(Err(e), reply) => {
@@ -358,7 +392,7 @@ impl Regions {
                 metrics::counter!(store_metrics::DB_WRITE_ERRORS.name, "table" => "region_reports")
                     .increment(1);
                 if let Some(reply) = reply {
-                    let _ = reply.send(Err(e.to_string()));
+                    let _ = reply.done.send(Err(e.to_string()));
                 }
             }
             Done::Pardon(region, p, was, Ok(()), reply) => {

@@ -46,6 +46,11 @@ pub(crate) struct ReportsDone {
     pub new_builds: Vec<BuildRecord>,
     /// New bare events.
     pub new_events: u64,
+    /// Positions in the job's `builds` of conflicting duplicates (an id
+    /// stored, or earlier in the batch, with other content).
+    pub conflict_builds: Vec<usize>,
+    /// Positions in the job's `events` of conflicting duplicates.
+    pub conflict_events: Vec<usize>,
     /// Records that were already stored.
     pub duplicate_builds: u64,
     /// Events that were already stored.
@@ -54,13 +59,30 @@ pub(crate) struct ReportsDone {
     pub snapshot: bool,
 }
 
-/// Keeps the first record of each id (the first copy wins, as in `recompute`).
-fn first_of_each<T>(items: &[T], id: impl Fn(&T) -> &str) -> Vec<&T> {
-    let mut seen = HashSet::new();
-    items
-        .iter()
-        .filter(|x| seen.insert(id(x).to_string()))
-        .collect()
+/// The first record of each id (the first copy wins, as in `recompute`),
+/// and the positions of later copies with other content (conflicts).
+fn first_of_each<T: PartialEq>(items: &[T], id: impl Fn(&T) -> &str) -> (Vec<&T>, Vec<usize>) {
+    let (kept, conflicts) = crate::handoff::first_of_each(items, id);
+    (kept.into_iter().map(|i| &items[i]).collect(), conflicts)
+}
+
+/// Positions of the records that are conflicting duplicates: later copies
+/// in the batch with other content (`conflicts`), and first copies whose id
+/// is in `stored` (stored with other content).
+fn conflict_positions<T>(
+    items: &[T],
+    id: impl Fn(&T) -> &str,
+    mut conflicts: Vec<usize>,
+    stored: &HashSet<String>,
+) -> Vec<usize> {
+    let mut firsts = HashSet::new();
+    for (i, x) in items.iter().enumerate() {
+        if firsts.insert(id(x)) && stored.contains(id(x)) {
+            conflicts.push(i);
+        }
+    }
+    conflicts.sort_unstable();
+    conflicts
 }
 
 fn outlaw_reason(
@@ -80,13 +102,37 @@ pub(crate) async fn reports(
 ) -> Result<ReportsDone, StoreError> {
     let started = Instant::now();
     let now = now_unix();
-    let builds = first_of_each(&job.builds, |b| b.build_id.as_str());
-    let events = first_of_each(&job.events, |e| e.event_id.as_str());
+    let (builds, batch_conflicts_b) = first_of_each(&job.builds, |b| b.build_id.as_str());
+    let (events, batch_conflicts_e) = first_of_each(&job.events, |e| e.event_id.as_str());
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     crate::store::fence::check(&tx).await?;
     let new_b = db::insert_builds(&tx, &builds, true, now).await?;
     let new_e = db::insert_events(&tx, &events, now).await?;
+    let old_b: Vec<&BuildRecord> = builds
+        .iter()
+        .copied()
+        .filter(|b| !new_b.contains(&b.build_id))
+        .collect();
+    let old_e: Vec<&FatigueEventReport> = events
+        .iter()
+        .copied()
+        .filter(|e| !new_e.contains(&e.event_id))
+        .collect();
+    let stored_b = db::conflicting_builds(&tx, &old_b).await?;
+    let stored_e = db::conflicting_events(&tx, &old_e).await?;
+    let conflict_builds = conflict_positions(
+        &job.builds,
+        |b| b.build_id.as_str(),
+        batch_conflicts_b,
+        &stored_b,
+    );
+    let conflict_events = conflict_positions(
+        &job.events,
+        |e| e.event_id.as_str(),
+        batch_conflicts_e,
+        &stored_e,
+    );
     let mut touched = BTreeSet::new();
     let mut new_builds = Vec::with_capacity(new_b.len());
     for b in builds.iter().filter(|b| new_b.contains(&b.build_id)) {
@@ -136,6 +182,8 @@ pub(crate) async fn reports(
     metrics::gauge!(crate::store::metrics::DB_LAST_WRITE.name, "table" => "region_reports")
         .set(now_unix());
     Ok(ReportsDone {
+        conflict_builds,
+        conflict_events,
         duplicate_builds: (job.builds.len() - new_b.len()) as u64,
         duplicate_events: (job.events.len() - new_e.len()) as u64,
         changed,

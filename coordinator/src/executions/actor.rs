@@ -16,8 +16,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::{dedupe, score_new, QuietHours, View, WorkersHandle};
-use crate::handoff::Batch;
+use super::{score_new, QuietHours, View, WorkersHandle};
+use crate::handoff::{first_of_each, Batch, Committed};
 use crate::store::{self, StoreError};
 use lull_engine::worker::{missed, WorkerAggregate, WorkerConfig};
 
@@ -116,9 +116,11 @@ struct Actor {
 }
 
 /// What a committed batch changed.
-struct Committed {
+struct Stored {
     stored: usize,
     duplicates: usize,
+    /// Positions in the batch of conflicting duplicates.
+    conflicts: Vec<usize>,
 }
 
 impl Actor {
@@ -168,7 +170,9 @@ impl Actor {
                     duplicates = c.duplicates,
                     "worker reports committed"
                 );
-                Ok(())
+                Ok(Committed {
+                    conflicts: c.conflicts,
+                })
             }
             Err(e) => {
                 metrics::counter!(crate::store::metrics::DB_WRITE_ERRORS.name, "table" => "worker_executions")
@@ -182,14 +186,27 @@ impl Actor {
 
     /// One transaction: insert the new ids, score them on copies, complete
     /// the rows, save the aggregates, commit; then swap the copies in.
-    async fn commit(&mut self, items: Vec<WorkerExecutionReport>) -> Result<Committed, StoreError> {
+    async fn commit(&mut self, items: Vec<WorkerExecutionReport>) -> Result<Stored, StoreError> {
         let total = items.len();
-        let reports = dedupe(items);
+        let (kept, mut conflicts) = first_of_each(&items, |r| r.execution_id.as_str());
         let now = now_unix();
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         crate::store::fence::check(&tx).await?;
-        let new_ids = store::workers::insert_new(&tx, &reports, now).await?;
+        let firsts: Vec<WorkerExecutionReport> = kept.iter().map(|&i| items[i].clone()).collect();
+        let new_ids = store::workers::insert_new(&tx, &firsts, now).await?;
+        let old: Vec<&WorkerExecutionReport> = firsts
+            .iter()
+            .filter(|r| !new_ids.contains(&r.execution_id))
+            .collect();
+        let stored_conflicts = store::workers::conflicting(&tx, &old).await?;
+        conflicts.extend(
+            kept.iter()
+                .copied()
+                .filter(|&i| stored_conflicts.contains(&items[i].execution_id)),
+        );
+        conflicts.sort_unstable();
+        let reports = firsts;
         let duplicates = total - new_ids.len();
         let fresh: Vec<WorkerExecutionReport> = reports
             .into_iter()
@@ -235,7 +252,11 @@ impl Actor {
                 self.export_schedule(&agg, now);
             }
         }
-        Ok(Committed { stored, duplicates })
+        Ok(Stored {
+            stored,
+            duplicates,
+            conflicts,
+        })
     }
 
     fn evaluate_schedules(&mut self, now: f64) {

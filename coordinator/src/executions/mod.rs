@@ -161,15 +161,6 @@ impl WorkersHandle {
     }
 }
 
-/// Keeps the first report of each `execution_id`, in order.
-pub fn dedupe(reports: Vec<WorkerExecutionReport>) -> Vec<WorkerExecutionReport> {
-    let mut seen = std::collections::HashSet::new();
-    reports
-        .into_iter()
-        .filter(|r| seen.insert(r.execution_id.clone()))
-        .collect()
-}
-
 /// The outcome of scoring a batch of new reports against the aggregates.
 #[derive(Debug, Default)]
 pub struct Scored {
@@ -220,20 +211,10 @@ pub fn score_new(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lull_proto::msg::worker::{example_report, ExecutionOutcome};
+    use lull_proto::msg::worker::example_report;
 
     fn cfg() -> WorkerConfig {
         WorkerConfig::default()
-    }
-
-    #[test]
-    fn dedupe_keeps_the_first_of_each_id() {
-        let a = example_report("a", "w", 10.0, 5.0);
-        let mut a2 = example_report("a", "w", 20.0, 5.0);
-        a2.outcome = ExecutionOutcome::Failure;
-        let b = example_report("b", "w", 30.0, 5.0);
-        let out = dedupe(vec![a.clone(), a2, b.clone()]);
-        assert_eq!(out, vec![a, b]);
     }
 
     #[test]

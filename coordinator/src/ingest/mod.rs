@@ -2,9 +2,11 @@
 //! NATS (soft state), and durable reports from JetStream.
 
 pub mod agent_health;
+pub mod conflicts;
 pub(crate) mod metrics;
 pub mod reports;
 pub mod stats;
+pub mod stream;
 
 /// Why a message from the network was not accepted; also the `result`
 /// label of the ingest counters.

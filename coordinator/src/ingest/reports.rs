@@ -5,6 +5,8 @@
 //! which commits them to Postgres. Messages are acked only after that
 //! commit, and nak'ed for redelivery when it fails, so a crash anywhere
 //! loses nothing; the actors upsert by record id, so nothing counts twice.
+//! A record whose id is stored with other content is a conflict: dropped,
+//! counted as `conflict` and logged with its id (rate-limited).
 
 use std::time::Duration;
 
@@ -18,6 +20,7 @@ use lull_proto::{decode, Subjects, ValidationError};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use super::conflicts::ConflictLog;
 use super::Rejection;
 use crate::builds::RegionReport;
 use crate::handoff::Batch;
@@ -90,6 +93,9 @@ pub struct ConsumerConfig {
     /// Where a report's timestamps must lie around the coordinator's
     /// clock (`ingest.reports_future_skew_sec`, `ingest.reports_max_age_days`).
     pub times: TimeWindow,
+    /// Conflicting reports logged per minute
+    /// (`ingest.reports_conflict_logs_per_min`).
+    pub conflict_logs_per_min: u32,
 }
 
 /// Decodes one report by its subject: `<prefix>.report.<kind>.<key>`. The
@@ -177,6 +183,7 @@ pub async fn run(
             },
         )
         .await?;
+    let mut conflicts = ConflictLog::new(cfg.conflict_logs_per_min);
     while !shutdown.is_cancelled() {
         let fetched = tokio::select! {
             f = consumer.fetch().max_messages(cfg.batch).expires(cfg.fetch_wait).messages() => f,
@@ -201,7 +208,15 @@ pub async fn run(
             }
         }
         if !messages.is_empty() {
-            process(&subjects, &sinks, &cfg, max_payload, messages).await;
+            process(
+                &subjects,
+                &sinks,
+                &cfg,
+                max_payload,
+                messages,
+                &mut conflicts,
+            )
+            .await;
         }
     }
     Ok(())
@@ -213,6 +228,7 @@ async fn process(
     cfg: &ConsumerConfig,
     max_payload: usize,
     messages: Vec<jetstream::Message>,
+    conflicts: &mut ConflictLog,
 ) {
     let mut regions = (Vec::new(), Vec::new());
     let mut workers = (Vec::new(), Vec::new());
@@ -263,22 +279,28 @@ async fn process(
         })
         .collect();
     let worker_kinds = vec!["worker"; workers.0.len()];
-    tokio::join!(
+    let (a, b) = tokio::join!(
         deliver(&sinks.regions, regions.0, regions.1, region_kinds, cfg),
         deliver(&sinks.workers, workers.0, workers.1, worker_kinds, cfg),
     );
+    let now = std::time::Instant::now();
+    for (kind, id) in a.into_iter().chain(b) {
+        conflicts.log(kind, &id, now);
+    }
 }
 
 /// Hands one domain's records to its actor, then acks or naks them.
+/// Returns the kind and id of each conflicting duplicate.
 async fn deliver<T>(
     sink: &mpsc::Sender<Batch<T>>,
     items: Vec<T>,
     messages: Vec<jetstream::Message>,
     kinds: Vec<&'static str>,
     cfg: &ConsumerConfig,
-) {
+) -> Vec<(&'static str, String)> {
+    let mut conflicts = Vec::new();
     if items.is_empty() {
-        return;
+        return conflicts;
     }
     let (tx, rx) = oneshot::channel();
     let outcome = match sink.send(Batch { items, done: tx }).await {
@@ -288,9 +310,15 @@ async fn deliver<T>(
         Err(_) => Err("the actor has stopped".into()),
     };
     match outcome {
-        Ok(()) => {
-            for (m, kind) in messages.iter().zip(kinds) {
-                metrics::counter!(super::metrics::REPORTS.name, "kind" => kind, "result" => "accepted")
+        Ok(committed) => {
+            for (i, (m, kind)) in messages.iter().zip(kinds).enumerate() {
+                let result = if committed.conflicts.contains(&i) {
+                    conflicts.push((kind, record_id(&m.payload)));
+                    "conflict"
+                } else {
+                    "accepted"
+                };
+                metrics::counter!(super::metrics::REPORTS.name, "kind" => kind, "result" => result)
                     .increment(1);
                 if let Err(e) = m.ack().await {
                     // The commit stands; a redelivery is an idempotent no-op.
@@ -307,6 +335,7 @@ async fn deliver<T>(
             }
         }
     }
+    conflicts
 }
 
 #[cfg(test)]

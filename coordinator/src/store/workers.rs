@@ -68,6 +68,32 @@ pub async fn insert_new(
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
+/// Which of `reports` (whose ids are already stored) were stored with other
+/// content: conflicting duplicates. Compares the stored JSON document with
+/// the report's, as JSONB (key order and number spelling do not matter).
+pub async fn conflicting(
+    tx: &Transaction<'_>,
+    reports: &[&WorkerExecutionReport],
+) -> Result<HashSet<String>, StoreError> {
+    if reports.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let ids: Vec<&str> = reports.iter().map(|r| r.execution_id.as_str()).collect();
+    let bodies: Vec<serde_json::Value> = reports
+        .iter()
+        .map(|r| to_json(*r))
+        .collect::<Result<_, _>>()?;
+    let rows = tx
+        .query(
+            "SELECT w.execution_id FROM worker_executions w
+             JOIN UNNEST($1::text[], $2::jsonb[]) AS u(id, report) ON w.execution_id = u.id
+             WHERE w.report IS DISTINCT FROM u.report",
+            &[&ids, &bodies],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
 /// Fills in the scores, learning metrics and anomalies of inserted rows.
 pub async fn set_scores(
     tx: &Transaction<'_>,
