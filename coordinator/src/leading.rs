@@ -90,6 +90,7 @@ impl Duties {
         eps.extend(builds::endpoints::endpoints(&regions, max));
         eps.extend(executions::endpoints::endpoints(workers.clone(), max));
         let served = service::serve_on(
+            &self.client,
             &self.group,
             eps,
             cfg.ingest.endpoint_concurrency,

@@ -107,10 +107,16 @@ impl Validate for Empty {
     }
 }
 
+/// The subject an error is "answered" on a second time so that the micro
+/// service's own stats count it (see [`Meter::respond`]). No one subscribes
+/// to it; the server drops what is published there.
+pub const ERROR_TALLY_SUBJECT: &str = "_lull.error_tally";
+
 /// Answers requests of one endpoint and measures them: the metric handles
 /// are made once, so a reply costs atomic increments, not registry lookups.
 #[derive(Clone)]
 pub struct Meter {
+    client: async_nats::Client,
     endpoint: &'static str,
     ok: metrics::Counter,
     error: metrics::Counter,
@@ -118,9 +124,11 @@ pub struct Meter {
 }
 
 impl Meter {
-    /// The meter of `endpoint` (a name relative to `lull.v1`).
-    pub fn new(endpoint: &'static str) -> Self {
+    /// The meter of `endpoint` (a name relative to `lull.v1`); error
+    /// replies are published with `client`.
+    pub fn new(endpoint: &'static str, client: async_nats::Client) -> Self {
         Meter {
+            client,
             endpoint,
             ok: metrics::counter!(REQUESTS.name, "endpoint" => endpoint, "result" => "ok"),
             error: metrics::counter!(REQUESTS.name, "endpoint" => endpoint, "result" => "error"),
@@ -130,7 +138,13 @@ impl Meter {
 
     /// Sends the reply (or the error reply with the micro error headers)
     /// and records it; `started` is when the request was taken.
-    pub async fn respond(&self, request: &Request, result: HandlerResult, started: Instant) {
+    ///
+    /// An error reply carries the JSON body the protocol promises. async-nats
+    /// counts an endpoint's errors (`$SRV.STATS` `num_errors`, `last_error`)
+    /// only in `respond(Err(..))`, which sends an empty body; so the body is
+    /// published here, and `respond(Err(..))` is then aimed at
+    /// [`ERROR_TALLY_SUBJECT`], where it only updates the stats.
+    pub async fn respond(&self, mut request: Request, result: HandlerResult, started: Instant) {
         let sent = match result {
             Ok(body) => {
                 self.ok.increment(1);
@@ -152,7 +166,19 @@ impl Meter {
                 let body = serde_json::to_vec(&err)
                     .map(Bytes::from)
                     .unwrap_or_default();
-                request.respond_with_headers(Ok(body), h).await
+                match request.message.reply.replace(ERROR_TALLY_SUBJECT.into()) {
+                    Some(reply) => {
+                        let sent = self.client.publish_with_headers(reply, h, body).await;
+                        let tally = async_nats::service::error::Error {
+                            status: err.error.message.clone(),
+                            code: err.error.code.status(),
+                        };
+                        let _ = request.respond(Err(tally)).await;
+                        sent
+                    }
+                    // A request without a reply subject: only counted.
+                    None => Ok(()),
+                }
             }
         };
         if let Err(e) = sent {
@@ -164,6 +190,7 @@ impl Meter {
 
 /// The registered micro service, before and while it serves.
 pub struct Service {
+    client: async_nats::Client,
     service: async_nats::service::Service,
     group: async_nats::service::Group,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -186,6 +213,7 @@ impl Service {
             .await?;
         let group = service.group(subjects.service_group());
         Ok(Service {
+            client: client.clone(),
             service,
             group,
             tasks: Vec::new(),
@@ -236,7 +264,7 @@ impl Service {
             let endpoint = self.group.endpoint(name).await?;
             self.tasks.push(tokio::spawn(serve_endpoint(
                 endpoint,
-                Meter::new(name),
+                Meter::new(name, self.client.clone()),
                 handler,
                 concurrency,
                 shutdown.clone(),
@@ -267,6 +295,7 @@ impl Service {
 /// of its own, at most `concurrency` at a time per endpoint; the returned
 /// tasks end once the requests taken are answered.
 pub async fn serve_on(
+    client: &async_nats::Client,
     group: &async_nats::service::Group,
     endpoints: Vec<(&'static str, Handler)>,
     concurrency: usize,
@@ -277,7 +306,7 @@ pub async fn serve_on(
         let endpoint = group.endpoint(name).await?;
         tasks.push(tokio::spawn(serve_endpoint(
             endpoint,
-            Meter::new(name),
+            Meter::new(name, client.clone()),
             handler,
             concurrency.max(1),
             shutdown.clone(),
@@ -307,7 +336,7 @@ async fn serve_endpoint(
         tokio::spawn(async move {
             let started = Instant::now();
             let result = handler(request.message.payload.clone()).await;
-            meter.respond(&request, result, started).await;
+            meter.respond(request, result, started).await;
             drop(permit);
         });
     }

@@ -15,8 +15,10 @@
 #
 # Permissions (PREFIX = lull):
 #   coordinator  sub lull.stats.*, lull.agent.*.*, lull.v1.>, $SRV.>, _INBOX.>
-#                pub lull.lease.events.>, $JS.API.>, $JS.ACK.LULL_REPORTS.>,
-#                    and replies to the requests it receives (allow_responses)
+#                pub lull.lease.events.>, lull.ha.>, $JS.API.>, $JS.ACK.LULL_REPORTS.>,
+#                    _lull.error_tally (no subscriber: it lets $SRV.STATS count
+#                    error replies), and replies to the requests it receives
+#                    (allow_responses)
 #   agent-H      pub lull.stats.H, lull.agent.H.*, lull.report.>,
 #                    $JS.API.STREAM.INFO.LULL_REPORTS; sub _INBOX.agent-H.>
 #   addon-N      pub lull.v1.lease.{request,heartbeat,release,report,cancel}
@@ -117,7 +119,7 @@ users+=("    {
       user: \"coordinator\"
       password: \"$pass\"
       permissions: {
-        publish: { allow: [\"$p.lease.events.>\", \"$p.ha.>\", \"\$JS.API.>\", \"\$JS.ACK.LULL_REPORTS.>\"] }
+        publish: { allow: [\"$p.lease.events.>\", \"$p.ha.>\", \"\$JS.API.>\", \"\$JS.ACK.LULL_REPORTS.>\", \"_lull.error_tally\"] }
         subscribe: { allow: [\"$p.stats.*\", \"$p.agent.*.*\", \"$p.v1.>\", \"$p.ha.>\", \"\$SRV.>\", \"_INBOX.>\"] }
         allow_responses: true
       }

@@ -102,6 +102,7 @@ pub fn spawn(cfg: SchedulerConfig, io: SchedulerIo, shutdown: CancellationToken)
     let (events, events_task) = events::spawn(client.clone(), subjects.clone(), cfg.events_queue);
     let (audit, audit_task) = audit::spawn(pool, cfg.audit.clone());
     let follower = Follower::new(client.clone(), &subjects, load_keys);
+    let meters = LeaseOp::ALL.map(|op| Meter::new(op.name(), client.clone()));
     let actor = Actor {
         lead: None,
         group,
@@ -113,7 +114,7 @@ pub fn spawn(cfg: SchedulerConfig, io: SchedulerIo, shutdown: CancellationToken)
         latest_views: HashMap::new(),
         max_payload: cfg.max_payload,
         batch_max: cfg.batch_max.max(1),
-        meters: LeaseOp::ALL.map(|op| Meter::new(op.name())),
+        meters,
         decisions: HashMap::new(),
         events,
         audit,
@@ -404,7 +405,7 @@ impl Actor {
                 );
                 tokio::spawn(async move {
                     let reply = st.and_then(|st| encode_reply(&st));
-                    meter.respond(&request, reply, started).await;
+                    meter.respond(request, reply, started).await;
                 });
                 continue;
             }
@@ -430,7 +431,7 @@ impl Actor {
         self.replicate(&effects).await;
         for (op, request, reply, started) in answers {
             self.meters[op as usize]
-                .respond(&request, reply, started)
+                .respond(request, reply, started)
                 .await;
         }
         self.hand_over(effects);
