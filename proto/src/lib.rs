@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod int;
 pub mod msg;
 pub mod subjects;
 pub mod validate;

@@ -90,7 +90,7 @@ pub struct RegionStatsRequest {
     #[serde(default)]
     pub regions: Vec<String>,
     /// At most this many `recent_builds` per region (default and maximum 100).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lull_proto::int::opt")]
     pub recent_builds_limit: Option<usize>,
 }
 
@@ -148,8 +148,10 @@ pub struct ImportPart {
     /// Chosen by the sender; the same for every part of one document.
     pub upload_id: String,
     /// Index of this part, from 0.
+    #[serde(deserialize_with = "lull_proto::int::de")]
     pub part: u32,
     /// Number of parts.
+    #[serde(deserialize_with = "lull_proto::int::de")]
     pub parts: u32,
     /// This part of the document's JSON text.
     pub data: String,

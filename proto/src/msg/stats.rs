@@ -17,6 +17,7 @@ pub struct SystemStatsSnapshot {
     /// The host this snapshot describes; must equal the subject's token.
     pub host_id: String,
     /// Per-agent sequence number; a gap means lost snapshots.
+    #[serde(deserialize_with = "crate::int::de")]
     pub seq: u64,
     /// Unix seconds when collected.
     pub collected_at: f64,
@@ -45,10 +46,12 @@ pub struct HostStats {
     /// Total CPU use, percent of all cores (0..100).
     pub cpu_pct: f64,
     /// Logical CPU count.
+    #[serde(deserialize_with = "crate::int::de")]
     pub cpu_count: u32,
     /// Load averages over 1, 5 and 15 minutes.
     pub load_avg: [f64; 3],
     /// Total memory in bytes.
+    #[serde(deserialize_with = "crate::int::de")]
     pub mem_total_bytes: u64,
     /// Memory in use, percent (0..100).
     pub mem_used_pct: f64,
@@ -61,6 +64,7 @@ pub struct HostStats {
     #[serde(default)]
     pub net: Vec<NetStats>,
     /// Seconds since boot.
+    #[serde(deserialize_with = "crate::int::de")]
     pub uptime_sec: u64,
     /// Unix seconds of the boot.
     pub boot_time: f64,
@@ -75,8 +79,10 @@ pub struct DiskStats {
     /// Mount point.
     pub mount: String,
     /// Size in bytes.
+    #[serde(deserialize_with = "crate::int::de")]
     pub total_bytes: u64,
     /// Free bytes (available to unprivileged users).
+    #[serde(deserialize_with = "crate::int::de")]
     pub free_bytes: u64,
     /// Used percent (0..100).
     pub used_pct: f64,
@@ -88,8 +94,10 @@ pub struct NetStats {
     /// Interface name.
     pub iface: String,
     /// Bytes received since boot.
+    #[serde(deserialize_with = "crate::int::de")]
     pub rx_bytes: u64,
     /// Bytes sent since boot.
+    #[serde(deserialize_with = "crate::int::de")]
     pub tx_bytes: u64,
     /// Receive rate over the last tick, bytes per second.
     pub rx_bps: f64,
@@ -118,15 +126,18 @@ pub struct ProcessStats {
     /// Process name (or the configured label).
     pub name: String,
     /// Process id.
+    #[serde(deserialize_with = "crate::int::de")]
     pub pid: u32,
     /// Resident set size in bytes.
+    #[serde(deserialize_with = "crate::int::de")]
     pub rss_bytes: u64,
     /// CPU use, percent of one core (may exceed 100 on many cores).
     pub cpu_pct: f64,
     /// Thread count.
+    #[serde(deserialize_with = "crate::int::de")]
     pub threads: u32,
     /// Open file descriptors, when readable.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::int::opt")]
     pub fds: Option<u32>,
 }
 
@@ -204,7 +215,7 @@ pub struct AddonStatsSnapshot {
     #[serde(default)]
     pub health: Option<AddonHealth>,
     /// Size of the runtime directory in bytes (from a cached walk).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::int::opt")]
     pub runtime_dir_bytes: Option<u64>,
     /// Addon-provided stats (`<runtime_dir>/lull-stats.json`).
     #[serde(default)]
@@ -455,6 +466,34 @@ mod tests {
         let mut v = serde_json::to_value(example_snapshot("h", 1, 10.0)).unwrap();
         v["seq"] = serde_json::json!(-1);
         assert!(decode::<SystemStatsSnapshot>(&serde_json::to_vec(&v).unwrap(), 1 << 20).is_err());
+    }
+
+    #[test]
+    fn integral_floats_are_taken_for_integer_fields() {
+        // A Python agent writes whole numbers as floats.
+        let mut v = serde_json::to_value(example_snapshot("h", 1, 10.0)).unwrap();
+        v["seq"] = serde_json::json!(7.0);
+        v["host"]["uptime_sec"] = serde_json::json!(86400.0);
+        v["host"]["cpu_count"] = serde_json::json!(8.0);
+        v["host"]["disks"][0]["total_bytes"] = serde_json::json!(1e12);
+        v["host"]["disks"][0]["free_bytes"] = serde_json::json!(5e11);
+        let s: SystemStatsSnapshot =
+            decode(&serde_json::to_vec(&v).unwrap(), DEFAULT_MAX_PAYLOAD).unwrap();
+        assert_eq!((s.seq, s.host.uptime_sec, s.host.cpu_count), (7, 86_400, 8));
+        assert_eq!(s.host.disks[0].total_bytes, 1_000_000_000_000);
+        // Written back as integers.
+        let out = serde_json::to_value(&s).unwrap();
+        assert_eq!(out["host"]["uptime_sec"], serde_json::json!(86400));
+        for bad in [
+            serde_json::json!(86400.5),
+            serde_json::json!(-1.0),
+            serde_json::json!("86400"),
+        ] {
+            v["host"]["uptime_sec"] = bad.clone();
+            let e = decode::<SystemStatsSnapshot>(&serde_json::to_vec(&v).unwrap(), 1 << 20)
+                .unwrap_err();
+            assert_eq!(e.kind(), "bad_json", "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -17,7 +17,7 @@ pub struct TransportWorker {
     #[serde(default)]
     pub error: Option<String>,
     /// How often it was restarted.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::int::de")]
     pub restart_count: u64,
 }
 
@@ -28,19 +28,19 @@ pub struct TransportStatus {
     #[serde(default)]
     pub provider: Option<String>,
     /// Messages waiting in the outbox.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::int::de")]
     pub queue_length: u64,
     /// Messages dropped because the outbox was full.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::int::de")]
     pub dropped_messages: u64,
     /// Duration of the last flush, ms.
     #[serde(default)]
     pub last_flush_duration_ms: Option<f64>,
     /// Messages published since start.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::int::de")]
     pub payloads_flushed_total: u64,
     /// Bytes published since start.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::int::de")]
     pub bytes_flushed_total: u64,
     /// Whether the NATS connection authenticates.
     #[serde(default)]
@@ -67,6 +67,7 @@ pub struct CollectorHealth {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LoopHealth {
     /// Tick number.
+    #[serde(deserialize_with = "crate::int::de")]
     pub tick: u64,
     /// Always `ok`.
     pub status: String,
@@ -85,8 +86,10 @@ pub struct FailureSummary {
     /// Duration of the failed tick, ms.
     pub duration_ms: f64,
     /// Outbox length.
+    #[serde(deserialize_with = "crate::int::de")]
     pub queue_length: u64,
     /// Dropped messages.
+    #[serde(deserialize_with = "crate::int::de")]
     pub dropped_messages: u64,
 }
 
@@ -96,12 +99,14 @@ pub struct FailureSummary {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LoopFailure {
     /// Tick number.
+    #[serde(deserialize_with = "crate::int::de")]
     pub tick: u64,
     /// Always `error`.
     pub status: String,
     /// Duration of the failed tick, ms.
     pub duration_ms: f64,
     /// Consecutive failures.
+    #[serde(deserialize_with = "crate::int::de")]
     pub failure_count: u64,
     /// `Kind: message`.
     pub error: String,
@@ -119,6 +124,7 @@ pub struct LoopFailure {
 
 #[derive(Deserialize)]
 struct RawFailure {
+    #[serde(deserialize_with = "crate::int::de")]
     tick: u64,
     #[serde(default)]
     status: Option<String>,
@@ -126,16 +132,16 @@ struct RawFailure {
     duration_ms: Option<f64>,
     #[serde(default)]
     tick_duration_ms: Option<f64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::int::de")]
     failure_count: u64,
     error: String,
     #[serde(default)]
     snapshot_path: Option<String>,
     #[serde(default)]
     transport: Option<TransportStatus>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::int::opt")]
     telemetry_queue: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::int::opt")]
     telemetry_dropped: Option<u64>,
     #[serde(default)]
     global_context: Option<serde_json::Value>,

@@ -132,10 +132,10 @@ pub struct BuildRecord {
     #[serde(default, serialize_with = "whole::opt")]
     pub working_seconds: Option<f64>,
     /// Number of build steps.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::int::opt")]
     pub total_steps: Option<u32>,
     /// The step that failed, if any.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::int::opt")]
     pub failed_step: Option<u32>,
     /// Spot price of the machine, USD per hour.
     #[serde(default)]
