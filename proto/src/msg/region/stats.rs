@@ -22,10 +22,13 @@ use crate::validate::{self as v, Validate};
 #[serde(from = "RegionStatsWire")]
 pub struct RegionStats {
     /// Builds recorded in this region.
+    #[serde(deserialize_with = "crate::int::de")]
     pub total_builds: u64,
     /// Successful builds.
+    #[serde(deserialize_with = "crate::int::de")]
     pub successes: u64,
     /// Failed builds.
+    #[serde(deserialize_with = "crate::int::de")]
     pub failures: u64,
     /// `successes / total_builds` as a percentage with one decimal (0 without builds).
     pub success_rate: f64,
@@ -46,6 +49,7 @@ pub struct RegionStats {
     /// Timestamp of that build.
     pub last_error_time: Option<f64>,
     /// Fatigue events ever recorded: a build's fatigues and bare events.
+    #[serde(deserialize_with = "crate::int::de")]
     pub fatigue_incidents: u64,
     /// Reason of the newest fatigue (at most 60 chars).
     pub last_fatigue_reason: Option<String>,
@@ -54,6 +58,7 @@ pub struct RegionStats {
     /// Time of the newest fatigue.
     pub last_fatigue_time: Option<f64>,
     /// Positive: consecutive successes at the end; negative: consecutive failures.
+    #[serde(deserialize_with = "crate::int::de")]
     pub current_streak: i64,
     /// Timestamp of the newest build.
     pub last_used: Option<f64>,
@@ -64,8 +69,11 @@ pub struct RegionStats {
 /// What a region object may look like on input, current or legacy.
 #[derive(Deserialize)]
 struct RegionStatsWire {
+    #[serde(deserialize_with = "crate::int::de")]
     total_builds: u64,
+    #[serde(deserialize_with = "crate::int::de")]
     successes: u64,
+    #[serde(deserialize_with = "crate::int::de")]
     failures: u64,
     #[serde(default)]
     success_rate: f64,
@@ -85,7 +93,7 @@ struct RegionStatsWire {
     last_error: Option<String>,
     #[serde(default)]
     last_error_time: Option<f64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::int::de")]
     fatigue_incidents: u64,
     #[serde(default)]
     last_fatigue_reason: Option<String>,
@@ -99,7 +107,7 @@ struct RegionStatsWire {
     fatigue_reason_code: Option<String>,
     #[serde(default)]
     fatigue_time: Option<f64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::int::de")]
     current_streak: i64,
     #[serde(default)]
     last_used: Option<f64>,
@@ -251,7 +259,7 @@ pub struct CampaignStats {
     #[serde(default)]
     pub last_updated: Option<f64>,
     /// Builds across all regions.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::int::de")]
     pub total_builds_all_regions: u64,
     /// Per-region aggregates keyed by region name.
     #[serde(default)]
