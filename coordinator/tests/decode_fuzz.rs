@@ -337,7 +337,11 @@ fn lease_target(name: &'static str, op: LeaseOp, valid: Value) -> Target {
             if let Err(e) = &h.reply {
                 check_reply(e);
                 assert!(h.effects.is_empty(), "a rejected {name} has effects");
-                assert_eq!(status_of(&mut book), before, "a rejected {name} changed the book");
+                assert_eq!(
+                    status_of(&mut book),
+                    before,
+                    "a rejected {name} changed the book"
+                );
             }
         }),
     }

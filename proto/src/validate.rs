@@ -191,7 +191,18 @@ fn out_of_range(field: &str, rule: &str, v: f64) -> ValidationError {
     ValidationError::OutOfRange {
         field: field.to_string(),
         rule: rule.to_string(),
-        value: format!("{v}"),
+        value: show(v),
+    }
+}
+
+/// A number for an error message: as written for ordinary magnitudes,
+/// in exponent form when huge or tiny (`1e308`, not 309 digits).
+pub fn show(v: f64) -> String {
+    let a = v.abs();
+    if a != 0.0 && !(1e-6..1e16).contains(&a) {
+        format!("{v:e}")
+    } else {
+        format!("{v}")
     }
 }
 
@@ -247,7 +258,7 @@ pub fn time_in_window(
                 "at most {}s ahead of the receiver's clock ({now:.0}); it is {ahead:.0}s ahead",
                 window.future_skew_sec
             ),
-            value: format!("{t}"),
+            value: show(t),
         });
     }
     if let Some(max_age) = window.max_age_sec {
@@ -258,7 +269,7 @@ pub fn time_in_window(
                     "at most {max_age}s behind the receiver's clock ({now:.0}); it is {:.0}s behind",
                     -ahead
                 ),
-                value: format!("{t}"),
+                value: show(t),
             });
         }
     }
@@ -293,6 +304,15 @@ mod tests {
         let e = range("cpu_pct", 101.0, 0.0, 100.0).unwrap_err();
         assert_eq!(e.to_string(), "cpu_pct must be 0..100, got 101");
         assert!(range("cpu_pct", 100.0, 0.0, 100.0).is_ok());
+    }
+
+    #[test]
+    fn huge_values_are_shown_briefly() {
+        let e = range("d", 1e308, 0.0, 1.0).unwrap_err().to_string();
+        assert_eq!(e, "d must be 0..1, got 1e308");
+        assert_eq!(show(1e11), "100000000000");
+        assert_eq!(show(-2.5e-9), "-2.5e-9");
+        assert_eq!(show(0.0), "0");
     }
 
     #[test]

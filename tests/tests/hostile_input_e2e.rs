@@ -10,7 +10,6 @@ mod support;
 
 use std::time::Duration;
 
-use async_nats::jetstream;
 use lull_common::runtime::now_unix;
 use lull_engine::region::{campaign_stats, recompute, Baselines, RegionConfig};
 use lull_proto::msg::hosts::QuietState;
@@ -42,19 +41,10 @@ fn snap(host: &str, seq: u64, at: f64, boot: f64, mem: f64) -> SystemStatsSnapsh
     s
 }
 
-async fn publish(client: &async_nats::Client, s: &SystemStatsSnapshot) {
-    let body = serde_json::to_vec(s).unwrap();
-    client
-        .publish(Subjects::default().stats(&s.host_id), body.into())
-        .await
-        .unwrap();
-    client.flush().await.unwrap();
-}
-
 /// Publishes `n` snapshots 100 ms apart, `seq` counting up from `first`.
 async fn feed(client: &async_nats::Client, host: &str, first: u64, n: u64, boot: f64, mem: f64) {
     for k in 0..n {
-        publish(client, &snap(host, first + k, now_unix(), boot, mem)).await;
+        publish_snapshot(client, &snap(host, first + k, now_unix(), boot, mem)).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -72,29 +62,11 @@ fn feed_forever(
     tokio::spawn(async move {
         let mut seq = first;
         loop {
-            publish(&client, &snap(&host, seq, now_unix(), boot, mem)).await;
+            publish_snapshot(&client, &snap(&host, seq, now_unix(), boot, mem)).await;
             seq += 1;
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     })
-}
-
-async fn metric_now(coord: &Coordinator, name: &str, labels: &[(&str, &str)]) -> f64 {
-    let text = scrape(&coord.metrics_url).await.unwrap();
-    metric(&text, name, labels).unwrap_or(0.0)
-}
-
-async fn wait_metric(coord: &Coordinator, name: &str, labels: &[(&str, &str)], want: f64) {
-    let r = wait_until(Duration::from_secs(30), || async {
-        metric_now(coord, name, labels).await >= want
-    })
-    .await;
-    assert!(
-        r.is_ok(),
-        "{name}{labels:?} never reached {want}: {}\n{}",
-        metric_now(coord, name, labels).await,
-        coord.svc.logs()
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -104,7 +76,7 @@ async fn seq_u64_max_then_a_newer_snapshot_keeps_the_fleet_working() {
     let client = infra.nats.connect().await.unwrap();
     let boot = now_unix() - 1000.0;
 
-    publish(&client, &snap("max-1", u64::MAX, now_unix(), boot, 30.0)).await;
+    publish_snapshot(&client, &snap("max-1", u64::MAX, now_unix(), boot, 30.0)).await;
     wait_metric(
         &coord,
         "lull_stats_messages_total",
@@ -137,7 +109,7 @@ async fn a_forged_snapshot_does_not_freeze_a_host_and_a_restart_is_a_new_sequenc
 
     feed(&client, "forged-1", 1, 10, boot, 30.0).await;
     // Forged: a huge seq, collected far in the future, same boot time.
-    publish(
+    publish_snapshot(
         &client,
         &snap("forged-1", u64::MAX - 1, now_unix() + 1e6, boot, 30.0),
     )
@@ -156,7 +128,7 @@ async fn a_forged_snapshot_does_not_freeze_a_host_and_a_restart_is_a_new_sequenc
     // Within the clock skew a huge seq is taken; an agent that restarts
     // (a new boot, seq from 1, its clock behind that one) starts a new
     // sequence instead of being dropped as out of order.
-    publish(
+    publish_snapshot(
         &client,
         &snap("forged-1", u64::MAX - 1, now_unix() + 120.0, boot, 30.0),
     )
@@ -188,7 +160,7 @@ async fn a_forged_snapshot_does_not_freeze_a_host_and_a_restart_is_a_new_sequenc
         &[("result", "accepted")],
     )
     .await;
-    publish(
+    publish_snapshot(
         &client,
         &snap("forged-1", 50, now_unix() - 10.0, boot + 60.0, 30.0),
     )
@@ -211,54 +183,6 @@ async fn a_forged_snapshot_does_not_freeze_a_host_and_a_restart_is_a_new_sequenc
     );
 }
 
-/// Publishes a report to JetStream and waits for the stream's ack.
-async fn report(client: &async_nats::Client, subject: String, id: &str, body: Vec<u8>) {
-    let js = jetstream::new(client.clone());
-    let mut headers = async_nats::HeaderMap::new();
-    headers.insert("Nats-Msg-Id", id);
-    js.publish_with_headers(subject, headers, body.into())
-        .await
-        .expect("publish")
-        .await
-        .expect("stream ack");
-}
-
-async fn build(client: &async_nats::Client, b: &BuildRecord) {
-    let subject = Subjects::default().report_build(&b.region);
-    report(client, subject, &b.build_id, serde_json::to_vec(b).unwrap()).await;
-}
-
-async fn fatigue(client: &async_nats::Client, e: &FatigueEventReport) {
-    let subject = Subjects::default().report_fatigue(&e.region);
-    report(client, subject, &e.event_id, serde_json::to_vec(e).unwrap()).await;
-}
-
-async fn run(client: &async_nats::Client, r: &WorkerExecutionReport) {
-    let subject = Subjects::default().report_worker(&r.worker_name);
-    report(
-        client,
-        subject,
-        &r.execution_id,
-        serde_json::to_vec(r).unwrap(),
-    )
-    .await;
-}
-
-async fn regions_stats(client: &async_nats::Client) -> Value {
-    call::<_, Value>(client, ep::REGIONS_STATS, &json!({}))
-        .await
-        .expect("regions.stats")
-}
-
-async fn reports(coord: &Coordinator, kind: &str, result: &str) -> f64 {
-    metric_now(
-        coord,
-        "lull_reports_total",
-        &[("kind", kind), ("result", result)],
-    )
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn far_future_reports_are_invalid_and_change_no_aggregate() {
     let infra = Infra::start().await.expect("infra");
@@ -266,12 +190,12 @@ async fn far_future_reports_are_invalid_and_change_no_aggregate() {
     let client = infra.nats.connect().await.unwrap();
     let now = now_unix();
 
-    build(
+    report_build(
         &client,
         &example_build("fut-r", "fut-ok", now - 600.0, true),
     )
     .await;
-    run(
+    report_run(
         &client,
         &example_report("fut-run-ok", "fut-w", now - 600.0, 1000.0),
     )
@@ -291,16 +215,16 @@ async fn far_future_reports_are_invalid_and_change_no_aggregate() {
     )
     .await;
 
-    fatigue(&client, &example_fatigue_event("fut-r", "fut-ev", 1e11)).await;
-    build(&client, &example_build("fut-r", "fut-late", 1e11, true)).await;
+    report_fatigue(&client, &example_fatigue_event("fut-r", "fut-ev", 1e11)).await;
+    report_build(&client, &example_build("fut-r", "fut-late", 1e11, true)).await;
     let mut inner = example_build("fut-r", "fut-inner", now - 300.0, true);
     inner.fatigues = vec![lull_proto::msg::region::example_build_fatigue(
         1e11,
         "Queue timeout",
         "queue-timeout",
     )];
-    build(&client, &inner).await;
-    run(&client, &example_report("fut-run", "fut-w", 1e11, 1000.0)).await;
+    report_build(&client, &inner).await;
+    report_run(&client, &example_report("fut-run", "fut-w", 1e11, 1000.0)).await;
     for (kind, n) in [("fatigue", 1.0), ("build", 2.0), ("worker", 1.0)] {
         wait_metric(
             &coord,
@@ -344,7 +268,7 @@ async fn far_future_reports_are_invalid_and_change_no_aggregate() {
         .map(|e| e.report.execution_id.as_str())
         .collect();
     assert_eq!(ids, ["fut-run-ok"]);
-    assert_eq!(reports(&coord, "build", "accepted").await, 1.0);
+    assert_eq!(reports_count(&coord, "build", "accepted").await, 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -355,7 +279,7 @@ async fn a_far_past_report_is_invalid_but_imports() {
     let old = now_unix() - 500.0 * DAY;
 
     let b = example_build("past-r", "past-1", old, true);
-    build(&client, &b).await;
+    report_build(&client, &b).await;
     wait_metric(
         &coord,
         "lull_reports_total",

@@ -3,6 +3,9 @@
 //! micro service.
 #![allow(dead_code)]
 
+mod input;
+pub use input::*;
+
 use std::time::Duration;
 
 use lull_proto::Subjects;
