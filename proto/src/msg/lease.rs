@@ -69,7 +69,11 @@ pub struct HeavyLeaseRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_id: Option<String>,
     /// Cost in units, 1..100 (canonical).
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::int::opt")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::int::opt"
+    )]
     pub cost_units: Option<i64>,
     /// Legacy cost class.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -433,7 +437,11 @@ pub struct LeaseEvent {
     pub limits: Option<LeaseLimits>,
     /// The leadership epoch (fencing term) of the coordinator that
     /// decided; absent from coordinators before leader election.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::int::opt")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::int::opt"
+    )]
     pub epoch: Option<u64>,
 }
 

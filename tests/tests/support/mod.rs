@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 mod input;
+#[allow(unused_imports)]
 pub use input::*;
 
 use std::time::Duration;

@@ -18,7 +18,11 @@ pub struct WorkerExecutionsRequest {
     /// The worker.
     pub worker_name: String,
     /// Most runs to return, newest first (default 20, at most 500).
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::int::opt")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::int::opt"
+    )]
     pub limit: Option<u32>,
 }
 

@@ -119,7 +119,11 @@ pub struct WorkerExecutionReport {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream_data_age_seconds: Option<f64>,
     /// Seed 003 "Dependency Patterns": workers blocked waiting for this one.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::int::opt")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::int::opt"
+    )]
     pub downstream_consumers_waiting: Option<i64>,
     /// Worker-specific figures, free form (for example the SSE guardian's
     /// `orphaned_streams`, `active_streams`, `orphaned_by_type`).
@@ -133,19 +137,39 @@ pub struct WorkerExecutionReport {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DataVerification {
     /// Total records retrieved from the source.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::int::opt")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::int::opt"
+    )]
     pub records_fetched: Option<i64>,
     /// Records successfully processed.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::int::opt")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::int::opt"
+    )]
     pub records_processed: Option<i64>,
     /// Records written to storage.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::int::opt")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::int::opt"
+    )]
     pub records_stored: Option<i64>,
     /// Records that failed processing.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::int::opt")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::int::opt"
+    )]
     pub records_failed: Option<i64>,
     /// Records intentionally skipped.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::int::opt")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::int::opt"
+    )]
     pub records_skipped: Option<i64>,
 
     /// Age of the most recent record, seconds.
@@ -169,39 +193,75 @@ pub struct DataVerification {
     pub null_field_counts: BTreeMap<String, i64>,
 
     /// Successful validations.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::int::opt")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::int::opt"
+    )]
     pub validation_checks_passed: Option<i64>,
     /// Failed validations.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::int::opt")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::int::opt"
+    )]
     pub validation_checks_failed: Option<i64>,
     /// Messages of the failed validations.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub validation_errors: Vec<String>,
 
     /// Total API requests.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::int::opt")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::int::opt"
+    )]
     pub api_calls_made: Option<i64>,
     /// Successful API requests.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::int::opt")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::int::opt"
+    )]
     pub api_calls_succeeded: Option<i64>,
     /// Failed API requests.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::int::opt")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::int::opt"
+    )]
     pub api_calls_failed: Option<i64>,
     /// Whether the run hit an API rate limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_rate_limited: Option<bool>,
     /// Remaining API quota.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::int::opt")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::int::opt"
+    )]
     pub api_quota_remaining: Option<i64>,
 
     /// Data served from cache.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::int::opt")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::int::opt"
+    )]
     pub cache_hits: Option<i64>,
     /// Cache misses.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::int::opt")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::int::opt"
+    )]
     pub cache_misses: Option<i64>,
     /// New cache entries.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::int::opt")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::int::opt"
+    )]
     pub cache_writes: Option<i64>,
     /// Cache expiration, seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -241,13 +301,25 @@ pub struct ResourceMetrics {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_percent_avg: Option<f64>,
     /// Bytes downloaded.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::int::opt")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::int::opt"
+    )]
     pub network_bytes_received: Option<i64>,
     /// Database queries made (optimise if over 100).
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::int::opt")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::int::opt"
+    )]
     pub database_query_count: Option<i64>,
     /// Redis commands issued.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::int::opt")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::int::opt"
+    )]
     pub redis_operations: Option<i64>,
 }
 
