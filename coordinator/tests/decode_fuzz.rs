@@ -264,12 +264,15 @@ fn check_reply(e: &ErrorReply) {
     assert!(json["error"]["code"].is_string(), "{json}");
 }
 
+/// The check of one input.
+type CheckFn = Box<dyn Fn(&[u8])>;
+
 /// One decoder under test: its name, a valid message, and the check of one
 /// input (panics on a broken property).
 struct Target {
     name: &'static str,
     valid: Value,
-    check: Box<dyn Fn(&[u8])>,
+    check: CheckFn,
 }
 
 fn ingest_target(

@@ -13,14 +13,11 @@ use std::time::Duration;
 use lull_common::runtime::now_unix;
 use lull_engine::region::{campaign_stats, recompute, Baselines, RegionConfig};
 use lull_proto::msg::hosts::QuietState;
-use lull_proto::msg::region::{
-    example_build, example_fatigue_event, BuildRecord, FatigueEventReport, RegionSelectReply,
-};
+use lull_proto::msg::region::{example_build, example_fatigue_event, RegionSelectReply};
 use lull_proto::msg::stats::{example_snapshot, SystemStatsSnapshot};
-use lull_proto::msg::worker::{example_report, WorkerExecutionReport, WorkerExecutionsReply};
+use lull_proto::msg::worker::{example_report, WorkerExecutionsReply};
 use lull_proto::subjects::endpoints as ep;
-use lull_proto::Subjects;
-use lull_tests::{scrape, wait_until, Infra};
+use lull_tests::Infra;
 use serde_json::{json, Value};
 use support::*;
 
