@@ -17,9 +17,9 @@
 //! The rows cover the defects of issue #16 that hostile input can reach:
 //! `seq = u64::MAX` with a far-future `collected_at`, timestamps of 1e11
 //! and far in the past, huge durations and `*_hours`, a subject that does
-//! not match its payload. Rows that need other work: the `conflict` count
-//! of a conflicting duplicate report is checked by
-//! `a_conflicting_duplicate_report_changes_nothing` below; an addon acting
+//! not match its payload. A conflicting duplicate report (counted as
+//! `conflict`) needs a stored record first, so it has a test of its own
+//! below, `a_conflicting_duplicate_report_changes_nothing`. An addon acting
 //! under another addon's id and an agent reporting for another host need
 //! subject-bound NATS identities (`deploy/nats` users), which this table
 //! does not start; see docs/testing.md.
@@ -1065,11 +1065,8 @@ async fn every_bad_input_is_rejected_and_changes_nothing() {
 /// Issue #16, defect 9: a conflicting duplicate (the `build_id` or
 /// `execution_id` of a stored report, with other content, under another
 /// `Nats-Msg-Id` so that JetStream does not drop it) changes nothing and
-/// is counted as `conflict`, not `accepted`. The `conflict` result comes
-/// with the reports work of issue #16 item 9; until it is on main this
-/// row is ignored.
+/// is counted as `conflict`, not `accepted`, and its id is logged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the `conflict` result of lull_reports_total (issue #16 item 9)"]
 async fn a_conflicting_duplicate_report_changes_nothing() {
     let infra = Infra::start().await.expect("infra");
     let coord = start_coordinator(&infra, &[]).await;
