@@ -115,13 +115,20 @@ pub fn serve(
     std_listener.set_nonblocking(true)?;
     let listener = TcpListener::from_std(std_listener)?;
     let local = listener.local_addr()?;
-    let state = Arc::new(State { metrics, ready });
+    let state = Arc::new(State {
+        metrics,
+        process: metrics_process::Collector::default(),
+        ready,
+    });
     tokio::spawn(accept_loop(listener, state, stop));
     Ok(local)
 }
 
 struct State {
     metrics: PrometheusHandle,
+    /// Sets the standard `process_*` metrics (CPU seconds, resident and
+    /// virtual memory, open and max fds, threads, start time) at each scrape.
+    process: metrics_process::Collector,
     ready: ReadinessFn,
 }
 
@@ -190,11 +197,14 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> 
         return r;
     }
     match path {
-        "/metrics" => text(
-            StatusCode::OK,
-            PROMETHEUS_CONTENT_TYPE,
-            state.metrics.render(),
-        ),
+        "/metrics" => {
+            state.process.collect();
+            text(
+                StatusCode::OK,
+                PROMETHEUS_CONTENT_TYPE,
+                state.metrics.render(),
+            )
+        }
         "/healthz" => text(StatusCode::OK, TEXT, "ok\n".into()),
         _ => {
             let want_leader = query.split('&').any(|p| p == "leader" || p == "leader=");

@@ -75,6 +75,8 @@ pub fn install_metrics(
     let handle = recorder.handle();
     crate::http::serve(addr, handle.clone(), ready, stop.clone()).map_err(MetricsError::Listen)?;
     metrics::set_global_recorder(recorder).map_err(|_| MetricsError::AlreadyInstalled)?;
+    // HELP texts of the process_* metrics the HTTP server sets at each scrape.
+    metrics_process::Collector::default().describe();
     let upkeep = handle.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));

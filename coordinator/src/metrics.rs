@@ -1,14 +1,15 @@
 //! The coordinator's metrics, gathered: each owner declares its own beside
 //! the code that emits them (`fleet::metrics`, `scheduler::metrics`, ...);
 //! this module lists those declarations so the binary can register their
-//! HELP texts and histogram buckets, and sets `lull_build_info`.
+//! HELP texts and histogram buckets, and sets `lull_coordinator_build_info`.
 
 use lull_common::metric::{self, Metric};
 
-/// Gauge `{version,component}`: always 1.
+/// Gauge `{version}`: always 1 (named `<binary>_build_info` like the
+/// agent's `lull_agent_build_info`).
 pub(crate) static BUILD_INFO: Metric = Metric::gauge(
-    "lull_build_info",
-    "Build information of the running coordinator (always 1).",
+    "lull_coordinator_build_info",
+    "Always 1; the version label carries the coordinator version.",
 );
 
 static OWN: &[&Metric] = &[&BUILD_INFO];
@@ -35,11 +36,10 @@ pub fn buckets() -> Vec<(&'static str, &'static [f64])> {
 }
 
 /// Registers every HELP text and unit with the installed recorder and sets
-/// `lull_build_info`.
+/// `lull_coordinator_build_info`.
 pub fn describe() {
     metric::describe_all(ALL);
-    metrics::gauge!(BUILD_INFO.name, "version" => env!("CARGO_PKG_VERSION"), "component" => "coordinator")
-        .set(1.0);
+    metrics::gauge!(BUILD_INFO.name, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ pub mod nats;
 pub mod ports;
 pub mod postgres;
 pub mod process;
+pub mod promtool;
 pub mod proxy;
 pub mod service;
 pub mod wait;

@@ -65,7 +65,7 @@ async fn agent_to_coordinator_end_to_end() {
         "{text}"
     );
     assert!(text.contains("# HELP lull_host_quiet_score"));
-    assert!(metric(&text, "lull_build_info", &[]).is_some());
+    assert!(metric(&text, "lull_coordinator_build_info", &[]).is_some());
     assert!(
         text.contains("lull_request_duration_seconds_bucket"),
         "{text}"
@@ -75,6 +75,19 @@ async fn agent_to_coordinator_end_to_end() {
         .await
         .unwrap();
     assert!(agent_text.contains("lull_agent_"), "{agent_text}");
+    // Both expose the standard process metrics and pass Prometheus's lint.
+    for (who, text) in [("coordinator", &text), ("agent", &agent_text)] {
+        for name in [
+            "process_cpu_seconds_total",
+            "process_resident_memory_bytes",
+            "process_open_fds",
+            "process_start_time_seconds",
+        ] {
+            assert!(text.contains(name), "{who}: {name} missing");
+        }
+        lull_tests::promtool::assert_clean(text);
+    }
+    assert!(metric(&agent_text, "lull_agent_build_info", &[]).is_some());
 
     // A malformed message and a host mismatch are rejected and counted.
     client

@@ -135,38 +135,14 @@ async fn stats_until(
     }
 }
 
-/// `promtool check metrics` has nothing to say about the region metrics
-/// (skipped when promtool is not installed).
+/// `promtool check metrics` has nothing to say about the region metrics.
 fn promtool_clean(exposition: &str) {
-    use std::io::Write;
     let regions: String = exposition
         .lines()
         .filter(|l| l.contains("lull_region_"))
         .map(|l| format!("{l}\n"))
         .collect();
-    let Ok(mut child) = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-    else {
-        eprintln!("promtool not installed; skipping the metrics lint");
-        return;
-    };
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(regions.as_bytes()).unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && said.trim().is_empty(),
-        "promtool: {said}"
-    );
+    lull_tests::promtool::assert_clean(&regions);
 }
 
 /// Log text without ANSI colour sequences.
@@ -469,7 +445,7 @@ async fn seed_scenarios_selection_pardon_and_invalid_reports() {
         "lull_region_success_ratio",
         "lull_region_streak",
         "lull_region_fatigue_incidents_total",
-        "lull_region_build_cost_usd_total",
+        "lull_region_build_cost_cents_total",
         "lull_region_build_duration_seconds_bucket",
         "lull_region_queue_wait_seconds_bucket",
     ] {

@@ -51,12 +51,12 @@ impl RegionGauges {
         metrics::gauge!(m::SUCCESS_RATIO.name, "region" => region.clone()).set(ratio);
         metrics::gauge!(m::STREAK.name, "region" => region.clone())
             .set(agg.current_streak() as f64);
-        let cost = agg.cost().total_usd();
-        // Counters are integers in the metrics library: whole dollars here,
-        // the exact figure in the gauge.
-        metrics::counter!(m::BUILD_COST_TOTAL.name, "region" => region.clone())
-            .absolute(cost.floor() as u64);
-        metrics::gauge!(m::BUILD_COST.name, "region" => region.clone()).set(cost);
+        // Counters are integers in the metrics library, so the cost is
+        // counted in cents: exact to the cent, and monotonic because the
+        // aggregate's total only grows.
+        let cents = (agg.cost().total_usd() * 100.0).round().max(0.0);
+        metrics::counter!(m::BUILD_COST_CENTS.name, "region" => region.clone())
+            .absolute(cents as u64);
         let h = region_health(agg, pardon, cfg, now);
         for st in STATES {
             let v = if st == h.state { 1.0 } else { 0.0 };

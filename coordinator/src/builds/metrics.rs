@@ -54,15 +54,10 @@ pub(crate) static QUEUE_WAIT: Metric = Metric::histogram(
 )
 .unit(Unit::Seconds)
 .buckets(LONG_DURATION_BUCKETS);
-/// Counter `{region}`: known build cost in whole USD.
-pub(crate) static BUILD_COST_TOTAL: Metric = Metric::counter(
-    "lull_region_build_cost_usd_total",
-    "Cost of the builds with a known cost per region, in whole USD (rounded down).",
-);
-/// Gauge `{region}`: known build cost in exact USD.
-pub(crate) static BUILD_COST: Metric = Metric::gauge(
-    "lull_region_build_cost_usd",
-    "Cost of the builds with a known cost per region, USD (exact; only grows).",
+/// Counter `{region}`: known build cost in US cents.
+pub(crate) static BUILD_COST_CENTS: Metric = Metric::counter(
+    "lull_region_build_cost_cents_total",
+    "Cost of the builds with a known cost per region, in US cents (divide by 100 for USD).",
 );
 /// Counter `{kind,result}`: region reports stored.
 pub(crate) static REPORTS: Metric = Metric::counter(
@@ -80,7 +75,6 @@ pub(crate) static METRICS: &[&Metric] = &[
     &FATIGUE_INCIDENTS,
     &BUILD_DURATION,
     &QUEUE_WAIT,
-    &BUILD_COST_TOTAL,
-    &BUILD_COST,
+    &BUILD_COST_CENTS,
     &REPORTS,
 ];

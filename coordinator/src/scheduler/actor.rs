@@ -497,8 +497,7 @@ impl Actor {
                 metrics::gauge!(super::metrics::USED_UNITS.name, "host" => gone).set(0.0);
             }
             metrics::gauge!(super::metrics::QUEUE_LENGTH.name).set(0.0);
-            metrics::gauge!(super::metrics::ACTIVE.name).set(0.0);
-            metrics::gauge!(super::metrics::GRACE_PERIOD.name).set(0.0);
+            metrics::gauge!(super::metrics::GRACE_REMAINING.name).set(0.0);
             return;
         };
         let book = &l.book;
@@ -523,12 +522,10 @@ impl Actor {
         }
         self.host_gauges = seen;
         metrics::gauge!(super::metrics::QUEUE_LENGTH.name).set(book.queue_len() as f64);
-        metrics::gauge!(super::metrics::ACTIVE.name).set(book.active_len() as f64);
-        metrics::gauge!(super::metrics::GRACE_PERIOD.name).set(if book.in_grace(now_unix()) {
-            1.0
-        } else {
-            0.0
-        });
+        let grace_left = book
+            .grace_until()
+            .map_or(0.0, |g| (g - now_unix()).max(0.0));
+        metrics::gauge!(super::metrics::GRACE_REMAINING.name).set(grace_left);
     }
 }
 

@@ -18,12 +18,11 @@ pub(crate) static EFFECTS_DROPPED: Metric = Metric::counter(
     "lull_lease_effects_dropped_total",
     "Lease events (effect=event) or audit records (effect=audit) dropped because their queue was full.",
 );
-/// Gauge `{host}`: active leases on a host.
-pub(crate) static HOST_ACTIVE: Metric =
-    Metric::gauge("lull_lease_active", "Active leases on each host.");
-/// Gauge: active leases in the fleet.
-pub(crate) static ACTIVE: Metric =
-    Metric::gauge("lull_leases_active", "Active leases in the whole fleet.");
+/// Gauge `{host}`: active leases on a host (the fleet's: `sum(lull_lease_active)`).
+pub(crate) static HOST_ACTIVE: Metric = Metric::gauge(
+    "lull_lease_active",
+    "Active leases on each host; sum() for the fleet.",
+);
 /// Gauge `{host}`: capacity of a host in cost units.
 pub(crate) static CAPACITY_UNITS: Metric = Metric::gauge(
     "lull_lease_capacity_units",
@@ -39,11 +38,12 @@ pub(crate) static QUEUE_LENGTH: Metric = Metric::gauge(
     "lull_lease_queue_length",
     "Lease requests waiting in the queue.",
 );
-/// Gauge: 1 during the restart grace period.
-pub(crate) static GRACE_PERIOD: Metric = Metric::gauge(
-    "lull_lease_grace_period",
-    "1 while the coordinator is in its restart grace period (new grants refused).",
-);
+/// Gauge: seconds left of the restart grace period (0 outside it).
+pub(crate) static GRACE_REMAINING: Metric = Metric::gauge(
+    "lull_lease_grace_remaining_seconds",
+    "Seconds left of the restart grace period, during which new grants are refused; 0 outside it.",
+)
+.unit(metrics::Unit::Seconds);
 
 /// Counter `{replica}`: takeovers of the lease book.
 pub(crate) static TAKEOVERS: Metric = Metric::counter(
@@ -83,9 +83,8 @@ pub(crate) static METRICS: &[&Metric] = &[
     &EVENTS,
     &EFFECTS_DROPPED,
     &HOST_ACTIVE,
-    &ACTIVE,
     &CAPACITY_UNITS,
     &USED_UNITS,
     &QUEUE_LENGTH,
-    &GRACE_PERIOD,
+    &GRACE_REMAINING,
 ];

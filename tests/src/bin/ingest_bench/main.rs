@@ -355,7 +355,7 @@ async fn main() -> anyhow::Result<()> {
         async move {
             scrape(&url)
                 .await
-                .is_ok_and(|t| t.contains("lull_build_info"))
+                .is_ok_and(|t| t.contains("lull_coordinator_build_info"))
         }
     })
     .await
