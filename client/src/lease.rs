@@ -1,4 +1,4 @@
-//! Lease client SDK (PROTOCOL.md §3 leases): [`LeaseClient::acquire`] asks
+//! Lease client SDK (docs/protocol.md §3 leases): [`LeaseClient::acquire`] asks
 //! the coordinator for a heavy-work lease and returns a [`LeaseGuard`] that
 //! heartbeats in the background, listens on `lull.lease.events.<lease_id>`
 //! and exposes a revoke or expiry as a future ([`LeaseGuard::revoked`]) and

@@ -1,4 +1,4 @@
-//! Durable report publisher (PROTOCOL.md §2): validates a build record, a
+//! Durable report publisher (docs/protocol.md §2): validates a build record, a
 //! fatigue event or a worker execution report, then publishes it to the
 //! JetStream stream `LULL_REPORTS` on its subject with `Nats-Msg-Id` set to
 //! the record's id, and waits for the stream's acknowledgement (a resend of

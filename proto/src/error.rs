@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Machine-readable error codes of an error reply (PROTOCOL.md conventions).
+/// Machine-readable error codes of an error reply (docs/protocol.md conventions).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {

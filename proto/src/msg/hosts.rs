@@ -1,4 +1,4 @@
-//! Quiet state and the host queries (seed 002 §1.2; PROTOCOL.md §3 hosts).
+//! Quiet state and the host queries (seed 002 §1.2; docs/protocol.md §3 hosts).
 
 use serde::{Deserialize, Serialize};
 

@@ -1,4 +1,4 @@
-//! Heavy-work lease messages (seed 002 §3; PROTOCOL.md §3 leases).
+//! Heavy-work lease messages (seed 002 §3; docs/protocol.md §3 leases).
 
 use serde::{Deserialize, Serialize};
 

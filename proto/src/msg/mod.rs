@@ -1,4 +1,4 @@
-//! Wire types of PROTOCOL.md, one module per message family.
+//! Wire types of docs/protocol.md, one module per message family.
 
 pub mod hosts;
 pub mod leader;

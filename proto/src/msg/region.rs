@@ -1,6 +1,6 @@
 //! Region build and fatigue reports and the campaign stats JSON (seeds 000, 001).
 //!
-//! Owns the wire shapes of PROTOCOL.md §2 (`lull.report.build.<region>`,
+//! Owns the wire shapes of docs/protocol.md §2 (`lull.report.build.<region>`,
 //! `lull.report.fatigue.<region>`) and §3 "Regions" (`lull.v1.regions.stats`,
 //! `.select`, `.insights`), their validation, and the migration of the legacy
 //! region-level `fatigue_reason` / `fatigue_time` fields.

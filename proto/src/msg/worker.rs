@@ -1,5 +1,5 @@
-//! Worker execution reports (seed 003; PROTOCOL.md §2 `lull.report.worker.*`)
-//! and the wire types of the worker queries (PROTOCOL.md §3 "Workers"):
+//! Worker execution reports (seed 003; docs/protocol.md §2 `lull.report.worker.*`)
+//! and the wire types of the worker queries (docs/protocol.md §3 "Workers"):
 //! scores, learning metrics, anomalies, schedule (missed-run) status,
 //! recommendations, and the replies of `workers.executions`, `workers.stats`,
 //! `workers.learning`, `learning.system` and `data_quality.summary`.

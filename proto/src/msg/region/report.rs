@@ -1,4 +1,4 @@
-//! Durable region reports (PROTOCOL.md §2): a build record
+//! Durable region reports (docs/protocol.md §2): a build record
 //! (`lull.report.build.<region>`) with its fatigues, and a bare fatigue
 //! event (`lull.report.fatigue.<region>`), with their validation and the
 //! migration of the legacy region-level fatigue fields.
