@@ -1,11 +1,15 @@
 //! Operator blocks (pure): a block on one host or on the whole fleet, with
-//! an optional reason and an optional end (a maintenance window). The fleet
-//! actor keeps one [`Blocks`] and asks it whether a host is blocked; the
-//! clock is passed in, nothing here does I/O.
+//! an optional reason and an optional end, in force from the moment it is
+//! set; and maintenance windows ([`Window`]), scheduled ahead, once or
+//! recurring, on a host or the fleet. The fleet actor keeps one [`Blocks`]
+//! and asks it whether a host is blocked, until when, and when the answer
+//! next changes; the clock is passed in, nothing here does I/O.
 
 use std::collections::BTreeMap;
 
-use lull_proto::msg::hosts::{BlockInfo, BlockScope};
+use lull_proto::msg::hosts::{BlockInfo, BlockScope, WindowInfo};
+
+use super::maintenance::{merge, Span, Window, LOOKAHEAD_SEC};
 
 /// One block.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,20 +32,32 @@ impl Block {
 /// What a block applies to: one host, or the fleet (`None`).
 pub type Target = Option<String>;
 
-/// Every block in force: at most one fleet-wide block and one per host.
+/// Every block in force: at most one fleet-wide block and one per host,
+/// and any number of maintenance windows.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Blocks {
     fleet: Option<Block>,
     hosts: BTreeMap<String, Block>,
+    windows: BTreeMap<i64, (Target, Window)>,
 }
 
 impl Blocks {
-    /// Blocks loaded from storage; those already over at `now` are skipped.
-    pub fn from_rows(rows: impl IntoIterator<Item = (Target, Block)>, now: f64) -> Self {
+    /// Blocks and windows loaded from storage; those already over at `now`
+    /// are skipped.
+    pub fn from_rows(
+        rows: impl IntoIterator<Item = (Target, Block)>,
+        windows: impl IntoIterator<Item = (Target, Window)>,
+        now: f64,
+    ) -> Self {
         let mut b = Blocks::default();
         for (target, block) in rows {
             if block.active(now) {
                 b.set(target, block);
+            }
+        }
+        for (target, w) in windows {
+            if !w.over(now) {
+                b.add_window(target, w);
             }
         }
         b
@@ -70,23 +86,113 @@ impl Blocks {
         }
     }
 
-    /// The block in force on `host` at `now`: its own, else the fleet's.
-    pub fn of(&self, host: &str, now: f64) -> Option<(BlockScope, &Block)> {
-        if let Some(b) = self.hosts.get(host).filter(|b| b.active(now)) {
-            return Some((BlockScope::Host, b));
+    /// Adds (or replaces, by id) a maintenance window on `target`.
+    /// Returns whether anything changed.
+    pub fn add_window(&mut self, target: Target, w: Window) -> bool {
+        let entry = (target, w);
+        let old = self.windows.insert(entry.1.id, entry.clone());
+        old.as_ref() != Some(&entry)
+    }
+
+    /// Removes the window `id`; returns whether there was one.
+    pub fn remove_window(&mut self, id: i64) -> bool {
+        self.windows.remove(&id).is_some()
+    }
+
+    /// Removes every window of `target`; returns their ids.
+    pub fn remove_windows_of(&mut self, target: &Target) -> Vec<i64> {
+        let ids: Vec<i64> = self
+            .windows
+            .iter()
+            .filter(|(_, (t, _))| t == target)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &ids {
+            self.windows.remove(id);
         }
-        self.fleet
-            .as_ref()
-            .filter(|b| b.active(now))
-            .map(|b| (BlockScope::Fleet, b))
+        ids
     }
 
-    /// The fleet-wide block in force at `now`.
-    pub fn fleet(&self, now: f64) -> Option<&Block> {
-        self.fleet.as_ref().filter(|b| b.active(now))
+    /// The target of the window `id`, if there is such a window.
+    pub fn window_target(&self, id: i64) -> Option<&Target> {
+        self.windows.get(&id).map(|(t, _)| t)
     }
 
-    /// Removes the blocks that ended by `now`; returns their targets.
+    /// Everything that may block `host` (`None`: only the fleet's), most
+    /// specific first: its own block, its windows, the fleet's block, the
+    /// fleet's windows; in force at `now` or not.
+    fn candidates(&self, host: Option<&str>) -> Vec<Candidate<'_>> {
+        let mut out = Vec::new();
+        let mut push = |scope, target: Option<&str>| {
+            let block = match target {
+                Some(h) => self.hosts.get(h),
+                None => self.fleet.as_ref(),
+            };
+            out.extend(block.map(|b| Candidate {
+                scope,
+                source: Source::Block(b),
+            }));
+            out.extend(
+                self.windows
+                    .values()
+                    .filter(|(t, _)| t.as_deref() == target)
+                    .map(|(_, w)| Candidate {
+                        scope,
+                        source: Source::Window(w),
+                    }),
+            );
+        };
+        if let Some(h) = host {
+            push(BlockScope::Host, Some(h));
+        }
+        push(BlockScope::Fleet, None);
+        out
+    }
+
+    /// The block in force on `host` at `now`: its own (or one of its
+    /// windows), else the fleet's.
+    pub fn of(&self, host: &str, now: f64) -> Option<BlockInfo> {
+        self.candidates(Some(host))
+            .iter()
+            .find_map(|c| c.info(Some(host), now))
+    }
+
+    /// Whether `host` is blocked at `now`.
+    pub fn is_blocked(&self, host: &str, now: f64) -> bool {
+        self.of(host, now).is_some()
+    }
+
+    /// The fleet-wide block in force at `now` (the block or a window).
+    pub fn fleet(&self, now: f64) -> Option<BlockInfo> {
+        self.candidates(None)
+            .iter()
+            .find_map(|c| c.info(None, now))
+    }
+
+    /// The spans within `[from, to]` during which `host` is blocked,
+    /// merged and in order (an open-ended block ends at infinity).
+    pub fn spans_of(&self, host: &str, from: f64, to: f64) -> Vec<Span> {
+        merge(
+            self.candidates(Some(host))
+                .iter()
+                .flat_map(|c| c.spans(from, to))
+                .collect(),
+        )
+    }
+
+    /// When `host`, blocked at `now`, is free of every block again (looking
+    /// a week ahead; chained blocks and windows count as one). `None`: not
+    /// until an operator lifts a block.
+    pub fn free_at(&self, host: &str, now: f64) -> Option<f64> {
+        let spans = self.spans_of(host, now, now + LOOKAHEAD_SEC);
+        match spans.first() {
+            Some(&(s, e)) if s <= now => e.is_finite().then_some(e),
+            _ => Some(now),
+        }
+    }
+
+    /// Removes the blocks that ended by `now` and the windows with nothing
+    /// left; returns the targets of the blocks removed.
     pub fn expire(&mut self, now: f64) -> Vec<Target> {
         let mut gone = Vec::new();
         if self.fleet.as_ref().is_some_and(|b| !b.active(now)) {
@@ -103,16 +209,21 @@ impl Blocks {
             self.hosts.remove(&h);
             gone.push(Some(h));
         }
+        self.windows.retain(|_, (_, w)| !w.over(now));
         gone
     }
 
-    /// The earliest end of any block, so the caller knows when to expire.
-    pub fn next_end(&self) -> Option<f64> {
-        self.fleet
+    /// The next time after `now` at which any block lifts or any window
+    /// opens or closes, so the caller knows when to look again.
+    pub fn next_change(&self, now: f64) -> Option<f64> {
+        let ends = self
+            .fleet
             .iter()
             .chain(self.hosts.values())
             .filter_map(|b| b.until)
-            .min_by(f64::total_cmp)
+            .filter(|u| *u > now);
+        let windows = self.windows.values().filter_map(|(_, w)| w.next_change(now));
+        ends.chain(windows).min_by(f64::total_cmp)
     }
 
     /// Number of host blocks (the fleet block not counted).
@@ -120,36 +231,114 @@ impl Blocks {
         self.hosts.len()
     }
 
-    /// Every block in force at `now`, the fleet's first, then hosts by id.
-    pub fn list(&self, now: f64) -> Vec<BlockInfo> {
-        let fleet = self.fleet(now).map(|b| info(BlockScope::Fleet, None, b));
-        fleet
-            .into_iter()
-            .chain(
-                self.hosts
-                    .iter()
-                    .filter(|(_, b)| b.active(now))
-                    .map(|(h, b)| info(BlockScope::Host, Some(h.clone()), b)),
-            )
-            .collect()
+    /// Number of maintenance windows of the fleet (`None`) or of hosts.
+    pub fn window_count(&self, fleet: bool) -> usize {
+        self.windows
+            .values()
+            .filter(|(t, _)| t.is_none() == fleet)
+            .count()
     }
 
-    /// The wire form of the block in force on `host`.
-    pub fn info_of(&self, host: &str, now: f64) -> Option<BlockInfo> {
-        self.of(host, now).map(|(scope, b)| {
-            let id = (scope == BlockScope::Host).then(|| host.to_string());
-            info(scope, id, b)
-        })
+    /// Every block in force at `now`, the fleet's first, then hosts by id;
+    /// windows open now are listed as blocks with their `window_id`.
+    pub fn list(&self, now: f64) -> Vec<BlockInfo> {
+        let mut hosts: Vec<&str> = self.hosts.keys().map(String::as_str).collect();
+        hosts.extend(self.windows.values().filter_map(|(t, _)| t.as_deref()));
+        hosts.sort_unstable();
+        hosts.dedup();
+        let mut out: Vec<BlockInfo> = self
+            .candidates(None)
+            .iter()
+            .filter_map(|c| c.info(None, now))
+            .collect();
+        for h in hosts {
+            out.extend(
+                self.candidates(Some(h))
+                    .iter()
+                    .filter(|c| c.scope == BlockScope::Host)
+                    .filter_map(|c| c.info(Some(h), now)),
+            );
+        }
+        out
+    }
+
+    /// Every maintenance window, by id, as seen at `now`.
+    pub fn windows(&self, now: f64) -> Vec<WindowInfo> {
+        self.windows
+            .values()
+            .map(|(t, w)| {
+                let next = w.current_or_next(now);
+                WindowInfo {
+                    id: w.id,
+                    scope: if t.is_some() {
+                        BlockScope::Host
+                    } else {
+                        BlockScope::Fleet
+                    },
+                    host_id: t.clone(),
+                    reason: w.reason.clone(),
+                    from: w.from,
+                    until: w.until,
+                    recurrence: w.weekly.as_ref().map(|r| r.recurrence()),
+                    created_at: w.created_at,
+                    open: next.is_some_and(|(s, _)| s <= now),
+                    next_start: next.map(|(s, _)| s),
+                    next_end: next.map(|(_, e)| e).filter(|e| e.is_finite()),
+                }
+            })
+            .collect()
     }
 }
 
-fn info(scope: BlockScope, host_id: Option<String>, b: &Block) -> BlockInfo {
-    BlockInfo {
-        scope,
-        host_id,
-        reason: b.reason.clone(),
-        until: b.until,
-        blocked_at: b.blocked_at,
+/// A block or a window that may apply to a host.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    Block(&'a Block),
+    Window(&'a Window),
+}
+
+/// A [`Source`] with the scope it comes from.
+#[derive(Clone, Copy)]
+struct Candidate<'a> {
+    scope: BlockScope,
+    source: Source<'a>,
+}
+
+impl Candidate<'_> {
+    /// The wire form of this block when it is in force at `now`.
+    fn info(&self, host: Option<&str>, now: f64) -> Option<BlockInfo> {
+        let host_id = (self.scope == BlockScope::Host)
+            .then(|| host.map(str::to_string))
+            .flatten();
+        match self.source {
+            Source::Block(b) => b.active(now).then(|| BlockInfo {
+                scope: self.scope,
+                host_id,
+                reason: b.reason.clone(),
+                until: b.until,
+                blocked_at: b.blocked_at,
+                window_id: None,
+            }),
+            Source::Window(w) => w.at(now).map(|(s, e)| BlockInfo {
+                scope: self.scope,
+                host_id,
+                reason: w.reason.clone(),
+                until: e.is_finite().then_some(e),
+                blocked_at: s,
+                window_id: Some(w.id),
+            }),
+        }
+    }
+
+    /// The spans it covers within `[from, to]`.
+    fn spans(&self, from: f64, to: f64) -> Vec<Span> {
+        match self.source {
+            Source::Block(b) => match b.until {
+                Some(u) if u <= from => Vec::new(),
+                u => vec![(f64::NEG_INFINITY, u.unwrap_or(f64::INFINITY))],
+            },
+            Source::Window(w) => w.spans(from, to),
+        }
     }
 }
 
@@ -171,11 +360,10 @@ mod tests {
         assert!(b.of("a", 100.0).is_none());
         assert!(b.set(None, block("fleet maintenance", None)));
         assert!(b.set(Some("a".into()), block("disk swap", None)));
-        let (scope, blk) = b.of("a", 100.0).unwrap();
-        assert_eq!(scope, BlockScope::Host);
+        let blk = b.of("a", 100.0).unwrap();
+        assert_eq!(blk.scope, BlockScope::Host);
         assert_eq!(blk.reason.as_deref(), Some("disk swap"));
-        let (scope, _) = b.of("b", 100.0).unwrap();
-        assert_eq!(scope, BlockScope::Fleet);
+        assert_eq!(b.of("b", 100.0).unwrap().scope, BlockScope::Fleet);
         assert!(b.clear(&None));
         assert!(!b.clear(&None), "second clear changes nothing");
         assert!(b.of("b", 100.0).is_none());
@@ -200,17 +388,17 @@ mod tests {
         b.set(None, block("window", Some(200.0)));
         b.set(Some("a".into()), block("short", Some(150.0)));
         b.set(Some("c".into()), block("forever", None));
-        assert_eq!(b.next_end(), Some(150.0));
+        assert_eq!(b.next_change(100.0), Some(150.0));
         assert!(b.of("a", 149.9).is_some());
         // After its end a block no longer applies, even before expire().
-        assert_eq!(b.of("a", 150.0).unwrap().0, BlockScope::Fleet);
+        assert_eq!(b.of("a", 150.0).unwrap().scope, BlockScope::Fleet);
         assert!(b.of("z", 200.0).is_none());
         assert_eq!(b.list(160.0).len(), 2);
         let gone = b.expire(160.0);
         assert_eq!(gone, vec![Some("a".to_string())]);
         let gone = b.expire(250.0);
         assert_eq!(gone, vec![None]);
-        assert_eq!(b.next_end(), None);
+        assert_eq!(b.next_change(250.0), None);
         assert_eq!(b.host_count(), 1);
     }
 
@@ -223,16 +411,73 @@ mod tests {
                 (None, block("all", None)),
                 (Some("a".to_string()), block("y", Some(500.0))),
             ],
+            [],
             100.0,
         );
         let l = b.list(100.0);
         let names: Vec<Option<&str>> = l.iter().map(|i| i.host_id.as_deref()).collect();
         assert_eq!(names, vec![None, Some("a"), Some("b")]);
         assert_eq!(l[0].scope, BlockScope::Fleet);
-        let i = b.info_of("zz", 100.0).unwrap();
+        let i = b.of("zz", 100.0).unwrap();
         assert_eq!((i.scope, i.host_id), (BlockScope::Fleet, None));
-        let i = b.info_of("a", 100.0).unwrap();
+        let i = b.of("a", 100.0).unwrap();
         assert_eq!(i.host_id.as_deref(), Some("a"));
         assert_eq!(i.until, Some(500.0));
+    }
+
+    fn window(id: i64, from: f64, until: Option<f64>) -> Window {
+        Window {
+            id,
+            reason: Some(format!("window {id}")),
+            from,
+            until,
+            weekly: None,
+            created_at: 0.0,
+        }
+    }
+
+    #[test]
+    fn windows_block_in_their_spans_and_chain_with_blocks() {
+        let mut b = Blocks::default();
+        assert!(b.add_window(Some("a".into()), window(1, 200.0, Some(300.0))));
+        assert!(!b.add_window(Some("a".into()), window(1, 200.0, Some(300.0))));
+        b.add_window(None, window(2, 280.0, Some(400.0)));
+        // Before the windows: free; a's next change is its window's start.
+        assert!(!b.is_blocked("a", 150.0));
+        assert_eq!(b.free_at("a", 150.0), Some(150.0));
+        assert_eq!(b.next_change(150.0), Some(200.0));
+        // Inside a's window: blocked by it, free once the fleet's window
+        // that overlaps it ends too.
+        let i = b.of("a", 250.0).unwrap();
+        assert_eq!((i.scope, i.window_id, i.until), (BlockScope::Host, Some(1), Some(300.0)));
+        assert_eq!(i.blocked_at, 200.0);
+        assert_eq!(b.free_at("a", 250.0), Some(400.0));
+        assert_eq!(b.free_at("b", 250.0), Some(250.0));
+        assert_eq!(b.of("b", 290.0).unwrap().scope, BlockScope::Fleet);
+        assert_eq!(b.spans_of("a", 0.0, 1000.0), vec![(200.0, 400.0)]);
+        assert_eq!(b.spans_of("b", 0.0, 1000.0), vec![(280.0, 400.0)]);
+        // An open-ended block in force: no end in sight.
+        b.set(Some("b".into()), block("forever", None));
+        assert_eq!(b.free_at("b", 290.0), None);
+        assert_eq!(b.spans_of("b", 0.0, 10.0), vec![(f64::NEG_INFINITY, f64::INFINITY)]);
+        // Lists: the fleet's window first, then the hosts' blocks and windows.
+        let l = b.list(290.0);
+        let ids: Vec<(Option<&str>, Option<i64>)> =
+            l.iter().map(|i| (i.host_id.as_deref(), i.window_id)).collect();
+        assert_eq!(ids, vec![(None, Some(2)), (Some("a"), Some(1)), (Some("b"), None)]);
+        let w = b.windows(250.0);
+        assert_eq!(w.len(), 2);
+        assert!(w[0].open && !w[1].open);
+        assert_eq!((w[1].next_start, w[1].next_end), (Some(280.0), Some(400.0)));
+        assert_eq!(w[0].host_id.as_deref(), Some("a"));
+        assert_eq!((b.window_count(true), b.window_count(false)), (1, 1));
+        // Windows over are dropped by expire and by loading.
+        b.expire(350.0);
+        assert_eq!(b.window_target(1), None);
+        assert_eq!(b.window_target(2), Some(&None));
+        assert_eq!(b.remove_windows_of(&None), vec![2]);
+        assert!(!b.remove_window(2));
+        let loaded = Blocks::from_rows([], [(None, window(3, 0.0, Some(10.0)))], 20.0);
+        assert_eq!(loaded, Blocks::default());
     }
 }

@@ -12,6 +12,7 @@ pub mod duration;
 pub mod forecast;
 pub mod health;
 pub mod history;
+pub mod maintenance;
 pub mod score;
 pub mod streaks;
 pub mod tracker;

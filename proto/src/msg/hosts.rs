@@ -181,8 +181,128 @@ pub struct BlockRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// Unix seconds when the block lifts by itself; absent = until unblocked.
+    /// With `recurrence`: when the schedule ends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until: Option<f64>,
+    /// Unix seconds when the block starts; absent = now. A request with
+    /// `from` or `recurrence` adds a maintenance window (with an id of its
+    /// own) instead of setting the target's block.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<f64>,
+    /// A recurring maintenance window: when it opens and for how long.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recurrence: Option<Recurrence>,
+}
+
+impl BlockRequest {
+    /// Whether this request adds a maintenance window (a future start or a
+    /// recurrence) rather than setting the block in force now.
+    pub fn is_window(&self) -> bool {
+        self.from.is_some() || self.recurrence.is_some()
+    }
+}
+
+/// A day of the week, as written on the wire (`"mon"` to `"sun"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Weekday {
+    /// Monday.
+    Mon,
+    /// Tuesday.
+    Tue,
+    /// Wednesday.
+    Wed,
+    /// Thursday.
+    Thu,
+    /// Friday.
+    Fri,
+    /// Saturday.
+    Sat,
+    /// Sunday.
+    Sun,
+}
+
+impl Weekday {
+    /// Monday first.
+    pub const ALL: [Weekday; 7] = [
+        Weekday::Mon,
+        Weekday::Tue,
+        Weekday::Wed,
+        Weekday::Thu,
+        Weekday::Fri,
+        Weekday::Sat,
+        Weekday::Sun,
+    ];
+
+    /// 0 for Monday to 6 for Sunday.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The wire name (`"mon"`).
+    pub fn as_str(self) -> &'static str {
+        ["mon", "tue", "wed", "thu", "fri", "sat", "sun"][self.index()]
+    }
+}
+
+/// Longest opening of a recurring window: a week.
+pub const MAX_WINDOW_SEC: f64 = 7.0 * 86_400.0;
+
+/// A recurring maintenance window: it opens on each of `days` (every day
+/// when empty) at the local time `at` in the time zone `tz`, and stays
+/// open for `duration_sec` of elapsed time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Recurrence {
+    /// Days of the week it opens on; empty = every day.
+    #[serde(default)]
+    pub days: Vec<Weekday>,
+    /// Local opening time, `"HH:MM"` (24-hour clock).
+    pub at: String,
+    /// How long each opening lasts, seconds (0 < d <= a week).
+    pub duration_sec: f64,
+    /// IANA time zone name (`"Europe/Berlin"`); default `"UTC"`.
+    #[serde(default = "utc")]
+    pub tz: String,
+}
+
+fn utc() -> String {
+    "UTC".to_string()
+}
+
+impl Recurrence {
+    /// The opening time as `(hour, minute)`, if `at` is a valid `"HH:MM"`.
+    pub fn hour_minute(&self) -> Option<(u8, u8)> {
+        let (h, m) = self.at.trim().split_once(':')?;
+        if h.is_empty() || h.len() > 2 || m.len() != 2 {
+            return None;
+        }
+        let (h, m) = (h.parse::<u8>().ok()?, m.parse::<u8>().ok()?);
+        (h < 24 && m < 60).then_some((h, m))
+    }
+}
+
+impl Validate for Recurrence {
+    fn validate(&self) -> Result<(), ValidationError> {
+        if self.hour_minute().is_none() {
+            return Err(ValidationError::Invalid {
+                field: "recurrence.at".into(),
+                reason: format!("must be a local time \"HH:MM\", got {:?}", self.at),
+            });
+        }
+        v::finite("recurrence.duration_sec", self.duration_sec)?;
+        if !(self.duration_sec > 0.0 && self.duration_sec <= MAX_WINDOW_SEC) {
+            return Err(ValidationError::Invalid {
+                field: "recurrence.duration_sec".into(),
+                reason: format!("must be over 0 and at most a week, got {}", self.duration_sec),
+            });
+        }
+        if self.tz.trim().is_empty() {
+            return Err(ValidationError::Missing {
+                field: "recurrence.tz".into(),
+            });
+        }
+        v::text("recurrence.tz", &self.tz, 64)
+    }
 }
 
 /// Exactly one of `host_id` and `all`.
@@ -207,6 +327,18 @@ impl Validate for BlockRequest {
         if let Some(u) = self.until {
             v::non_negative("until", u)?;
         }
+        if let Some(f) = self.from {
+            v::non_negative("from", f)?;
+            if self.until.is_some_and(|u| u <= f) {
+                return Err(ValidationError::Invalid {
+                    field: "until".into(),
+                    reason: "must be after from".into(),
+                });
+            }
+        }
+        if let Some(r) = &self.recurrence {
+            r.validate()?;
+        }
         Ok(())
     }
 }
@@ -221,11 +353,26 @@ pub struct UnblockRequest {
     /// Lift the fleet-wide block.
     #[serde(default)]
     pub all: bool,
+    /// Remove the maintenance window with this id (instead of a target).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_id: Option<i64>,
+    /// With a target: also remove every maintenance window of that target.
+    #[serde(default)]
+    pub windows: bool,
 }
 
 impl Validate for UnblockRequest {
     fn validate(&self) -> Result<(), ValidationError> {
-        one_target(self.host_id.as_deref(), self.all)
+        match self.window_id {
+            Some(_) if self.host_id.is_some() || self.all || self.windows => {
+                Err(ValidationError::Invalid {
+                    field: "window_id".into(),
+                    reason: "give either window_id or a target, not both".into(),
+                })
+            }
+            Some(id) => v::count("window_id", id),
+            None => one_target(self.host_id.as_deref(), self.all),
+        }
     }
 }
 
@@ -243,8 +390,48 @@ pub struct BlockInfo {
     /// Unix seconds when it lifts by itself, if ever.
     #[serde(default)]
     pub until: Option<f64>,
-    /// Unix seconds when it was set.
+    /// Unix seconds when it was set (for a maintenance window: when the
+    /// opening in force began).
     pub blocked_at: f64,
+    /// The maintenance window this block comes from, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_id: Option<i64>,
+}
+
+/// One scheduled maintenance window (open now or not).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WindowInfo {
+    /// Its id (for `hosts.unblock` `window_id`).
+    pub id: i64,
+    /// `HOST` or `FLEET`.
+    pub scope: BlockScope,
+    /// The host (absent for the fleet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_id: Option<String>,
+    /// Why, when the operator said.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// Unix seconds it starts (a one-off window), or from when its
+    /// recurrence applies.
+    pub from: f64,
+    /// Unix seconds it ends (a one-off window), or when its recurrence
+    /// stops; absent = until removed.
+    #[serde(default)]
+    pub until: Option<f64>,
+    /// How it recurs; absent for a one-off window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recurrence: Option<Recurrence>,
+    /// Unix seconds it was added.
+    pub created_at: f64,
+    /// It is open now.
+    pub open: bool,
+    /// Unix seconds the opening in force (or else the next one) starts;
+    /// absent when none is left within a week.
+    #[serde(default)]
+    pub next_start: Option<f64>,
+    /// Unix seconds that opening ends; absent when it has no end.
+    #[serde(default)]
+    pub next_end: Option<f64>,
 }
 
 /// Reply of `lull.v1.hosts.block`, `lull.v1.hosts.unblock` and
@@ -258,6 +445,9 @@ pub struct BlockReply {
     pub changed: bool,
     /// Every active block, the fleet-wide one first, then hosts by id.
     pub blocks: Vec<BlockInfo>,
+    /// Every scheduled maintenance window, by id.
+    #[serde(default)]
+    pub windows: Vec<WindowInfo>,
 }
 
 #[cfg(test)]
@@ -306,5 +496,44 @@ mod tests {
             serde_json::to_string(&BlockScope::Fleet).unwrap(),
             "\"FLEET\""
         );
+    }
+
+    #[test]
+    fn window_requests_are_validated() {
+        let parse = |j: &str| serde_json::from_str::<BlockRequest>(j).unwrap();
+        let ok = parse(
+            r#"{"host_id":"a","recurrence":{"days":["sat","sun"],"at":"02:00","duration_sec":14400,"tz":"Europe/Berlin"}}"#,
+        );
+        assert!(ok.validate().is_ok() && ok.is_window());
+        let r = ok.recurrence.unwrap();
+        assert_eq!(r.days, vec![Weekday::Sat, Weekday::Sun]);
+        assert_eq!(r.hour_minute(), Some((2, 0)));
+        let daily = parse(r#"{"all":true,"recurrence":{"at":"9:30","duration_sec":60}}"#);
+        assert!(daily.validate().is_ok());
+        assert_eq!(daily.recurrence.unwrap().tz, "UTC");
+        let once = parse(r#"{"host_id":"a","from":100,"until":200}"#);
+        assert!(once.validate().is_ok() && once.is_window());
+        assert!(!parse(r#"{"host_id":"a","until":200}"#).is_window());
+        for bad in [
+            r#"{"host_id":"a","from":300,"until":200}"#,
+            r#"{"host_id":"a","from":-1}"#,
+            r#"{"host_id":"a","recurrence":{"at":"24:00","duration_sec":60}}"#,
+            r#"{"host_id":"a","recurrence":{"at":"02:0","duration_sec":60}}"#,
+            r#"{"host_id":"a","recurrence":{"at":"02:00","duration_sec":0}}"#,
+            r#"{"host_id":"a","recurrence":{"at":"02:00","duration_sec":700000}}"#,
+            r#"{"host_id":"a","recurrence":{"at":"02:00","duration_sec":60,"tz":""}}"#,
+        ] {
+            assert!(parse(bad).validate().is_err(), "{bad}");
+        }
+        assert!(serde_json::from_str::<BlockRequest>(
+            r#"{"host_id":"a","recurrence":{"days":["caturday"],"at":"02:00","duration_sec":60}}"#
+        )
+        .is_err());
+        let un = |j: &str| serde_json::from_str::<UnblockRequest>(j).unwrap().validate();
+        assert!(un(r#"{"window_id":3}"#).is_ok());
+        assert!(un(r#"{"host_id":"a","windows":true}"#).is_ok());
+        assert!(un(r#"{"window_id":3,"host_id":"a"}"#).is_err());
+        assert!(un(r#"{"window_id":-3}"#).is_err());
+        assert!(un(r#"{"windows":true}"#).is_err());
     }
 }
