@@ -198,7 +198,7 @@ fn replay(b: &Book, l: &mut Ledger, fx: &[Effect], now: f64) -> Result<(), TestC
                 let view = b.hosts().get(&host).cloned();
                 prop_assert!(view.is_some(), "grant on unknown host {host}");
                 let view = view.unwrap_or_else(|| unreachable!());
-                prop_assert!(!view.blocked && !view.is_stale(now, &cfg));
+                prop_assert!(!view.is_blocked(now) && !view.is_stale(now, &cfg));
                 prop_assert!(view.state != QuietState::Panic);
                 prop_assert!(!view.cooldown_until.is_some_and(|c| c > now));
                 let j = judge(&req.constraints, &view, &cfg.constraints);

@@ -124,6 +124,14 @@ fn blocked_host() {
     assert_eq!(d.retry_after_sec, 60.0);
     // Even HIGH priority.
     assert_eq!(simple(&high(req(10)), &h).code(), Some(DenyReason::Blocked));
+    // A maintenance window: retry when it ends (within the bounds).
+    h.blocked_until = Some(NOW + 600.0);
+    assert_eq!(denial(simple(&req(10), &h)).retry_after_sec, 600.0);
+    h.blocked_until = Some(NOW + 86_400.0);
+    assert_eq!(denial(simple(&req(10), &h)).retry_after_sec, 3600.0);
+    // Once it has ended the host is free, before a fresh view arrives.
+    h.blocked_until = Some(NOW);
+    assert!(simple(&req(10), &h).is_grant());
 }
 
 #[test]

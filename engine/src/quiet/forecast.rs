@@ -129,32 +129,89 @@ impl QuietWindow {
 /// The next window (from `now`, within a week) of consecutive hours whose
 /// forecast score is at least `threshold`. `None` when no hour qualifies.
 pub fn next_quiet_window(heatmap: &Heatmap, now: f64, threshold: f64) -> Option<QuietWindow> {
+    next_quiet_window_outside(heatmap, now, threshold, &[])
+}
+
+/// Like [`next_quiet_window`], but time covered by `blocked` (operator
+/// blocks and maintenance windows: sorted, merged spans) is never quiet: a
+/// window is cut around them, and one that is covered whole is skipped.
+pub fn next_quiet_window_outside(
+    heatmap: &Heatmap,
+    now: f64,
+    threshold: f64,
+    blocked: &[(f64, f64)],
+) -> Option<QuietWindow> {
     if !now.is_finite() {
         return None;
     }
     let h0 = hour_of_week(now);
     let hour0 = (now / HOUR).floor() * HOUR;
-    let quiet = |k: usize| heatmap.cell(h0 + k).filter(|s| *s >= threshold);
-    let first = (0..HOURS_PER_WEEK).find(|k| quiet(*k).is_some())?;
-    let mut sum = 0.0;
-    let mut k = first;
-    while k < first + HOURS_PER_WEEK {
-        match quiet(k) {
-            Some(s) => sum += s,
-            None => break,
+    let quiet = |k: usize| heatmap.cell(h0 + k).is_some_and(|s| s >= threshold);
+    let mut first = 0;
+    while first < HOURS_PER_WEEK {
+        if !quiet(first) {
+            first += 1;
+            continue;
         }
-        k += 1;
+        let mut k = first;
+        while k < first + HOURS_PER_WEEK && quiet(k) {
+            k += 1;
+        }
+        let start = if first == 0 {
+            now
+        } else {
+            hour0 + first as f64 * HOUR
+        };
+        if let Some((s, e)) = first_free(start, hour0 + k as f64 * HOUR, blocked) {
+            let (a, b) = (
+                ((s - hour0) / HOUR).floor() as usize,
+                ((e - hour0) / HOUR).ceil() as usize,
+            );
+            let sum: f64 = (a..b).filter_map(|i| heatmap.cell(h0 + i)).sum();
+            return Some(QuietWindow {
+                start_time: s,
+                end_time: e,
+                avg_score: (sum / (b - a).max(1) as f64 * 10.0).round() / 10.0,
+            });
+        }
+        first = k;
     }
-    let start_time = if first == 0 {
-        now
-    } else {
-        hour0 + first as f64 * HOUR
-    };
-    Some(QuietWindow {
-        start_time,
-        end_time: hour0 + k as f64 * HOUR,
-        avg_score: (sum / (k - first) as f64 * 10.0).round() / 10.0,
-    })
+    None
+}
+
+/// The first part of `[start, end)` that no span of `blocked` covers.
+fn first_free(start: f64, end: f64, blocked: &[(f64, f64)]) -> Option<(f64, f64)> {
+    let mut s = start;
+    for &(bs, be) in blocked {
+        if be <= s {
+            continue;
+        }
+        if bs >= end {
+            break;
+        }
+        if bs > s {
+            return Some((s, bs));
+        }
+        s = be;
+        if s >= end {
+            return None;
+        }
+    }
+    (s < end).then_some((s, end))
+}
+
+/// Which of the 168 hour-of-week cells the spans `blocked` touch between
+/// `now` and a week later.
+pub fn blocked_cells(now: f64, blocked: &[(f64, f64)]) -> Vec<bool> {
+    let mut cells = vec![false; HOURS_PER_WEEK];
+    let hour0 = (now / HOUR).floor() * HOUR;
+    for k in 0..HOURS_PER_WEEK {
+        let (s, e) = (hour0 + k as f64 * HOUR, hour0 + (k + 1) as f64 * HOUR);
+        if blocked.iter().any(|&(bs, be)| bs < e && be > s.max(now)) {
+            cells[hour_of_week(s)] = true;
+        }
+    }
+    cells
 }
 
 /// `lull.v1.quiet.forecast` request.
@@ -187,20 +244,34 @@ pub struct ForecastReply {
     pub heatmap: Vec<Option<f64>>,
     /// Points behind each cell.
     pub samples: Vec<u32>,
-    /// The next predicted quiet window, if any.
+    /// The next predicted quiet window, if any (never in a block or a
+    /// maintenance window).
     pub next_window: Option<QuietWindow>,
+    /// 168 flags, indexed like `heatmap`: an operator block or maintenance
+    /// window covers part of that hour within the coming week, so it is
+    /// not quiet whatever its score.
+    #[serde(default)]
+    pub blocked: Vec<bool>,
 }
 
 impl ForecastReply {
-    /// Builds the reply for `heatmap` at `now`.
-    pub fn build(host_id: &str, heatmap: &Heatmap, now: f64, threshold: f64) -> Self {
+    /// Builds the reply for `heatmap` at `now`, with the host's blocked
+    /// spans (sorted, merged).
+    pub fn build(
+        host_id: &str,
+        heatmap: &Heatmap,
+        now: f64,
+        threshold: f64,
+        blocked: &[(f64, f64)],
+    ) -> Self {
         ForecastReply {
             host_id: host_id.to_string(),
             generated_at: now,
             threshold,
             heatmap: heatmap.cells(),
             samples: (0..HOURS_PER_WEEK).map(|h| heatmap.samples(h)).collect(),
-            next_window: next_quiet_window(heatmap, now, threshold),
+            next_window: next_quiet_window_outside(heatmap, now, threshold, blocked),
+            blocked: blocked_cells(now, blocked),
         }
     }
 }
@@ -325,7 +396,7 @@ mod tests {
     #[test]
     fn reply_and_request() {
         let h = nightly();
-        let r = ForecastReply::build("web-1", &h, MONDAY, 75.0);
+        let r = ForecastReply::build("web-1", &h, MONDAY, 75.0, &[]);
         let j = serde_json::to_value(&r).unwrap();
         assert_eq!(j["heatmap"].as_array().unwrap().len(), 168);
         assert_eq!(j["heatmap"][1], 90.0);
@@ -351,5 +422,40 @@ mod tests {
         b.add_many(MONDAY, 50.0, 0);
         assert_eq!(a, b);
         assert_eq!(b.cell(0), Some(80.0));
+    }
+
+    #[test]
+    fn blocked_time_is_never_a_quiet_window() {
+        let h = nightly();
+        // Monday 20:30; nights are quiet 01:00-05:00.
+        let now = MONDAY + 20.5 * HOUR;
+        // A window over Tuesday 00:30-02:30 cuts the night's start.
+        let cut = [(MONDAY + 24.5 * HOUR, MONDAY + 26.5 * HOUR)];
+        let w = next_quiet_window_outside(&h, now, 75.0, &cut).unwrap();
+        assert_eq!(
+            (w.start_time, w.end_time),
+            (MONDAY + 26.5 * HOUR, MONDAY + 29.0 * HOUR)
+        );
+        assert_eq!(w.avg_score, 90.0);
+        // One in the middle leaves the first part.
+        let mid = [(MONDAY + 26.0 * HOUR, MONDAY + 27.0 * HOUR)];
+        let w = next_quiet_window_outside(&h, now, 75.0, &mid).unwrap();
+        assert_eq!((w.start_time, w.end_time), (MONDAY + 25.0 * HOUR, MONDAY + 26.0 * HOUR));
+        // Covering Tuesday's night whole skips to Wednesday's.
+        let whole = [(MONDAY + 24.0 * HOUR, MONDAY + 30.0 * HOUR)];
+        let w = next_quiet_window_outside(&h, now, 75.0, &whole).unwrap();
+        assert_eq!(w.start_time, MONDAY + 49.0 * HOUR);
+        // Blocked for good: nothing.
+        let all = [(f64::NEG_INFINITY, f64::INFINITY)];
+        assert_eq!(next_quiet_window_outside(&h, now, 75.0, &all), None);
+        // Inside a quiet night, a block now moves the start to its end.
+        let inside = MONDAY + 2.25 * HOUR;
+        let w = next_quiet_window_outside(&h, inside, 75.0, &[(0.0, MONDAY + 3.0 * HOUR)]).unwrap();
+        assert_eq!((w.start_time, w.end_time), (MONDAY + 3.0 * HOUR, MONDAY + 5.0 * HOUR));
+        // The reply marks the blocked hours (Tuesday 00:00-02:00 = 24, 25, 26).
+        let r = ForecastReply::build("a", &h, now, 75.0, &cut);
+        let marked: Vec<usize> = (0..HOURS_PER_WEEK).filter(|&i| r.blocked[i]).collect();
+        assert_eq!(marked, vec![24, 25, 26]);
+        assert_eq!(r.next_window, Some(next_quiet_window_outside(&h, now, 75.0, &cut).unwrap()));
     }
 }

@@ -89,16 +89,17 @@ pub fn admit_host(
         );
     };
     let id = Some(h.host_id.as_str());
-    if h.blocked {
+    if h.is_blocked(now) {
         let why = h
             .blocked_reason
             .as_deref()
             .map(|r| format!(": {r}"))
             .unwrap_or_default();
+        // Retry when the block (a maintenance window) ends, if it does.
         return deny(
             DenyReason::Blocked,
             format!("Host {} is blocked by an operator{why}", h.host_id),
-            cfg.retry.blocked_sec,
+            until(h.blocked_until, now).unwrap_or(cfg.retry.blocked_sec),
             id,
             cfg,
         );

@@ -29,6 +29,10 @@ pub struct HostView {
     pub blocked: bool,
     /// Why it is blocked, when the operator said.
     pub blocked_reason: Option<String>,
+    /// Unix seconds when the block ends (a maintenance window's end, or a
+    /// block's `until`); `None`: until an operator lifts it. The host is
+    /// not blocked from then on, whenever the next view arrives.
+    pub blocked_until: Option<f64>,
     /// Unix seconds until which the host is cooling down after a PANIC.
     pub cooldown_until: Option<f64>,
     /// Forecast hint: Unix seconds of the next predicted quiet window.
@@ -48,6 +52,11 @@ pub struct HostView {
 }
 
 impl HostView {
+    /// Whether an operator block holds at `now`.
+    pub fn is_blocked(&self, now: f64) -> bool {
+        self.blocked && self.blocked_until.is_none_or(|u| now < u)
+    }
+
     /// A view with the essentials; every optional signal is absent.
     pub fn new(
         host_id: impl Into<String>,
@@ -65,6 +74,7 @@ impl HostView {
             stale: false,
             blocked: false,
             blocked_reason: None,
+            blocked_until: None,
             cooldown_until: None,
             next_quiet_at: None,
             cpu_avg_pct: None,
