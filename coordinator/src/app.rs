@@ -429,13 +429,13 @@ async fn open_history(
     store::history::maintain::prepare(&history)
         .await
         .context("preparing history storage")?;
-    let rows = store::blocks::load(pool)
+    let now = lull_common::runtime::now_unix();
+    let blocks = store::blocks::load_all(pool, now)
         .await
-        .context("loading operator blocks")?;
-    let blocks =
-        lull_engine::quiet::blocks::Blocks::from_rows(rows, lull_common::runtime::now_unix());
+        .context("loading operator blocks and maintenance windows")?;
     tracing::info!(
-        blocks = blocks.list(lull_common::runtime::now_unix()).len(),
+        blocks = blocks.list(now).len(),
+        windows = blocks.windows(now).len(),
         "operator blocks loaded"
     );
     Ok((history, blocks))

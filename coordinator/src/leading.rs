@@ -12,7 +12,6 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use lull_common::runtime::now_unix;
-use lull_engine::quiet::blocks::Blocks;
 use lull_proto::Subjects;
 use tokio_util::sync::CancellationToken;
 
@@ -50,11 +49,11 @@ pub struct Duties {
 impl Duties {
     /// Runs the duties of one leadership until `lost`.
     pub async fn lead(&self, epoch: u64, lost: CancellationToken) -> anyhow::Result<()> {
-        let rows = store::blocks::load(&self.pool)
+        let blocks = store::blocks::load_all(&self.pool, now_unix())
             .await
-            .context("loading the operator blocks")?;
+            .context("loading the operator blocks and maintenance windows")?;
         self.fleet
-            .replace_blocks(Blocks::from_rows(rows, now_unix()))
+            .replace_blocks(blocks)
             .await
             .context("handing the stored blocks to the fleet")?;
         self.history.shared.set_writing(true);

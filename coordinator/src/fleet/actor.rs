@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use deadpool_postgres::Pool;
 use lull_common::runtime::now_unix;
-use lull_proto::msg::hosts::{AgentStatus, BlockReply, QuietState};
+use lull_proto::msg::hosts::{AgentStatus, QuietState};
 use lull_proto::msg::stats::SystemStatsSnapshot;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -21,6 +21,8 @@ use super::history::{self, Pending};
 use super::host::{publish_state, Gauges, HostEntry};
 use super::host_table::{dirty_rows, mark_dirty, write_hosts};
 use super::metrics as m;
+
+mod blocking;
 use super::order::{self, Order};
 use super::views::ViewFilter;
 use super::{queries, Command, FleetHandle};
@@ -69,6 +71,9 @@ struct Fleet {
     /// Where host views go (the lease book), if anywhere.
     views: Option<mpsc::Sender<Views>>,
     blocks: Blocks,
+    /// When the blocks next change by themselves (a window opens or
+    /// closes, a block ends): the actor wakes then.
+    block_wake: Option<f64>,
     pending: Pending,
 }
 
@@ -95,6 +100,7 @@ pub fn spawn(
         hosts: HashMap::new(),
         changed: HashSet::new(),
         views,
+        block_wake: None,
         pending: Pending::default(),
     };
     let task = tokio::spawn(fleet.run(rx, pool, shutdown));
@@ -126,7 +132,7 @@ impl Fleet {
         let mut flush = tokio::time::interval(self.cfg.hosts_flush);
         let mut push_views = tokio::time::interval(self.cfg.views_flush);
         let mut history = tokio::time::interval(Duration::from_secs_f64(history_every));
-        self.refresh_blocked(now_unix());
+        self.blocks_tick(now_unix());
         // Commands are taken in batches: one pass through select! (and its
         // timers) per batch, not per snapshot.
         let mut batch = Vec::with_capacity(COMMAND_BATCH);
@@ -139,6 +145,9 @@ impl Fleet {
                     for cmd in batch.drain(..) {
                         self.handle(cmd);
                     }
+                }
+                _ = blocking::wake(self.block_wake), if self.block_wake.is_some() => {
+                    self.blocks_tick(now_unix());
                 }
                 _ = sweep.tick() => self.sweep(now_unix()),
                 _ = push_views.tick() => self.push_views(now_unix()),
@@ -202,35 +211,13 @@ impl Fleet {
             Command::Get(host, reply) => {
                 let _ = reply.send(queries::get(&self.hosts, &self.blocks, &host, now_unix()));
             }
-            Command::Block(target, block, reply) => {
-                let now = now_unix();
-                let changed = self.blocks.set(target.clone(), block);
-                tracing::info!(
-                    target = target.as_deref().unwrap_or("*"),
-                    changed,
-                    "block set"
-                );
-                let _ = reply.send(self.blocks_changed(changed, now));
-            }
-            Command::Unblock(target, reply) => {
-                let now = now_unix();
-                let changed = self.blocks.clear(&target);
-                tracing::info!(
-                    target = target.as_deref().unwrap_or("*"),
-                    changed,
-                    "block lifted"
-                );
-                let _ = reply.send(self.blocks_changed(changed, now));
-            }
-            Command::Blocks(reply) => {
-                let _ = reply.send(self.blocks.list(now_unix()));
-            }
-            Command::ReplaceBlocks(blocks, reply) => {
-                let now = now_unix();
-                let changed = self.blocks != blocks;
-                self.blocks = blocks;
-                let _ = reply.send(self.blocks_changed(changed, now));
-            }
+            cmd @ (Command::Block(..)
+            | Command::Unblock(..)
+            | Command::AddWindow(..)
+            | Command::RemoveWindow(..)
+            | Command::Blocks(_)
+            | Command::BlocksNow(_)
+            | Command::ReplaceBlocks(..)) => self.block_command(cmd),
             Command::HealthFacts(reply) => {
                 let _ = reply.send(queries::health_facts(&self.hosts));
             }
@@ -304,7 +291,8 @@ impl Fleet {
         let quiet = tracker.observe(&snap, at);
         let gauges = Gauges::new(&host_id);
         gauges.stale.set(0.0);
-        let blocked = self.blocks.of(&host_id, at).is_some();
+        let blocked = self.blocks.is_blocked(&host_id, at);
+        let blocked_until = blocked.then(|| self.blocks.free_at(&host_id, at)).flatten();
         gauges.blocked.set(if blocked { 1.0 } else { 0.0 });
         publish_state(&host_id, None, &quiet, &gauges);
         tracing::info!(host = %host_id, state = %quiet.state, "new host");
@@ -319,6 +307,7 @@ impl Fleet {
             dirty: true,
             stale: false,
             blocked,
+            blocked_until,
             streaks: StreakBuilder::new(&self.cfg.quiet.streaks),
             qbuf: Vec::new(),
             quiet_slot: i64::MIN,
@@ -373,39 +362,12 @@ impl Fleet {
                 .set(counts.get(&s).copied().unwrap_or(0) as f64);
         }
         metrics::gauge!(m::HOSTS_STALE.name).set(stale as f64);
-        if self.blocks.next_end().is_some_and(|t| t <= now) {
-            self.blocks.expire(now);
-        }
+        self.blocks.expire(now);
         self.refresh_blocked(now);
         if let Some(h) = &self.cfg.history {
             metrics::gauge!(m::HISTORY_PENDING_ROWS.name).set(self.pending.rows as f64);
             metrics::gauge!(m::DB_WRITE_LAG.name).set(h.shared.db.lag(now).unwrap_or(0.0));
         }
-    }
-
-    /// Brings every host's `blocked` flag and gauge up to date with the
-    /// blocks at `now`; hosts whose flag changed get their view pushed.
-    fn refresh_blocked(&mut self, now: f64) {
-        let mut blocked = 0u64;
-        for (id, e) in &mut self.hosts {
-            let b = self.blocks.of(id, now).is_some();
-            if b != e.blocked {
-                e.blocked = b;
-                e.gauges.blocked.set(if b { 1.0 } else { 0.0 });
-                self.changed.insert(id.clone());
-            }
-            if b {
-                blocked += 1;
-            }
-        }
-        metrics::gauge!(m::HOSTS_BLOCKED.name).set(blocked as f64);
-        let fleet = if self.blocks.fleet(now).is_some() {
-            1.0
-        } else {
-            0.0
-        };
-        metrics::gauge!(m::BLOCKS.name, "scope" => "fleet").set(fleet);
-        metrics::gauge!(m::BLOCKS.name, "scope" => "host").set(self.blocks.host_count() as f64);
     }
 
     fn apply_forecasts(&mut self, hints: Vec<(String, Option<f64>)>) {
@@ -456,22 +418,6 @@ impl Fleet {
         let batch = self.take_batch(now);
         store.shared.db.queued(now);
         permit.send(batch);
-    }
-
-    /// After an operator change to the blocks: flags and gauges follow, the
-    /// changed views go to the lease book at once, and the reply waits for
-    /// the book's confirmation.
-    fn blocks_changed(&mut self, changed: bool, now: f64) -> super::Applied<BlockReply> {
-        self.refresh_blocked(now);
-        let applied = self.push_views_now(now);
-        (
-            BlockReply {
-                ok: true,
-                changed,
-                blocks: self.blocks.list(now),
-            },
-            applied,
-        )
     }
 
     /// Sends the views of changed hosts to the lease book now (an operator
@@ -641,11 +587,11 @@ mod tests {
             .await
             .unwrap();
         assert!(next_view(&mut vrx, "b").await.blocked);
-        let r = fleet.unblock(None).await.unwrap();
+        let r = fleet.unblock(None, false).await.unwrap();
         assert!(r.changed);
         assert_eq!(r.blocks.len(), 1);
         assert!(!next_view(&mut vrx, "b").await.blocked);
-        assert!(!fleet.unblock(None).await.unwrap().changed);
+        assert!(!fleet.unblock(None, false).await.unwrap().changed);
 
         // Forecast hints land in the views; hosts not named lose theirs.
         fleet
@@ -673,6 +619,35 @@ mod tests {
             .unwrap();
         assert!(next_view(&mut vrx, "b").await.blocked);
         assert!(!next_view(&mut vrx, "b").await.blocked);
+
+        // A maintenance window ahead: the view turns blocked when it opens
+        // (with its end) and free when it closes, without a command.
+        let from = now_unix() + 0.3;
+        let r = fleet
+            .add_window(
+                Some("b".into()),
+                lull_engine::quiet::maintenance::Window {
+                    id: 7,
+                    reason: Some("patch night".into()),
+                    from,
+                    until: Some(from + 0.3),
+                    weekly: None,
+                    created_at: now,
+                },
+            )
+            .await
+            .unwrap();
+        assert!(r.changed && r.blocks.iter().all(|b| b.window_id.is_none()));
+        assert_eq!(r.windows[0].next_start, Some(from));
+        let v = next_view(&mut vrx, "b").await;
+        assert!(v.blocked && now_unix() >= from);
+        assert_eq!(v.blocked_until, Some(from + 0.3));
+        assert_eq!(v.blocked_reason.as_deref(), Some("patch night"));
+        let listed = fleet.blocks().await.unwrap().blocks;
+        let ids: Vec<Option<i64>> = listed.iter().map(|b| b.window_id).collect();
+        assert_eq!(ids, vec![None, Some(7)], "a's own block, then b's window");
+        assert!(!next_view(&mut vrx, "b").await.blocked);
+        assert!(fleet.remove_window(7).await.unwrap().windows.is_empty());
         stop.cancel();
         task.await.unwrap();
     }

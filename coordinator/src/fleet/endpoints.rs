@@ -18,6 +18,7 @@ use crate::service::{err, gone, typed, Empty, Handler};
 use crate::store::history::{read, HistoryStore};
 use crate::store::StoreError;
 use lull_engine::quiet::blocks::{Block, Target};
+use lull_engine::quiet::maintenance::{Weekly, Window, LOOKAHEAD_SEC};
 use lull_engine::quiet::forecast::{ForecastReply, ForecastRequest};
 use lull_engine::quiet::health::{rollup, HealthReply, SystemFacts};
 use lull_engine::quiet::history::{parse_duration, plan, HistoryReply, HistoryRequest};
@@ -94,7 +95,15 @@ async fn forecast(
         ));
     }
     let threshold = req.threshold.unwrap_or(f.threshold);
-    Ok(ForecastReply::build(&req.host_id, &heatmap, now, threshold))
+    let blocks = fleet.blocks_now().await.map_err(gone)?;
+    let blocked = blocks.spans_of(&req.host_id, now, now + LOOKAHEAD_SEC);
+    Ok(ForecastReply::build(
+        &req.host_id,
+        &heatmap,
+        now,
+        threshold,
+        &blocked,
+    ))
 }
 
 /// `stats.health`.
@@ -113,7 +122,8 @@ fn target(host_id: Option<String>) -> Target {
     host_id
 }
 
-/// `hosts.block`: persisted, then applied.
+/// `hosts.block`: persisted, then applied. With `from` or `recurrence` it
+/// adds a maintenance window instead.
 async fn block(
     store: &HistoryStore,
     fleet: &FleetHandle,
@@ -128,6 +138,9 @@ async fn block(
                 format!("until must be in the future, got {u} (now {now:.0})"),
             ));
         }
+    }
+    if req.is_window() {
+        return add_window(store, fleet, lock, req, now).await;
     }
     let t = target(req.host_id);
     let b = Block {
@@ -145,21 +158,82 @@ async fn block(
     Ok(reply)
 }
 
-/// `hosts.unblock`: deleted, then lifted.
+/// `hosts.block` with `from` or `recurrence`: the time zone is looked up,
+/// the window stored (which gives its id), then applied.
+async fn add_window(
+    store: &HistoryStore,
+    fleet: &FleetHandle,
+    lock: &tokio::sync::Mutex<()>,
+    req: BlockRequest,
+    now: f64,
+) -> Result<BlockReply, ErrorReply> {
+    let invalid = |m: String| err(ErrorCode::InvalidRequest, m);
+    let weekly = match &req.recurrence {
+        None => None,
+        Some(r) => {
+            let tz = crate::store::blocks::time_zone(&r.tz)
+                .map_err(|e| invalid(format!("recurrence.tz {:?}: {e}", r.tz)))?;
+            Some(Weekly::new(r, tz).map_err(|e| ErrorReply::from(&e))?)
+        }
+    };
+    let mut w = Window {
+        id: 0,
+        reason: req.reason.filter(|r| !r.trim().is_empty()),
+        from: req.from.unwrap_or(now),
+        until: req.until,
+        weekly,
+        created_at: now,
+    };
+    if w.current_or_next(now).is_none() && w.weekly.is_some() {
+        return Err(invalid(
+            "the window never opens between from and until".to_string(),
+        ));
+    }
+    let t = target(req.host_id);
+    let _g = lock.lock().await;
+    w.id = crate::store::blocks::insert_window(&store.pool, &t, &w)
+        .await
+        .map_err(db)?;
+    let id = w.id;
+    let reply = fleet.add_window(t.clone(), w).await.map_err(gone)?;
+    tracing::info!(
+        target = t.as_deref().unwrap_or("*"),
+        window = id,
+        "maintenance window added"
+    );
+    Ok(reply)
+}
+
+/// `hosts.unblock`: deleted, then lifted. By `window_id` it removes one
+/// maintenance window; with `windows` also every window of the target.
 async fn unblock(
     store: &HistoryStore,
     fleet: &FleetHandle,
     lock: &tokio::sync::Mutex<()>,
     req: UnblockRequest,
 ) -> Result<BlockReply, ErrorReply> {
-    let t = target(req.host_id);
     let _g = lock.lock().await;
+    if let Some(id) = req.window_id {
+        crate::store::blocks::delete_window(&store.pool, id)
+            .await
+            .map_err(db)?;
+        let reply = fleet.remove_window(id).await.map_err(gone)?;
+        tracing::info!(window = id, "maintenance window removed");
+        return Ok(reply);
+    }
+    let t = target(req.host_id);
     crate::store::blocks::delete(&store.pool, &t)
         .await
         .map_err(db)?;
-    let reply = fleet.unblock(t.clone()).await.map_err(gone)?;
+    if req.windows {
+        crate::store::blocks::delete_windows_of(&store.pool, &t)
+            .await
+            .map_err(db)?;
+    }
+    let reply = fleet.unblock(t.clone(), req.windows).await.map_err(gone)?;
     tracing::info!(
         target = t.as_deref().unwrap_or("*"),
+        windows = req.windows,
         "operator block lifted"
     );
     Ok(reply)
@@ -267,14 +341,7 @@ fn quiet_endpoints(
         ),
         (
             ep::HOSTS_BLOCKS,
-            handler!(Empty, |_s, f, _r| {
-                let blocks = f.blocks().await.map_err(gone)?;
-                Ok::<_, ErrorReply>(BlockReply {
-                    ok: true,
-                    changed: false,
-                    blocks,
-                })
-            }),
+            handler!(Empty, |_s, f, _r| f.blocks().await.map_err(gone)),
         ),
     ]
 }

@@ -14,15 +14,24 @@ use tokio_util::sync::CancellationToken;
 use super::FleetHandle;
 use crate::executions::{QuietHours, WorkersHandle};
 use crate::store::history::{read, HistoryStore};
-use lull_engine::quiet::forecast::{next_quiet_window, quiet_hours_of_day, Heatmap};
+use lull_engine::quiet::blocks::Blocks;
+use lull_engine::quiet::forecast::{next_quiet_window_outside, quiet_hours_of_day, Heatmap};
+use lull_engine::quiet::maintenance::LOOKAHEAD_SEC;
 
-/// The next quiet window's start per host (pure).
-pub fn hints(maps: &[(String, Heatmap)], now: f64, threshold: f64) -> Vec<(String, Option<f64>)> {
+/// The next quiet window's start per host, outside its blocks and
+/// maintenance windows (pure).
+pub fn hints(
+    maps: &[(String, Heatmap)],
+    blocks: &Blocks,
+    now: f64,
+    threshold: f64,
+) -> Vec<(String, Option<f64>)> {
     maps.iter()
         .map(|(h, m)| {
+            let blocked = blocks.spans_of(h, now, now + LOOKAHEAD_SEC);
             (
                 h.clone(),
-                next_quiet_window(m, now, threshold).map(|w| w.start_time),
+                next_quiet_window_outside(m, now, threshold, &blocked).map(|w| w.start_time),
             )
         })
         .collect()
@@ -49,7 +58,8 @@ pub async fn refresh(
     if let Some(w) = workers {
         w.set_quiet_hours(quiet_hours(&maps, f.threshold));
     }
-    let hints = hints(&maps, now, f.threshold);
+    let blocks = fleet.blocks_now().await?;
+    let hints = hints(&maps, &blocks, now, f.threshold);
     let n = hints.len();
     fleet.set_forecasts(hints).await?;
     Ok(n)
@@ -97,12 +107,24 @@ mod tests {
         quiet_at_3.add(MONDAY + 3.0 * 3600.0, 95.0);
         let mut busy = Heatmap::new(1);
         busy.add(MONDAY + 3.0 * 3600.0, 20.0);
-        let h = hints(
-            &[("a".into(), quiet_at_3), ("b".into(), busy)],
-            MONDAY + 600.0,
-            75.0,
-        );
+        let maps = [("a".into(), quiet_at_3), ("b".into(), busy)];
+        let h = hints(&maps, &Blocks::default(), MONDAY + 600.0, 75.0);
         assert_eq!(h[0], ("a".to_string(), Some(MONDAY + 3.0 * 3600.0)));
         assert_eq!(h[1], ("b".to_string(), None));
+        // A maintenance window over a's quiet hour leaves it no window.
+        let mut blocks = Blocks::default();
+        blocks.add_window(
+            Some("a".into()),
+            lull_engine::quiet::maintenance::Window {
+                id: 1,
+                reason: None,
+                from: MONDAY + 2.0 * 3600.0,
+                until: Some(MONDAY + 5.0 * 3600.0),
+                weekly: None,
+                created_at: MONDAY,
+            },
+        );
+        let h = hints(&maps, &blocks, MONDAY + 600.0, 75.0);
+        assert_eq!(h[0], ("a".to_string(), None));
     }
 }

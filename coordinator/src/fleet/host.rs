@@ -45,6 +45,8 @@ pub(super) struct HostEntry {
     pub(super) dirty: bool,
     pub(super) stale: bool,
     pub(super) blocked: bool,
+    /// When the block in force ends (`None`: not by itself, or not blocked).
+    pub(super) blocked_until: Option<f64>,
     pub(super) streaks: StreakBuilder,
     /// Quiet samples not yet handed to the history writer.
     pub(super) qbuf: Vec<QuietPoint>,
@@ -67,6 +69,7 @@ impl HostEntry {
             score: self.quiet.quiet_score,
             stale: self.stale,
             blocked: self.blocked,
+            blocked_until: self.blocked_until,
             cooling: self.tracker.in_cooldown(now).is_some(),
             next_quiet_at: self.next_quiet_at,
             cpu: i.cpu_avg_2m,
@@ -89,9 +92,10 @@ impl HostEntry {
             self.last_seen,
         );
         v.stale = self.stale;
-        if let Some((_, b)) = blocks.of(id, now) {
+        if self.blocked {
             v.blocked = true;
-            v.blocked_reason = b.reason.clone();
+            v.blocked_until = self.blocked_until;
+            v.blocked_reason = blocks.of(id, now).and_then(|b| b.reason);
         }
         v.cooldown_until = self.tracker.in_cooldown(now).map(|left| now + left);
         v.next_quiet_at = self.next_quiet_at;

@@ -71,6 +71,11 @@ pub(crate) static BLOCKS: Metric = Metric::gauge(
     "lull_blocks",
     "Operator blocks in force, by scope (host; fleet is 0 or 1).",
 );
+/// Gauge `{scope}`: maintenance windows scheduled.
+pub(crate) static MAINTENANCE_WINDOWS: Metric = Metric::gauge(
+    "lull_maintenance_windows",
+    "Maintenance windows scheduled (open now or not), by scope (host, fleet).",
+);
 /// Gauge: history rows waiting in the actor.
 pub(crate) static HISTORY_PENDING_ROWS: Metric = Metric::gauge(
     "lull_history_pending_rows",
@@ -109,6 +114,7 @@ pub(crate) static METRICS: &[&Metric] = &[
     &HOST_BLOCKED,
     &HOSTS_BLOCKED,
     &BLOCKS,
+    &MAINTENANCE_WINDOWS,
     &HISTORY_PENDING_ROWS,
     &HISTORY_DROPPED,
     &HISTORY_WRITER_BUSY,

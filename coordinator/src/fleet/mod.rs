@@ -18,13 +18,14 @@ pub mod views;
 pub use actor::{spawn, FleetConfig};
 pub use views::{ViewFilter, ViewSignals};
 
-use lull_proto::msg::hosts::{BlockInfo, BlockReply, HostDetail, HostSummary};
+use lull_proto::msg::hosts::{BlockReply, HostDetail, HostSummary};
 use lull_proto::msg::stats::SystemStatsSnapshot;
 use lull_proto::msg::telemetry::{LoopFailure, LoopHealth};
 use tokio::sync::{mpsc, oneshot};
 
 use lull_engine::quiet::blocks::{Block, Blocks, Target};
 use lull_engine::quiet::health::HostFacts;
+use lull_engine::quiet::maintenance::Window;
 use lull_engine::quiet::streaks::ClosedStreak;
 
 /// What the fleet knows right now about one host's quiet history, beyond
@@ -53,10 +54,17 @@ pub enum Command {
     Get(String, oneshot::Sender<Option<HostDetail>>),
     /// Set (or replace) a block (already persisted).
     Block(Target, Block, oneshot::Sender<Applied<BlockReply>>),
-    /// Lift a block (already persisted).
-    Unblock(Target, oneshot::Sender<Applied<BlockReply>>),
-    /// The blocks in force.
-    Blocks(oneshot::Sender<Vec<BlockInfo>>),
+    /// Lift a block (already deleted), and with `true` the target's
+    /// maintenance windows too.
+    Unblock(Target, bool, oneshot::Sender<Applied<BlockReply>>),
+    /// Add a maintenance window (already persisted, with its id).
+    AddWindow(Target, Window, oneshot::Sender<Applied<BlockReply>>),
+    /// Remove a maintenance window (already deleted).
+    RemoveWindow(i64, oneshot::Sender<Applied<BlockReply>>),
+    /// The blocks in force and the windows.
+    Blocks(oneshot::Sender<BlockReply>),
+    /// A copy of every block and window (for forecasts).
+    BlocksNow(oneshot::Sender<Blocks>),
     /// Replace every block (already persisted).
     ReplaceBlocks(Blocks, oneshot::Sender<Applied<BlockReply>>),
     /// Per-host facts of the health rollup.
@@ -145,10 +153,23 @@ impl FleetHandle {
         Ok(in_force(self.ask(|tx| Command::Block(target, block, tx)).await?).await)
     }
 
-    /// Lifts a block that is already deleted from storage; replies once the
-    /// lease book decides without it.
-    pub async fn unblock(&self, target: Target) -> Result<BlockReply, FleetGone> {
-        Ok(in_force(self.ask(|tx| Command::Unblock(target, tx)).await?).await)
+    /// Lifts a block that is already deleted from storage (and, with
+    /// `windows`, the target's maintenance windows); replies once the lease
+    /// book decides without it.
+    pub async fn unblock(&self, target: Target, windows: bool) -> Result<BlockReply, FleetGone> {
+        Ok(in_force(self.ask(|tx| Command::Unblock(target, windows, tx)).await?).await)
+    }
+
+    /// Adds a maintenance window that is already persisted; replies once
+    /// the lease book decides with it (when it is open now).
+    pub async fn add_window(&self, target: Target, w: Window) -> Result<BlockReply, FleetGone> {
+        Ok(in_force(self.ask(|tx| Command::AddWindow(target, w, tx)).await?).await)
+    }
+
+    /// Removes a maintenance window that is already deleted from storage;
+    /// replies once the lease book decides without it.
+    pub async fn remove_window(&self, id: i64) -> Result<BlockReply, FleetGone> {
+        Ok(in_force(self.ask(|tx| Command::RemoveWindow(id, tx)).await?).await)
     }
 
     /// Replaces every block with `blocks` (as stored), as a new leader does
@@ -157,9 +178,14 @@ impl FleetHandle {
         Ok(in_force(self.ask(|tx| Command::ReplaceBlocks(blocks, tx)).await?).await)
     }
 
-    /// The blocks in force.
-    pub async fn blocks(&self) -> Result<Vec<BlockInfo>, FleetGone> {
+    /// The blocks in force and the maintenance windows.
+    pub async fn blocks(&self) -> Result<BlockReply, FleetGone> {
         self.ask(Command::Blocks).await
+    }
+
+    /// A copy of every block and maintenance window.
+    pub async fn blocks_now(&self) -> Result<Blocks, FleetGone> {
+        self.ask(Command::BlocksNow).await
     }
 
     /// Per-host facts for the health rollup.

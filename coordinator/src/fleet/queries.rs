@@ -25,7 +25,7 @@ pub(super) fn list(
             quiet_score: e.quiet.quiet_score,
             last_seen: e.last_seen,
             stale: e.stale,
-            blocked: blocks.of(id, now).is_some(),
+            blocked: blocks.is_blocked(id, now),
         })
         .collect();
     out.sort_by(|a, b| a.host_id.cmp(&b.host_id));
@@ -45,7 +45,7 @@ pub(super) fn get(
         agent: e.agent.clone(),
         last_seen: e.last_seen,
         stale: e.stale,
-        block: blocks.info_of(host, now),
+        block: blocks.of(host, now),
     })
 }
 

@@ -46,6 +46,8 @@ pub struct ViewSignals {
     pub stale: bool,
     /// Blocked.
     pub blocked: bool,
+    /// When the block ends.
+    pub blocked_until: Option<f64>,
     /// Cooling down after a PANIC.
     pub cooling: bool,
     /// Forecast hint.
@@ -78,6 +80,7 @@ impl ViewFilter {
             || old.state != new.state
             || old.stale != new.stale
             || old.blocked != new.blocked
+            || old.blocked_until != new.blocked_until
             || old.cooling != new.cooling
             || old.next_quiet_at != new.next_quiet_at
             || moved(old.score, new.score, self.score_delta)
@@ -104,6 +107,7 @@ mod tests {
             score: 90.0,
             stale: false,
             blocked: false,
+            blocked_until: None,
             cooling: false,
             next_quiet_at: None,
             cpu: 10.0,
@@ -132,6 +136,7 @@ mod tests {
         assert!(same(&|n| n.state = QuietState::Normal));
         assert!(same(&|n| n.stale = true));
         assert!(same(&|n| n.blocked = true));
+        assert!(same(&|n| n.blocked_until = Some(5.0)));
         assert!(same(&|n| n.cooling = true));
         assert!(same(&|n| n.next_quiet_at = Some(5.0)));
         assert!(same(&|n| n.cpu = 12.0));

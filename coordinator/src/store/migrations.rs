@@ -57,6 +57,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "leader",
         sql: include_str!("migrations/0008_leader.sql"),
     },
+    Migration {
+        version: 10,
+        name: "maintenance_windows",
+        sql: include_str!("migrations/0010_maintenance_windows.sql"),
+    },
 ];
 
 /// Advisory lock key used while migrating ("lull" in ASCII).

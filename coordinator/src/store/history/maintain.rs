@@ -280,6 +280,13 @@ pub async fn retention(store: &HistoryStore, now: f64) -> Result<(usize, u64), S
         now,
     )
     .await?;
+    deleted += delete_in_batches(
+        store,
+        "maintenance_windows",
+        "until IS NOT NULL AND until < $1",
+        now,
+    )
+    .await?;
     Ok((dropped, deleted))
 }
 
