@@ -1,13 +1,17 @@
 //! `lullctl block` and `lullctl unblock`: keep heavy work off one host or
-//! the whole fleet (a maintenance window), and lift it again. Without a
-//! host or `--all`, `block` lists the blocks in force.
+//! the whole fleet, now or in a scheduled maintenance window (once or
+//! recurring, see `schedule`), and lift it again. Without a host or
+//! `--all`, `block` lists the blocks in force and the windows.
 
 use anyhow::bail;
 use clap::Args;
-use lull_proto::msg::hosts::{BlockInfo, BlockReply, BlockRequest, BlockScope, UnblockRequest};
+use lull_proto::msg::hosts::{
+    BlockInfo, BlockReply, BlockRequest, BlockScope, UnblockRequest, WindowInfo,
+};
 use lull_proto::subjects::endpoints as ep;
 
 use crate::output::{call, json, table};
+use crate::schedule::{self, Every};
 use crate::Ctx;
 
 /// Arguments of `lullctl block`.
@@ -22,9 +26,24 @@ pub struct BlockArgs {
     #[arg(long)]
     reason: Option<String>,
     /// When the block lifts by itself: a duration from now ("2h", "30m"),
-    /// Unix seconds, or a UTC time "2025-11-14T03:00:00Z".
+    /// Unix seconds, or a UTC time "2025-11-14T03:00:00Z". With --every:
+    /// when the recurrence stops.
     #[arg(long)]
     until: Option<String>,
+    /// Start later, as a maintenance window: "sat 02:00", "mon..fri 22:00",
+    /// "02:00", "2025-11-15 02:00" (local time in --tz), or "2h", Unix
+    /// seconds, "...Z".
+    #[arg(long)]
+    at: Option<String>,
+    /// How long the window lasts ("4h", "90m").
+    #[arg(long = "for", value_name = "DURATION", requires = "at")]
+    for_: Option<String>,
+    /// Repeat the window every day or every week (on the days of --at).
+    #[arg(long, value_enum, requires = "at")]
+    every: Option<Every>,
+    /// IANA time zone of the local times in --at ("Europe/Berlin").
+    #[arg(long, default_value = "UTC", requires = "at")]
+    tz: String,
 }
 
 /// Arguments of `lullctl unblock`.
@@ -35,12 +54,19 @@ pub struct UnblockArgs {
     /// Lift the fleet-wide block.
     #[arg(long, conflicts_with = "host")]
     all: bool,
+    /// Also remove every maintenance window of the host (or, with --all,
+    /// of the fleet).
+    #[arg(long)]
+    windows: bool,
+    /// Remove one maintenance window, by id (see `lullctl block`).
+    #[arg(long, value_name = "ID", conflicts_with_all = ["host", "all", "windows"])]
+    window: Option<i64>,
 }
 
 /// Runs `lullctl block`; returns the exit code.
 pub async fn block(ctx: &Ctx, a: BlockArgs) -> anyhow::Result<i32> {
     if a.host.is_none() && !a.all {
-        if a.reason.is_some() || a.until.is_some() {
+        if a.reason.is_some() || a.until.is_some() || a.at.is_some() {
             bail!("name a HOST or --all to block");
         }
         let r: BlockReply = call(ctx, ep::HOSTS_BLOCKS, &serde_json::json!({})).await?;
@@ -51,29 +77,53 @@ pub async fn block(ctx: &Ctx, a: BlockArgs) -> anyhow::Result<i32> {
         Some(u) => Some(parse_until(u, now).map_err(|e| anyhow::anyhow!("--until: {e}"))?),
         None => None,
     };
-    let req = BlockRequest {
+    let mut req = BlockRequest {
         host_id: a.host,
         all: a.all,
         reason: a.reason,
         until,
+        ..Default::default()
     };
+    if let Some(at) = &a.at {
+        let w = schedule::parse(at, a.for_.as_deref(), a.every, &a.tz, until, now)
+            .map_err(|e| anyhow::anyhow!(e))?;
+        req.from = w.from;
+        req.until = w.until;
+        req.recurrence = w.recurrence;
+    }
     let r: BlockReply = call(ctx, ep::HOSTS_BLOCK, &req).await?;
     let what = target_name(req.host_id.as_deref());
-    print(ctx, &r, Some(format!("blocked {what}")))
+    let headline = if req.is_window() {
+        format!("scheduled a maintenance window for {what}")
+    } else {
+        format!("blocked {what}")
+    };
+    print(ctx, &r, Some(headline))
 }
 
 /// Runs `lullctl unblock`; returns the exit code.
 pub async fn unblock(ctx: &Ctx, a: UnblockArgs) -> anyhow::Result<i32> {
-    if a.host.is_none() && !a.all {
-        bail!("name a HOST or --all to unblock");
+    if a.host.is_none() && !a.all && a.window.is_none() {
+        bail!("name a HOST, --all or --window ID to unblock");
     }
     let req = UnblockRequest {
         host_id: a.host,
         all: a.all,
+        window_id: a.window,
+        windows: a.windows,
     };
     let r: BlockReply = call(ctx, ep::HOSTS_UNBLOCK, &req).await?;
-    let what = target_name(req.host_id.as_deref());
-    let msg = if r.changed {
+    let what = match req.window_id {
+        Some(id) => format!("window {id}"),
+        None => target_name(req.host_id.as_deref()),
+    };
+    let msg = if req.window_id.is_some() {
+        if r.changed {
+            format!("removed {what}")
+        } else {
+            format!("there is no {what}")
+        }
+    } else if r.changed {
         format!("unblocked {what}")
     } else {
         format!("{what} was not blocked")
@@ -98,22 +148,60 @@ fn print(ctx: &Ctx, r: &BlockReply, headline: Option<String>) -> anyhow::Result<
     }
     if r.blocks.is_empty() {
         println!("no blocks in force");
-        return Ok(0);
+    } else {
+        let rows: Vec<Vec<String>> = r.blocks.iter().map(row).collect();
+        table(&["SCOPE", "HOST", "UNTIL", "WINDOW", "REASON"], &rows);
     }
-    let rows: Vec<Vec<String>> = r.blocks.iter().map(row).collect();
-    table(&["SCOPE", "HOST", "UNTIL", "REASON"], &rows);
+    if !r.windows.is_empty() {
+        println!();
+        let rows: Vec<Vec<String>> = r.windows.iter().map(window_row).collect();
+        table(
+            &["WINDOW", "SCOPE", "HOST", "SCHEDULE", "NEXT", "REASON"],
+            &rows,
+        );
+    }
     Ok(0)
+}
+
+fn scope(s: BlockScope) -> String {
+    match s {
+        BlockScope::Fleet => "FLEET".into(),
+        BlockScope::Host => "HOST".into(),
+    }
 }
 
 fn row(b: &BlockInfo) -> Vec<String> {
     vec![
-        match b.scope {
-            BlockScope::Fleet => "FLEET".into(),
-            BlockScope::Host => "HOST".into(),
-        },
+        scope(b.scope),
         b.host_id.clone().unwrap_or_else(|| "*".into()),
         b.until.map_or_else(|| "-".into(), format_utc),
+        b.window_id.map_or_else(|| "-".into(), |i| i.to_string()),
         b.reason.clone().unwrap_or_default(),
+    ]
+}
+
+fn window_row(w: &WindowInfo) -> Vec<String> {
+    let sched = match &w.recurrence {
+        Some(r) => schedule::describe(r),
+        None => format!(
+            "once {} to {}",
+            format_utc(w.from),
+            w.until.map_or_else(|| "(until removed)".into(), format_utc)
+        ),
+    };
+    let end = |e: Option<f64>| e.map_or_else(|| "(no end)".into(), format_utc);
+    let next = match w.next_start {
+        Some(_) if w.open => format!("open until {}", end(w.next_end)),
+        Some(s) => format!("{} to {}", format_utc(s), end(w.next_end)),
+        None => "-".into(),
+    };
+    vec![
+        w.id.to_string(),
+        scope(w.scope),
+        w.host_id.clone().unwrap_or_else(|| "*".into()),
+        sched,
+        next,
+        w.reason.clone().unwrap_or_default(),
     ]
 }
 

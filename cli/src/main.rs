@@ -10,6 +10,7 @@ mod output;
 mod regions;
 mod report;
 mod run;
+mod schedule;
 mod status;
 mod workers;
 
@@ -40,9 +41,9 @@ struct Cli {
 enum Command {
     /// List hosts with their quiet state.
     Hosts(hosts::HostsArgs),
-    /// Keep heavy work off a host or the fleet (maintenance); no target lists blocks.
+    /// Keep heavy work off a host or the fleet, now or in a scheduled maintenance window; no target lists blocks and windows.
     Block(block::BlockArgs),
-    /// Lift a host's or the fleet-wide block.
+    /// Lift a host's or the fleet-wide block, or remove maintenance windows.
     Unblock(block::UnblockArgs),
     /// Build regions: campaign stats, selection, insights, pardon, import/export.
     Regions(regions::RegionsArgs),
