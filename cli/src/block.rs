@@ -85,8 +85,15 @@ pub async fn block(ctx: &Ctx, a: BlockArgs) -> anyhow::Result<i32> {
         ..Default::default()
     };
     if let Some(at) = &a.at {
-        let w = schedule::parse(at, a.for_.as_deref(), a.every, &a.tz, until, now)
-            .map_err(|e| anyhow::anyhow!(e))?;
+        let opts = schedule::Options {
+            at,
+            at_time: parse_until(at, now).ok(),
+            for_: a.for_.as_deref(),
+            every: a.every,
+            tz: &a.tz,
+            until,
+        };
+        let w = schedule::parse(opts, now).map_err(|e| anyhow::anyhow!(e))?;
         req.from = w.from;
         req.until = w.until;
         req.recurrence = w.recurrence;

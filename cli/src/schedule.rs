@@ -35,20 +35,42 @@ pub struct When {
     pub recurrence: Option<Recurrence>,
 }
 
-/// Turns `--at`, `--for`, `--every` and `--tz` (with `--until` already
-/// parsed) into a request's `from`, `until` and `recurrence` at `now`.
-pub fn parse(
-    at: &str,
-    for_: Option<&str>,
-    every: Option<Every>,
-    tz_name: &str,
-    until: Option<f64>,
-    now: f64,
-) -> Result<When, String> {
+/// The options of `lullctl block` that schedule a window.
+#[derive(Debug, Clone, Copy)]
+pub struct Options<'a> {
+    /// `--at`.
+    pub at: &'a str,
+    /// `--at` read as a point in time (a duration from now, Unix seconds or
+    /// a UTC time), when it is one.
+    pub at_time: Option<f64>,
+    /// `--for`.
+    pub for_: Option<&'a str>,
+    /// `--every`.
+    pub every: Option<Every>,
+    /// `--tz`.
+    pub tz: &'a str,
+    /// `--until`, parsed.
+    pub until: Option<f64>,
+}
+
+/// Turns the scheduling options into a request's `from`, `until` and
+/// `recurrence` at `now`.
+pub fn parse(o: Options<'_>, now: f64) -> Result<When, String> {
+    let Options {
+        at,
+        at_time,
+        for_,
+        every,
+        tz: tz_name,
+        until,
+    } = o;
     let tz = TimeZone::get(tz_name).map_err(|e| format!("--tz {tz_name:?}: {e}"))?;
     let duration = for_.map(duration_sec).transpose()?;
     let Some(every) = every else {
-        let from = start_once(at, &tz, now)?;
+        let from = match at_time {
+            Some(t) => t,
+            None => start_once(at, &tz, now)?,
+        };
         if duration.is_some() && until.is_some() {
             return Err("give --for or --until, not both".into());
         }
@@ -62,7 +84,9 @@ pub fn parse(
     let (days, time) = days_and_time(at)?;
     let days = match (every, days.is_empty()) {
         (Every::Week, true) => return Err("--every week needs days in --at (\"sat 02:00\")".into()),
-        (Every::Day, false) => return Err("--every day takes a bare time in --at (\"02:00\")".into()),
+        (Every::Day, false) => {
+            return Err("--every day takes a bare time in --at (\"02:00\")".into())
+        }
         _ => days,
     };
     Ok(When {
@@ -99,11 +123,10 @@ fn parse_duration(s: &str) -> Option<f64> {
 
 /// The start of a one-off window: the next moment `at` names.
 fn start_once(at: &str, tz: &TimeZone, now: f64) -> Result<f64, String> {
-    if let Ok(t) = crate::block::parse_until(at, now) {
-        return Ok(t);
-    }
     if let Some(dt) = local_date_time(at) {
-        let ts = tz.to_timestamp(dt).map_err(|e| format!("--at {at:?}: {e}"))?;
+        let ts = tz
+            .to_timestamp(dt)
+            .map_err(|e| format!("--at {at:?}: {e}"))?;
         return Ok(ts.as_second() as f64);
     }
     let (days, time) = days_and_time(at)?;
@@ -111,7 +134,9 @@ fn start_once(at: &str, tz: &TimeZone, now: f64) -> Result<f64, String> {
     let mut day = tz.to_datetime(now_ts).date();
     for _ in 0..8 {
         let fits = days.is_empty()
-            || days.iter().any(|d| d.index() == day.weekday().to_monday_zero_offset() as usize);
+            || days
+                .iter()
+                .any(|d| d.index() == day.weekday().to_monday_zero_offset() as usize);
         if fits {
             let t = tz
                 .to_timestamp(day.to_datetime(time))
@@ -145,7 +170,11 @@ fn time_of(s: &str) -> Option<Time> {
 
 /// `"[DAYS ]HH:MM"`: days as `sat`, `sat,sun`, `mon..fri` (any mix).
 fn days_and_time(s: &str) -> Result<(Vec<Weekday>, Time), String> {
-    let bad = || format!("--at {s:?}: expected \"HH:MM\" or days and a time (\"sat 02:00\", \"mon..fri 22:00\")");
+    let bad = || {
+        format!(
+            "--at {s:?}: expected \"HH:MM\" or days and a time (\"sat 02:00\", \"mon..fri 22:00\")"
+        )
+    };
     let mut words = s.split_whitespace().collect::<Vec<_>>();
     let time = words.pop().and_then(time_of).ok_or_else(bad)?;
     let mut days = Vec::new();
@@ -195,7 +224,11 @@ pub fn describe(r: &Recurrence) -> String {
     let days = if r.days.is_empty() {
         "daily".to_string()
     } else {
-        r.days.iter().map(|d| d.as_str()).collect::<Vec<_>>().join(",")
+        r.days
+            .iter()
+            .map(|d| d.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
     };
     let d = r.duration_sec;
     let dur = if d % 86_400.0 == 0.0 {
@@ -214,15 +247,51 @@ pub fn describe(r: &Recurrence) -> String {
 mod tests {
     use super::*;
 
+    fn parse(
+        at: &str,
+        for_: Option<&str>,
+        every: Option<Every>,
+        tz: &str,
+        until: Option<f64>,
+        now: f64,
+    ) -> Result<When, String> {
+        // What `--at 2h` is read as by the caller.
+        let at_time = at
+            .strip_suffix('h')
+            .and_then(|n| n.parse::<f64>().ok())
+            .map(|h| now + h * 3600.0);
+        super::parse(
+            Options {
+                at,
+                at_time,
+                for_,
+                every,
+                tz,
+                until,
+            },
+            now,
+        )
+    }
+
     /// Saturday 2026-03-28 12:00:00 UTC (13:00 in Berlin, CET).
     const SAT_NOON: f64 = 1_774_699_200.0;
 
     #[test]
     fn weekly_windows_from_operator_syntax() {
-        let w = parse("sat 02:00", Some("4h"), Some(Every::Week), "Europe/Berlin", None, SAT_NOON)
-            .unwrap();
+        let w = parse(
+            "sat 02:00",
+            Some("4h"),
+            Some(Every::Week),
+            "Europe/Berlin",
+            None,
+            SAT_NOON,
+        )
+        .unwrap();
         let r = w.recurrence.unwrap();
-        assert_eq!((r.days, r.at.as_str(), r.duration_sec), (vec![Weekday::Sat], "02:00", 14_400.0));
+        assert_eq!(
+            (r.days, r.at.as_str(), r.duration_sec),
+            (vec![Weekday::Sat], "02:00", 14_400.0)
+        );
         assert_eq!(r.tz, "Europe/Berlin");
         assert_eq!(w.from, None);
         let (days, _) = days_and_time("mon..fri 22:00").unwrap();
@@ -230,7 +299,10 @@ mod tests {
         let (days, _) = days_and_time("Saturday,sun 2:30").unwrap();
         assert_eq!(days, vec![Weekday::Sat, Weekday::Sun]);
         let (days, _) = days_and_time("fri..mon 01:00").unwrap();
-        assert_eq!(days, vec![Weekday::Mon, Weekday::Fri, Weekday::Sat, Weekday::Sun]);
+        assert_eq!(
+            days,
+            vec![Weekday::Mon, Weekday::Fri, Weekday::Sat, Weekday::Sun]
+        );
         let daily = parse("03:15", Some("30m"), Some(Every::Day), "UTC", None, 0.0).unwrap();
         assert_eq!(daily.recurrence.unwrap().days, vec![]);
         for (at, f, e) in [
@@ -243,13 +315,29 @@ mod tests {
         ] {
             assert!(parse(at, f, e, "UTC", None, 0.0).is_err(), "{at}");
         }
-        assert!(parse("02:00", Some("1h"), Some(Every::Day), "Mars/Olympus", None, 0.0).is_err());
+        assert!(parse(
+            "02:00",
+            Some("1h"),
+            Some(Every::Day),
+            "Mars/Olympus",
+            None,
+            0.0
+        )
+        .is_err());
     }
 
     #[test]
     fn one_off_windows_start_at_the_next_such_time_in_the_zone() {
         // Next Sunday 02:00 in Berlin (29 March, still CET) = 01:00 UTC.
-        let w = parse("sun 02:00", Some("2h"), None, "Europe/Berlin", None, SAT_NOON).unwrap();
+        let w = parse(
+            "sun 02:00",
+            Some("2h"),
+            None,
+            "Europe/Berlin",
+            None,
+            SAT_NOON,
+        )
+        .unwrap();
         let sun_utc_1 = SAT_NOON + 13.0 * 3600.0;
         assert_eq!(w.from, Some(sun_utc_1));
         assert_eq!(w.until, Some(sun_utc_1 + 7200.0));
@@ -258,8 +346,19 @@ mod tests {
         let w = parse("11:00", None, None, "UTC", None, SAT_NOON).unwrap();
         assert_eq!(w.from, Some(SAT_NOON + 23.0 * 3600.0));
         // A local date and time; a duration; a UTC time.
-        let w = parse("2026-03-29 04:00", None, None, "Europe/Berlin", Some(5e9), 0.0).unwrap();
-        assert_eq!((w.from, w.until), (Some(SAT_NOON + 14.0 * 3600.0), Some(5e9)));
+        let w = parse(
+            "2026-03-29 04:00",
+            None,
+            None,
+            "Europe/Berlin",
+            Some(5e9),
+            0.0,
+        )
+        .unwrap();
+        assert_eq!(
+            (w.from, w.until),
+            (Some(SAT_NOON + 14.0 * 3600.0), Some(5e9))
+        );
         let w = parse("2h", Some("30m"), None, "UTC", None, 1000.0).unwrap();
         assert_eq!((w.from, w.until), (Some(8200.0), Some(10_000.0)));
         assert!(parse("2h", Some("30m"), None, "UTC", Some(9e9), 0.0).is_err());

@@ -18,10 +18,10 @@ use crate::service::{err, gone, typed, Empty, Handler};
 use crate::store::history::{read, HistoryStore};
 use crate::store::StoreError;
 use lull_engine::quiet::blocks::{Block, Target};
-use lull_engine::quiet::maintenance::{Weekly, Window, LOOKAHEAD_SEC};
 use lull_engine::quiet::forecast::{ForecastReply, ForecastRequest};
 use lull_engine::quiet::health::{rollup, HealthReply, SystemFacts};
 use lull_engine::quiet::history::{parse_duration, plan, HistoryReply, HistoryRequest};
+use lull_engine::quiet::maintenance::{Weekly, Window, LOOKAHEAD_SEC};
 use lull_engine::quiet::streaks::{ClosedStreak, StreaksRequest};
 
 fn db(e: StoreError) -> ErrorReply {

@@ -164,9 +164,7 @@ impl Blocks {
 
     /// The fleet-wide block in force at `now` (the block or a window).
     pub fn fleet(&self, now: f64) -> Option<BlockInfo> {
-        self.candidates(None)
-            .iter()
-            .find_map(|c| c.info(None, now))
+        self.candidates(None).iter().find_map(|c| c.info(None, now))
     }
 
     /// The spans within `[from, to]` during which `host` is blocked,
@@ -222,7 +220,10 @@ impl Blocks {
             .chain(self.hosts.values())
             .filter_map(|b| b.until)
             .filter(|u| *u > now);
-        let windows = self.windows.values().filter_map(|(_, w)| w.next_change(now));
+        let windows = self
+            .windows
+            .values()
+            .filter_map(|(_, w)| w.next_change(now));
         ends.chain(windows).min_by(f64::total_cmp)
     }
 
@@ -449,7 +450,10 @@ mod tests {
         // Inside a's window: blocked by it, free once the fleet's window
         // that overlaps it ends too.
         let i = b.of("a", 250.0).unwrap();
-        assert_eq!((i.scope, i.window_id, i.until), (BlockScope::Host, Some(1), Some(300.0)));
+        assert_eq!(
+            (i.scope, i.window_id, i.until),
+            (BlockScope::Host, Some(1), Some(300.0))
+        );
         assert_eq!(i.blocked_at, 200.0);
         assert_eq!(b.free_at("a", 250.0), Some(400.0));
         assert_eq!(b.free_at("b", 250.0), Some(250.0));
@@ -459,12 +463,20 @@ mod tests {
         // An open-ended block in force: no end in sight.
         b.set(Some("b".into()), block("forever", None));
         assert_eq!(b.free_at("b", 290.0), None);
-        assert_eq!(b.spans_of("b", 0.0, 10.0), vec![(f64::NEG_INFINITY, f64::INFINITY)]);
+        assert_eq!(
+            b.spans_of("b", 0.0, 10.0),
+            vec![(f64::NEG_INFINITY, f64::INFINITY)]
+        );
         // Lists: the fleet's window first, then the hosts' blocks and windows.
         let l = b.list(290.0);
-        let ids: Vec<(Option<&str>, Option<i64>)> =
-            l.iter().map(|i| (i.host_id.as_deref(), i.window_id)).collect();
-        assert_eq!(ids, vec![(None, Some(2)), (Some("a"), Some(1)), (Some("b"), None)]);
+        let ids: Vec<(Option<&str>, Option<i64>)> = l
+            .iter()
+            .map(|i| (i.host_id.as_deref(), i.window_id))
+            .collect();
+        assert_eq!(
+            ids,
+            vec![(None, Some(2)), (Some("a"), Some(1)), (Some("b"), None)]
+        );
         let w = b.windows(250.0);
         assert_eq!(w.len(), 2);
         assert!(w[0].open && !w[1].open);

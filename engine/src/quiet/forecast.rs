@@ -440,7 +440,10 @@ mod tests {
         // One in the middle leaves the first part.
         let mid = [(MONDAY + 26.0 * HOUR, MONDAY + 27.0 * HOUR)];
         let w = next_quiet_window_outside(&h, now, 75.0, &mid).unwrap();
-        assert_eq!((w.start_time, w.end_time), (MONDAY + 25.0 * HOUR, MONDAY + 26.0 * HOUR));
+        assert_eq!(
+            (w.start_time, w.end_time),
+            (MONDAY + 25.0 * HOUR, MONDAY + 26.0 * HOUR)
+        );
         // Covering Tuesday's night whole skips to Wednesday's.
         let whole = [(MONDAY + 24.0 * HOUR, MONDAY + 30.0 * HOUR)];
         let w = next_quiet_window_outside(&h, now, 75.0, &whole).unwrap();
@@ -451,11 +454,17 @@ mod tests {
         // Inside a quiet night, a block now moves the start to its end.
         let inside = MONDAY + 2.25 * HOUR;
         let w = next_quiet_window_outside(&h, inside, 75.0, &[(0.0, MONDAY + 3.0 * HOUR)]).unwrap();
-        assert_eq!((w.start_time, w.end_time), (MONDAY + 3.0 * HOUR, MONDAY + 5.0 * HOUR));
+        assert_eq!(
+            (w.start_time, w.end_time),
+            (MONDAY + 3.0 * HOUR, MONDAY + 5.0 * HOUR)
+        );
         // The reply marks the blocked hours (Tuesday 00:00-02:00 = 24, 25, 26).
         let r = ForecastReply::build("a", &h, now, 75.0, &cut);
         let marked: Vec<usize> = (0..HOURS_PER_WEEK).filter(|&i| r.blocked[i]).collect();
         assert_eq!(marked, vec![24, 25, 26]);
-        assert_eq!(r.next_window, Some(next_quiet_window_outside(&h, now, 75.0, &cut).unwrap()));
+        assert_eq!(
+            r.next_window,
+            Some(next_quiet_window_outside(&h, now, 75.0, &cut).unwrap())
+        );
     }
 }

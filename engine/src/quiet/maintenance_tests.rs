@@ -49,7 +49,10 @@ fn a_sunday_night_window_spans_the_week_boundary() {
     assert_eq!(w.at(sun_22 - 1.0), None);
     assert_eq!(w.at(sun_22), Some((sun_22, sun_22 + 4.0 * HOUR)));
     // Monday 01:00, after the week turned: the Sunday opening still holds.
-    assert_eq!(w.at(sun_22 + 3.0 * HOUR), Some((sun_22, sun_22 + 4.0 * HOUR)));
+    assert_eq!(
+        w.at(sun_22 + 3.0 * HOUR),
+        Some((sun_22, sun_22 + 4.0 * HOUR))
+    );
     assert_eq!(w.at(sun_22 + 4.0 * HOUR), None);
     // The next one is a week later; the next change from Monday 03:00 too.
     let after = sun_22 + 5.0 * HOUR;
@@ -65,12 +68,20 @@ fn a_sunday_night_window_spans_the_week_boundary() {
 fn berlin_spring_forward_keeps_the_local_opening_time() {
     // Sundays 01:00 Berlin time for 3 h.
     let w = window(
-        Some(weekly(&[Weekday::Sun], "01:00", 3.0 * HOUR, "Europe/Berlin")),
+        Some(weekly(
+            &[Weekday::Sun],
+            "01:00",
+            3.0 * HOUR,
+            "Europe/Berlin",
+        )),
         0.0,
         None,
     );
     // 22 March (CET, UTC+1): opens 00:00 UTC.
-    assert_eq!(w.at(SUN_MAR_22 + 60.0), Some((SUN_MAR_22, SUN_MAR_22 + 3.0 * HOUR)));
+    assert_eq!(
+        w.at(SUN_MAR_22 + 60.0),
+        Some((SUN_MAR_22, SUN_MAR_22 + 3.0 * HOUR))
+    );
     // 29 March, the night of the change: 01:00 is still CET (00:00 UTC);
     // three elapsed hours later it is 05:00 CEST.
     let open = w.at(SUN_MAR_29 + 60.0).unwrap();
@@ -105,7 +116,12 @@ fn a_local_time_in_the_gap_opens_after_it_and_a_fold_at_its_first_time() {
 fn autumn_back_shifts_the_utc_opening_by_an_hour() {
     // Saturdays 23:00 Berlin for 4 h, across the October change.
     let w = window(
-        Some(weekly(&[Weekday::Sat], "23:00", 4.0 * HOUR, "Europe/Berlin")),
+        Some(weekly(
+            &[Weekday::Sat],
+            "23:00",
+            4.0 * HOUR,
+            "Europe/Berlin",
+        )),
         0.0,
         None,
     );
@@ -123,12 +139,20 @@ fn every_day_and_several_days_and_the_wire_form() {
     let spans = window(Some(w.clone()), 0.0, None).spans(SUN_MAR_22, SUN_MAR_22 + 3.0 * DAY);
     assert_eq!(spans.len(), 3);
     assert_eq!(w.recurrence().days, Vec::<Weekday>::new());
-    let w = weekly(&[Weekday::Mon, Weekday::Wed], "08:05", HOUR, "Europe/Berlin");
+    let w = weekly(
+        &[Weekday::Mon, Weekday::Wed],
+        "08:05",
+        HOUR,
+        "Europe/Berlin",
+    );
     let r = w.recurrence();
     assert_eq!(r.days, vec![Weekday::Mon, Weekday::Wed]);
     assert_eq!((r.at.as_str(), r.tz.as_str()), ("08:05", "Europe/Berlin"));
     let spans = window(Some(w), 0.0, None).spans(SUN_MAR_22, SUN_MAR_22 + 7.0 * DAY);
-    let days: Vec<f64> = spans.iter().map(|s| ((s.0 - SUN_MAR_22) / DAY).floor()).collect();
+    let days: Vec<f64> = spans
+        .iter()
+        .map(|s| ((s.0 - SUN_MAR_22) / DAY).floor())
+        .collect();
     assert_eq!(days, vec![1.0, 3.0]);
     let bad = Recurrence {
         days: vec![],
@@ -143,7 +167,11 @@ fn every_day_and_several_days_and_the_wire_form() {
 fn recurrence_is_clipped_to_from_and_until() {
     let w = weekly(&[], "00:00", 6.0 * HOUR, "UTC");
     // Added at 02:00 during an opening: in force from then.
-    let win = window(Some(w.clone()), SUN_MAR_22 + 2.0 * HOUR, Some(SUN_MAR_22 + DAY + 3.0 * HOUR));
+    let win = window(
+        Some(w.clone()),
+        SUN_MAR_22 + 2.0 * HOUR,
+        Some(SUN_MAR_22 + DAY + 3.0 * HOUR),
+    );
     assert_eq!(
         win.at(SUN_MAR_22 + 2.0 * HOUR),
         Some((SUN_MAR_22 + 2.0 * HOUR, SUN_MAR_22 + 6.0 * HOUR))
@@ -177,7 +205,13 @@ fn one_off_windows_start_later_and_may_have_no_end() {
 #[test]
 fn merge_joins_overlapping_and_touching_spans() {
     assert_eq!(
-        merge(vec![(5.0, 6.0), (1.0, 3.0), (2.0, 4.0), (4.0, 4.5), (7.0, 8.0)]),
+        merge(vec![
+            (5.0, 6.0),
+            (1.0, 3.0),
+            (2.0, 4.0),
+            (4.0, 4.5),
+            (7.0, 8.0)
+        ]),
         vec![(1.0, 4.5), (5.0, 6.0), (7.0, 8.0)]
     );
     assert_eq!(merge(vec![]), vec![]);

@@ -293,7 +293,10 @@ impl Validate for Recurrence {
         if !(self.duration_sec > 0.0 && self.duration_sec <= MAX_WINDOW_SEC) {
             return Err(ValidationError::Invalid {
                 field: "recurrence.duration_sec".into(),
-                reason: format!("must be over 0 and at most a week, got {}", self.duration_sec),
+                reason: format!(
+                    "must be over 0 and at most a week, got {}",
+                    self.duration_sec
+                ),
             });
         }
         if self.tz.trim().is_empty() {
@@ -529,7 +532,11 @@ mod tests {
             r#"{"host_id":"a","recurrence":{"days":["caturday"],"at":"02:00","duration_sec":60}}"#
         )
         .is_err());
-        let un = |j: &str| serde_json::from_str::<UnblockRequest>(j).unwrap().validate();
+        let un = |j: &str| {
+            serde_json::from_str::<UnblockRequest>(j)
+                .unwrap()
+                .validate()
+        };
         assert!(un(r#"{"window_id":3}"#).is_ok());
         assert!(un(r#"{"host_id":"a","windows":true}"#).is_ok());
         assert!(un(r#"{"window_id":3,"host_id":"a"}"#).is_err());
