@@ -89,6 +89,36 @@ async fn a_window_ahead_blocks_only_while_open() {
     wait_state(&client, "w1", QuietState::Quiet).await;
     wait_lease(&client, 15, |r| r.approved).await;
 
+    // Bad windows get a clear error and change nothing.
+    for (bad, says) in [
+        (
+            json!({"host_id": "w1", "recurrence": {"at": "02:00", "duration_sec": 60, "tz": "Nowhere/Land"}}),
+            "Nowhere/Land",
+        ),
+        (
+            json!({"host_id": "w1", "recurrence": {"at": "2am", "duration_sec": 60}}),
+            "recurrence.at",
+        ),
+        (
+            json!({"host_id": "w1", "from": now_unix() + 100.0, "until": now_unix() + 50.0}),
+            "until",
+        ),
+    ] {
+        let e = call::<_, BlockReply>(&client, ep::HOSTS_BLOCK, &bad)
+            .await
+            .expect_err("a bad window is refused");
+        let text = e.to_string();
+        assert!(
+            text.contains("invalid_request") && text.contains(says),
+            "{bad}: {text}"
+        );
+    }
+    let none: BlockReply = call(&client, ep::HOSTS_BLOCKS, &json!({})).await.unwrap();
+    assert!(
+        none.windows.is_empty() && none.blocks.is_empty(),
+        "{none:?}"
+    );
+
     // A window from 3 s to 7 s from now.
     let from = now_unix() + 3.0;
     let until = from + 4.0;
