@@ -64,17 +64,45 @@ impl Subjects {
         format!("{}.report.>", self.prefix)
     }
 
-    /// `lull.report.build.<region>`.
+    /// `lull.report.<kind>.<host_id>.<key>`: a durable report published by
+    /// `host_id` (the host's agent, or a program on that host). Under the
+    /// generated NATS permissions an agent may publish only under its own
+    /// host id, and the coordinator checks a worker report's `host_id`
+    /// against it.
+    pub fn report_by(&self, kind: &str, host_id: &str, key: &str) -> String {
+        format!("{}.report.{kind}.{host_id}.{key}", self.prefix)
+    }
+
+    /// `lull.report.build.<host_id>.<region>`: a build record.
+    pub fn report_build_by(&self, host_id: &str, region: &str) -> String {
+        self.report_by("build", host_id, region)
+    }
+
+    /// `lull.report.fatigue.<host_id>.<region>`: a fatigue event.
+    pub fn report_fatigue_by(&self, host_id: &str, region: &str) -> String {
+        self.report_by("fatigue", host_id, region)
+    }
+
+    /// `lull.report.worker.<host_id>.<worker_name>`: a worker execution
+    /// report.
+    pub fn report_worker_by(&self, host_id: &str, worker: &str) -> String {
+        self.report_by("worker", host_id, worker)
+    }
+
+    /// `lull.report.build.<region>`: the legacy subject without the
+    /// publishing host, still accepted during the deprecation period (see
+    /// docs/deploy-nats.md); new publishers use [`Self::report_build_by`].
     pub fn report_build(&self, region: &str) -> String {
         format!("{}.report.build.{region}", self.prefix)
     }
 
-    /// `lull.report.fatigue.<region>`.
+    /// `lull.report.fatigue.<region>`: legacy, see [`Self::report_build`].
     pub fn report_fatigue(&self, region: &str) -> String {
         format!("{}.report.fatigue.{region}", self.prefix)
     }
 
-    /// `lull.report.worker.<worker_name>`.
+    /// `lull.report.worker.<worker_name>`: legacy, see
+    /// [`Self::report_build`].
     pub fn report_worker(&self, worker: &str) -> String {
         format!("{}.report.worker.{worker}", self.prefix)
     }
@@ -88,6 +116,27 @@ impl Subjects {
     /// `endpoint("lease.request")`.
     pub fn endpoint(&self, name: &str) -> String {
         format!("{}.v1.{name}", self.prefix)
+    }
+
+    /// `lull.v1.lease.request.<addon_id>`: a lease request on behalf of
+    /// `addon_id`. The generated NATS permissions let an addon user publish
+    /// only under its own id, and the coordinator refuses a payload whose
+    /// `addon_id` differs from the subject's. The bare
+    /// `lull.v1.lease.request` stays accepted (deprecated) for deployments
+    /// without per-user permissions.
+    pub fn lease_request_as(&self, addon_id: &str) -> String {
+        format!("{}.v1.{}.{addon_id}", self.prefix, endpoints::LEASE_REQUEST)
+    }
+
+    /// The addon id of a subject `lull.v1.lease.request.<addon_id>`; `None`
+    /// for the bare (legacy) subject or any other shape.
+    pub fn addon_of_lease_request<'a>(&self, subject: &'a str) -> Option<&'a str> {
+        let rest = subject
+            .strip_prefix(&self.prefix)?
+            .strip_prefix(".v1.")?
+            .strip_prefix(endpoints::LEASE_REQUEST)?
+            .strip_prefix('.')?;
+        (!rest.is_empty() && !rest.contains('.')).then_some(rest)
     }
 
     /// The subject of the micro service group (`lull.v1`).
@@ -112,14 +161,42 @@ impl Subjects {
         (!host.is_empty() && !kind.contains('.')).then_some((host, kind))
     }
 
-    /// Splits `lull.report.<kind>.<key>` into kind and key.
+    /// Splits a report subject into kind and key, in either shape
+    /// (`lull.report.<kind>.<host>.<key>` or the legacy
+    /// `lull.report.<kind>.<key>`).
     pub fn report_parts<'a>(&self, subject: &'a str) -> Option<(&'a str, &'a str)> {
+        self.report_address(subject).map(|a| (a.kind, a.key))
+    }
+
+    /// Parses a report subject: `lull.report.<kind>.<host>.<key>` (the
+    /// publishing host named) or the legacy `lull.report.<kind>.<key>`
+    /// (`host` is `None`).
+    pub fn report_address<'a>(&self, subject: &'a str) -> Option<ReportAddress<'a>> {
         let rest = subject
             .strip_prefix(&self.prefix)?
             .strip_prefix(".report.")?;
-        let (kind, key) = rest.split_once('.')?;
-        (!key.is_empty() && !key.contains('.')).then_some((kind, key))
+        let mut tokens = rest.split('.');
+        let kind = tokens.next()?;
+        let (host, key) = match (tokens.next(), tokens.next(), tokens.next()) {
+            (Some(key), None, None) => (None, key),
+            (Some(host), Some(key), None) => (Some(host), key),
+            _ => return None,
+        };
+        let empty = kind.is_empty() || key.is_empty() || host.is_some_and(str::is_empty);
+        (!empty).then_some(ReportAddress { kind, host, key })
     }
+}
+
+/// The parts of a report subject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReportAddress<'a> {
+    /// `build`, `fatigue` or `worker` (anything else is the caller's to
+    /// refuse).
+    pub kind: &'a str,
+    /// The publishing host, `None` on a legacy subject.
+    pub host: Option<&'a str>,
+    /// The region or worker name.
+    pub key: &'a str,
 }
 
 /// Names of the request-reply endpoints under `lull.v1.`.
@@ -215,5 +292,68 @@ mod tests {
             Some(("worker", "sse_guardian"))
         );
         assert_eq!(s.report_parts("lull.report.worker"), None);
+    }
+
+    #[test]
+    fn report_subjects_name_the_publishing_host() {
+        let s = Subjects::default();
+        assert_eq!(
+            s.report_worker_by("web1", "sse_guardian"),
+            "lull.report.worker.web1.sse_guardian"
+        );
+        assert_eq!(
+            s.report_build_by("web1", "us-west2"),
+            "lull.report.build.web1.us-west2"
+        );
+        assert_eq!(
+            s.report_fatigue_by("web1", "us-west2"),
+            "lull.report.fatigue.web1.us-west2"
+        );
+        let a = s
+            .report_address("lull.report.worker.web1.sse_guardian")
+            .unwrap();
+        assert_eq!(
+            (a.kind, a.host, a.key),
+            ("worker", Some("web1"), "sse_guardian")
+        );
+        assert_eq!(
+            s.report_parts("lull.report.build.web1.us-west2"),
+            Some(("build", "us-west2"))
+        );
+        // The legacy shape has no host.
+        let a = s.report_address("lull.report.build.us-west2").unwrap();
+        assert_eq!((a.kind, a.host, a.key), ("build", None, "us-west2"));
+        for bad in [
+            "lull.report.worker.a.b.c",
+            "lull.report.worker..w",
+            "lull.report.worker.h.",
+            "lull.report..h.w",
+            "lull.report.worker",
+            "other.report.worker.h.w",
+        ] {
+            assert_eq!(s.report_address(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn lease_requests_name_the_addon() {
+        let s = Subjects::new("acme.lull");
+        assert_eq!(
+            s.lease_request_as("indexer"),
+            "acme.lull.v1.lease.request.indexer"
+        );
+        assert_eq!(
+            s.addon_of_lease_request("acme.lull.v1.lease.request.indexer"),
+            Some("indexer")
+        );
+        for other in [
+            "acme.lull.v1.lease.request",
+            "acme.lull.v1.lease.request.",
+            "acme.lull.v1.lease.request.a.b",
+            "acme.lull.v1.lease.requests.x",
+            "lull.v1.lease.request.indexer",
+        ] {
+            assert_eq!(s.addon_of_lease_request(other), None, "{other}");
+        }
     }
 }

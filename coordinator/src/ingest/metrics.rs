@@ -26,7 +26,7 @@ pub(crate) static AGENT_MESSAGES: Metric = Metric::counter(
 /// Counter `{kind,result}`: durable reports consumed.
 pub(crate) static REPORTS: Metric = Metric::counter(
     "lull_reports_total",
-    "Durable reports consumed, by kind (build, fatigue, worker, unknown) and result (accepted (identical duplicates included), conflict (a stored id with other content: dropped), invalid (timestamps outside the ingest window included), retried).",
+    "Durable reports consumed, by kind (build, fatigue, worker, unknown) and result (accepted (identical duplicates included), conflict (a stored id with other content: dropped), invalid (timestamps outside the ingest window included), host_mismatch (a worker report whose host_id is not the publishing host named by the subject), retried).",
 );
 /// Histogram: publication-to-consumption delay of reports.
 pub(crate) static REPORTS_INGEST_LAG: Metric = Metric::histogram(

@@ -98,9 +98,12 @@ pub struct ConsumerConfig {
     pub conflict_logs_per_min: u32,
 }
 
-/// Decodes one report by its subject: `<prefix>.report.<kind>.<key>`. The
-/// key must equal the record's region or worker name, and its timestamps
-/// must lie within `times` around `now`.
+/// Decodes one report by its subject: `<prefix>.report.<kind>.<host>.<key>`
+/// or the legacy `<prefix>.report.<kind>.<key>`. The key must equal the
+/// record's region or worker name, and its timestamps must lie within
+/// `times` around `now`. The subject's host (the publisher, bound to its
+/// NATS user by the permissions) must equal a worker report's `host_id`
+/// ([`Rejection::HostMismatch`] otherwise) and fills it when absent.
 pub fn classify(
     subjects: &Subjects,
     subject: &str,
@@ -109,9 +112,13 @@ pub fn classify(
     now: f64,
     times: &TimeWindow,
 ) -> Result<Report, Rejection> {
-    let (kind, key) = subjects
-        .report_parts(subject)
+    let address = subjects
+        .report_address(subject)
         .ok_or_else(|| Rejection::BadSubject(subject.to_string()))?;
+    let (kind, key) = (address.kind, address.key);
+    if let Some(host) = address.host {
+        lull_proto::validate::subject_token("subject host", host)?;
+    }
     let mismatch = |field: &str, value: &str| {
         Rejection::Invalid(ValidationError::Invalid {
             field: field.to_string(),
@@ -136,9 +143,19 @@ pub fn classify(
             Ok(Report::Region(RegionReport::Fatigue(Box::new(r))))
         }
         "worker" => {
-            let r: WorkerExecutionReport = decode(payload, max_payload)?;
+            let mut r: WorkerExecutionReport = decode(payload, max_payload)?;
             if r.worker_name != key {
                 return Err(mismatch("worker_name", &r.worker_name));
+            }
+            match (address.host, &r.host_id) {
+                (Some(subject), Some(payload)) if subject != payload => {
+                    return Err(Rejection::HostMismatch {
+                        subject: subject.to_string(),
+                        payload: payload.clone(),
+                    })
+                }
+                (Some(subject), None) => r.host_id = Some(subject.to_string()),
+                _ => {}
             }
             r.check_times(now, times)?;
             Ok(Report::Worker(Box::new(r)))
@@ -184,6 +201,8 @@ pub async fn run(
         )
         .await?;
     let mut conflicts = ConflictLog::new(cfg.conflict_logs_per_min);
+    // Host mismatches are logged within the same budget, separately.
+    let mut mismatches = ConflictLog::new(cfg.conflict_logs_per_min);
     while !shutdown.is_cancelled() {
         let fetched = tokio::select! {
             f = consumer.fetch().max_messages(cfg.batch).expires(cfg.fetch_wait).messages() => f,
@@ -215,6 +234,7 @@ pub async fn run(
                 max_payload,
                 messages,
                 &mut conflicts,
+                &mut mismatches,
             )
             .await;
         }
@@ -229,6 +249,7 @@ async fn process(
     max_payload: usize,
     messages: Vec<jetstream::Message>,
     conflicts: &mut ConflictLog,
+    mismatches: &mut ConflictLog,
 ) {
     let mut regions = (Vec::new(), Vec::new());
     let mut workers = (Vec::new(), Vec::new());
@@ -261,8 +282,17 @@ async fn process(
                     Some("worker") => "worker",
                     _ => "unknown",
                 };
-                tracing::warn!(subject = %m.subject, id = %record_id(&m.payload), %rejection, "report rejected");
-                metrics::counter!(super::metrics::REPORTS.name, "kind" => kind, "result" => "invalid")
+                let result = if matches!(rejection, Rejection::HostMismatch { .. }) {
+                    // A publisher can repeat this at will: rate-limited.
+                    if let Some(held_back) = mismatches.admit(std::time::Instant::now()) {
+                        tracing::warn!(subject = %m.subject, id = %record_id(&m.payload), %rejection, held_back, "report rejected: its host_id is not the publishing host's");
+                    }
+                    "host_mismatch"
+                } else {
+                    tracing::warn!(subject = %m.subject, id = %record_id(&m.payload), %rejection, "report rejected");
+                    "invalid"
+                };
+                metrics::counter!(super::metrics::REPORTS.name, "kind" => kind, "result" => result)
                     .increment(1);
                 if let Err(e) = m.ack_with(AckKind::Term).await {
                     tracing::warn!(error = %e, "terminating an invalid report failed");
@@ -385,6 +415,45 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("started_at"), "{e}");
+    }
+
+    #[test]
+    fn classify_checks_the_publishing_host() {
+        let s = Subjects::default();
+        let mut run = lull_proto::msg::worker::example_report("x1", "w1", 1763026000.0, 1000.0);
+        run.host_id = Some("web1".into());
+        let body = serde_json::to_vec(&run).unwrap();
+        // Its own host: accepted, on the new subject and the legacy one.
+        let r = classify(&s, "lull.report.worker.web1.w1", &body, 1 << 16).unwrap();
+        assert_eq!(r, Report::Worker(Box::new(run.clone())));
+        assert!(classify(&s, "lull.report.worker.w1", &body, 1 << 16).is_ok());
+        // Another host's report: refused as a host mismatch.
+        let e = classify(&s, "lull.report.worker.web2.w1", &body, 1 << 16).unwrap_err();
+        assert_eq!(e.label(), "host_mismatch");
+        assert!(
+            e.to_string().contains("web2") && e.to_string().contains("web1"),
+            "{e}"
+        );
+        // No host_id: the subject's host fills it.
+        run.host_id = None;
+        let body = serde_json::to_vec(&run).unwrap();
+        match classify(&s, "lull.report.worker.web2.w1", &body, 1 << 16).unwrap() {
+            Report::Worker(w) => assert_eq!(w.host_id.as_deref(), Some("web2")),
+            other => panic!("{other:?}"),
+        }
+        // A subject host that is no host id.
+        let e = classify(&s, "lull.report.worker.we$b.w1", &body, 1 << 16).unwrap_err();
+        assert_eq!(e.label(), "invalid");
+        // Region reports carry no host: the subject's is attribution only,
+        // but the region must still match.
+        let fatigue = serde_json::json!({
+            "event_id": "e1", "region": "r1", "fatigue_reason": "x",
+            "fatigue_time": 1763026000.0, "fatigue_duration_hours": 4, "fatigue_type": "FATIGUED"
+        });
+        let body = serde_json::to_vec(&fatigue).unwrap();
+        assert!(classify(&s, "lull.report.fatigue.web1.r1", &body, 1 << 16).is_ok());
+        let e = classify(&s, "lull.report.fatigue.web1.r2", &body, 1 << 16).unwrap_err();
+        assert_eq!(e.label(), "invalid");
     }
 
     #[test]

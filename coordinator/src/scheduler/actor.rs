@@ -28,7 +28,7 @@ use super::follow::{Follower, Inbound, KeyLoader};
 use super::replica::{RecordBuf, SealKey, SnapshotBody};
 use crate::handoff::Views;
 use crate::leader::Leadership;
-use crate::scheduler::endpoints::{handle, status, DecisionLabels, LeaseOp};
+use crate::scheduler::endpoints::{handle_as, status, DecisionLabels, LeaseOp};
 use crate::service::{encode_reply, Meter, Request};
 use lull_engine::lease::{AuditKind, Book, Effect, HostView};
 use lull_proto::msg::lease::LeaseEventKind;
@@ -106,6 +106,7 @@ pub fn spawn(cfg: SchedulerConfig, io: SchedulerIo, shutdown: CancellationToken)
     let actor = Actor {
         lead: None,
         group,
+        subjects: subjects.clone(),
         client,
         follower,
         leadership,
@@ -143,6 +144,8 @@ struct Lead {
 struct Actor {
     lead: Option<Lead>,
     group: async_nats::service::Group,
+    /// To read the addon id of `lease.request.<addon_id>` subjects.
+    subjects: lull_proto::Subjects,
     client: async_nats::Client,
     follower: Follower,
     leadership: Leadership,
@@ -290,6 +293,22 @@ impl Actor {
                 }
             }
         }
+        // `lease.request.<addon_id>`: the addon named by the subject (which
+        // the NATS permissions bind to a user), checked against the payload.
+        let by_addon = format!("{}.*", LeaseOp::Request.name());
+        match self
+            .group
+            .endpoint_builder()
+            .name("lease.request.by_addon")
+            .add(&by_addon)
+            .await
+        {
+            Ok(ep) => incoming.push(ep.map(|r| (LeaseOp::Request, r)).boxed()),
+            Err(e) => {
+                tracing::error!(error = %e, endpoint = by_addon, "cannot subscribe a lease endpoint");
+                return;
+            }
+        }
         let subject = async_nats::Subject::from(self.follower.subject());
         self.lead = Some(Lead {
             book,
@@ -409,9 +428,13 @@ impl Actor {
                 });
                 continue;
             }
-            let h = handle(
+            let addon = self
+                .subjects
+                .addon_of_lease_request(request.message.subject.as_str());
+            let h = handle_as(
                 &mut l.book,
                 op,
+                addon,
                 &request.message.payload,
                 self.max_payload,
                 now_unix(),

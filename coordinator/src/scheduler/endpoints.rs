@@ -13,7 +13,7 @@ use lull_proto::msg::lease::{
     ReleaseRequest, RevokeRequest, SchedulerStatus,
 };
 use lull_proto::subjects::endpoints as ep;
-use lull_proto::ErrorReply;
+use lull_proto::{ErrorCode, ErrorReply};
 use serde::Serialize;
 
 use crate::service::{decode_request, encode_reply, err, Empty, HandlerResult};
@@ -143,6 +143,22 @@ pub fn handle(
     max_payload: usize,
     now: f64,
 ) -> Handled {
+    handle_as(book, op, None, payload, max_payload, now)
+}
+
+/// [`handle`] for a request that arrived on a subject naming its addon
+/// (`lull.v1.lease.request.<addon_id>`, where the NATS permissions decide
+/// who may publish): a `lease.request` whose `addon_id` differs from
+/// `subject_addon` is refused `forbidden` and counted, the book untouched.
+/// `None` is the bare subject, which carries no identity.
+pub fn handle_as(
+    book: &mut Book,
+    op: LeaseOp,
+    subject_addon: Option<&str>,
+    payload: &[u8],
+    max_payload: usize,
+    now: f64,
+) -> Handled {
     macro_rules! apply {
         ($req:ty, $method:ident) => {
             match decode_request::<$req>(payload, max_payload) {
@@ -153,6 +169,17 @@ pub fn handle(
     }
     match op {
         LeaseOp::Request => match decode_request::<HeavyLeaseRequest>(payload, max_payload) {
+            Ok(r) if subject_addon.is_some_and(|a| a != r.addon_id) => {
+                metrics::counter!(super::metrics::IDENTITY_REJECTIONS.name).increment(1);
+                rejected(err(
+                    ErrorCode::Forbidden,
+                    format!(
+                        "addon_id {:?} does not match the subject's addon {:?}: an addon may only request leases under its own id",
+                        r.addon_id,
+                        subject_addon.unwrap_or_default()
+                    ),
+                ))
+            }
             Ok(r) => {
                 let out = book.request(r, now);
                 Handled {
@@ -344,6 +371,28 @@ mod tests {
             assert_eq!(h.decision, None, "{op:?}");
         }
         assert_eq!(serde_json::to_value(status(&mut b)).unwrap(), before);
+    }
+
+    #[test]
+    fn an_addon_cannot_ask_under_another_addons_id() {
+        let mut b = book();
+        let before = serde_json::to_value(status(&mut b)).unwrap();
+        // GOOD asks as "indexer"; on backup's subject it is refused.
+        let h = handle_as(&mut b, LeaseOp::Request, Some("backup"), GOOD, MAX, NOW);
+        assert_eq!(code(&h), ErrorCode::Forbidden);
+        let msg = h.reply.as_ref().unwrap_err().error.message.clone();
+        assert!(
+            msg.contains("\"indexer\"") && msg.contains("\"backup\""),
+            "{msg}"
+        );
+        assert!(h.effects.is_empty());
+        assert_eq!(h.decision, None);
+        assert_eq!(serde_json::to_value(status(&mut b)).unwrap(), before);
+        // On its own subject, and on the bare one, it is decided.
+        let h = handle_as(&mut b, LeaseOp::Request, Some("indexer"), GOOD, MAX, NOW);
+        assert_eq!(h.decision.map(|d| d.result), Some("granted"));
+        let h = handle(&mut b, LeaseOp::Request, GOOD, MAX, NOW);
+        assert!(h.decision.is_some());
     }
 
     #[test]

@@ -8,6 +8,12 @@ pub(crate) static DECISIONS: Metric = Metric::counter(
     "lull_lease_decisions_total",
     "Lease requests decided, by result (granted, denied, queued) and denial reason code.",
 );
+/// Counter: lease requests refused because the payload's `addon_id` is not
+/// the one their subject names.
+pub(crate) static IDENTITY_REJECTIONS: Metric = Metric::counter(
+    "lull_lease_identity_rejections_total",
+    "Lease requests on lull.v1.lease.request.<addon_id> refused (forbidden) because the payload's addon_id differs from the subject's.",
+);
 /// Counter `{event}`: lease events published.
 pub(crate) static EVENTS: Metric = Metric::counter(
     "lull_lease_events_total",
@@ -80,6 +86,7 @@ pub(crate) static METRICS: &[&Metric] = &[
     &TAKEOVER_SECONDS,
     &REPLICA_MESSAGES,
     &DECISIONS,
+    &IDENTITY_REJECTIONS,
     &EVENTS,
     &EFFECTS_DROPPED,
     &HOST_ACTIVE,
