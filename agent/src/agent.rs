@@ -150,6 +150,7 @@ pub fn report(cfg: &AgentConfig, file: &Path) -> Result<std::path::PathBuf, spoo
         &cfg.spool_dir,
         &bytes,
         &Subjects::new(&cfg.common.subject_prefix),
+        &cfg.host_id,
         cfg.common.max_payload_bytes,
     )
 }

@@ -4,6 +4,15 @@
 //! the record's id, and waits for the stream's acknowledgement (a resend of
 //! the same id is acknowledged as a duplicate and stored once).
 //!
+//! The subject names the publishing host:
+//! `lull.report.<kind>.<host_id>.<key>`. It is a worker report's own
+//! `host_id` when it has one, else the publisher's host id
+//! ([`ReportPublisher::with_host_id`], default
+//! [`default_host_id`](crate::host::default_host_id)). The coordinator
+//! refuses a worker report whose `host_id` differs from its subject's, and
+//! the generated NATS permissions let a host's user publish only under its
+//! own id (docs/deploy-nats.md).
+//!
 //! [`PreparedReport`] (pure: decode, validate, route) is separate from
 //! [`ReportPublisher`] (the NATS shell).
 
@@ -22,13 +31,14 @@ use lull_proto::validate::{decode, Validate, DEFAULT_MAX_PAYLOAD};
 /// Which kind of durable report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ReportKind {
-    /// A build record (`lull.report.build.<region>`, id `build_id`).
+    /// A build record (`lull.report.build.<host_id>.<region>`, id
+    /// `build_id`).
     Build,
-    /// A fatigue event without a build (`lull.report.fatigue.<region>`,
-    /// id `event_id`).
+    /// A fatigue event without a build
+    /// (`lull.report.fatigue.<host_id>.<region>`, id `event_id`).
     Fatigue,
-    /// A worker execution report (`lull.report.worker.<worker_name>`,
-    /// id `execution_id`).
+    /// A worker execution report
+    /// (`lull.report.worker.<host_id>.<worker_name>`, id `execution_id`).
     Worker,
 }
 
@@ -64,7 +74,8 @@ impl FromStr for ReportKind {
 }
 
 /// A validated report ready to publish: its kind, id (the `Nats-Msg-Id`),
-/// subject key (region or worker name) and the exact bytes to send.
+/// subject key (region or worker name), the host it names (a worker
+/// report's `host_id`) and the exact bytes to send.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PreparedReport {
     /// Kind.
@@ -73,6 +84,9 @@ pub struct PreparedReport {
     pub id: String,
     /// Last subject token: the region or the worker name.
     pub key: String,
+    /// The host the report itself names (a worker report's `host_id`);
+    /// it is the subject's host when present.
+    pub host_id: Option<String>,
     /// JSON body.
     pub payload: Bytes,
 }
@@ -86,24 +100,25 @@ impl PreparedReport {
         bytes: &[u8],
         max_bytes: usize,
     ) -> Result<Self, ValidationError> {
-        let (id, key) = match kind {
+        let (id, key, host_id) = match kind {
             ReportKind::Build => {
                 let r: BuildRecord = decode(bytes, max_bytes)?;
-                (r.build_id, r.region)
+                (r.build_id, r.region, None)
             }
             ReportKind::Fatigue => {
                 let r: FatigueEventReport = decode(bytes, max_bytes)?;
-                (r.event_id, r.region)
+                (r.event_id, r.region, None)
             }
             ReportKind::Worker => {
                 let r: WorkerExecutionReport = decode(bytes, max_bytes)?;
-                (r.execution_id, r.worker_name)
+                (r.execution_id, r.worker_name, r.host_id)
             }
         };
         Ok(PreparedReport {
             kind,
             id,
             key,
+            host_id,
             payload: Bytes::copy_from_slice(bytes),
         })
     }
@@ -113,6 +128,7 @@ impl PreparedReport {
         r: &T,
         id: &str,
         key: &str,
+        host_id: Option<&str>,
     ) -> Result<Self, ValidationError> {
         r.validate()?;
         let payload = serde_json::to_vec(r).map_err(|e| ValidationError::Invalid {
@@ -124,32 +140,38 @@ impl PreparedReport {
             kind,
             id: id.to_string(),
             key: key.to_string(),
+            host_id: host_id.map(str::to_string),
             payload: payload.into(),
         })
     }
 
     /// A build record.
     pub fn build(r: &BuildRecord) -> Result<Self, ValidationError> {
-        Self::typed(ReportKind::Build, r, &r.build_id, &r.region)
+        Self::typed(ReportKind::Build, r, &r.build_id, &r.region, None)
     }
 
     /// A fatigue event.
     pub fn fatigue(r: &FatigueEventReport) -> Result<Self, ValidationError> {
-        Self::typed(ReportKind::Fatigue, r, &r.event_id, &r.region)
+        Self::typed(ReportKind::Fatigue, r, &r.event_id, &r.region, None)
     }
 
     /// A worker execution report.
     pub fn worker(r: &WorkerExecutionReport) -> Result<Self, ValidationError> {
-        Self::typed(ReportKind::Worker, r, &r.execution_id, &r.worker_name)
+        Self::typed(
+            ReportKind::Worker,
+            r,
+            &r.execution_id,
+            &r.worker_name,
+            r.host_id.as_deref(),
+        )
     }
 
-    /// The subject it is published on.
-    pub fn subject(&self, subjects: &Subjects) -> String {
-        match self.kind {
-            ReportKind::Build => subjects.report_build(&self.key),
-            ReportKind::Fatigue => subjects.report_fatigue(&self.key),
-            ReportKind::Worker => subjects.report_worker(&self.key),
-        }
+    /// The subject it is published on by a publisher on
+    /// `publisher_host`: `lull.report.<kind>.<host>.<key>`, the host being
+    /// the report's own `host_id` when it names one.
+    pub fn subject(&self, subjects: &Subjects, publisher_host: &str) -> String {
+        let host = self.host_id.as_deref().unwrap_or(publisher_host);
+        subjects.report_by(self.kind.as_str(), host, &self.key)
     }
 }
 
@@ -199,18 +221,35 @@ pub struct Published {
 pub struct ReportPublisher {
     js: async_nats::jetstream::Context,
     subjects: Subjects,
+    host_id: String,
     ack_timeout: Duration,
 }
 
 impl ReportPublisher {
-    /// A publisher over `client` with subjects under `subjects`' prefix and
-    /// an acknowledgement timeout of 10 s.
+    /// A publisher over `client` with subjects under `subjects`' prefix,
+    /// publishing as this host ([`default_host_id`](crate::host::default_host_id))
+    /// with an acknowledgement timeout of 10 s.
     pub fn new(client: async_nats::Client, subjects: Subjects) -> Self {
         ReportPublisher {
             js: async_nats::jetstream::new(client),
             subjects,
+            host_id: crate::host::default_host_id(),
             ack_timeout: Duration::from_secs(10),
         }
+    }
+
+    /// Publishes as `host_id` (the host token of the subjects of reports
+    /// that do not name their own host). It must be a valid subject token.
+    pub fn with_host_id(mut self, host_id: impl Into<String>) -> Result<Self, ValidationError> {
+        let host_id = host_id.into();
+        lull_proto::validate::subject_token("host_id", &host_id)?;
+        self.host_id = host_id;
+        Ok(self)
+    }
+
+    /// The host id this publisher publishes as.
+    pub fn host_id(&self) -> &str {
+        &self.host_id
     }
 
     /// Changes the acknowledgement timeout.
@@ -221,7 +260,7 @@ impl ReportPublisher {
 
     /// Publishes with `Nats-Msg-Id` = the record id and waits for the ack.
     pub async fn publish(&self, r: &PreparedReport) -> Result<Published, ReportError> {
-        let subject = r.subject(&self.subjects);
+        let subject = r.subject(&self.subjects, &self.host_id);
         let mut headers = async_nats::HeaderMap::new();
         headers.insert(async_nats::header::NATS_MESSAGE_ID, r.id.as_str());
         let ack = self
@@ -279,9 +318,17 @@ mod tests {
         let r = example_report("exec-1", "sse_guardian", 1_763_000_000.0, 1500.0);
         let p = PreparedReport::worker(&r).unwrap();
         assert_eq!(p.id, "exec-1");
+        // The report names its host (web-1): that is the subject's host.
         assert_eq!(
-            p.subject(&Subjects::default()),
-            "lull.report.worker.sse_guardian"
+            p.subject(&Subjects::default(), "here"),
+            "lull.report.worker.web-1.sse_guardian"
+        );
+        let mut anonymous = r.clone();
+        anonymous.host_id = None;
+        let p = PreparedReport::worker(&anonymous).unwrap();
+        assert_eq!(
+            p.subject(&Subjects::default(), "here"),
+            "lull.report.worker.here.sse_guardian"
         );
         // From JSON, unknown fields survive byte for byte.
         let mut v = serde_json::to_value(&r).unwrap();
@@ -322,8 +369,8 @@ mod tests {
         let p = PreparedReport::from_json(ReportKind::Fatigue, &bytes, 1 << 20).unwrap();
         assert_eq!(p.id, "ev-1");
         assert_eq!(
-            p.subject(&Subjects::new("acme")),
-            "acme.report.fatigue.us-west2"
+            p.subject(&Subjects::new("acme"), "web1"),
+            "acme.report.fatigue.web1.us-west2"
         );
         let bad = serde_json::json!({"event_id": "ev-1", "region": "us.west2",
             "fatigue_reason": "x", "fatigue_time": 1.0});

@@ -8,8 +8,11 @@
 //! `failed/` with a `.error` file beside it saying why.
 //!
 //! Only the routing is checked here: the record id (`execution_id`,
-//! `build_id` or `event_id`, in that order) and the subject key
-//! (`worker_name` or `region`); the coordinator validates the rest.
+//! `build_id` or `event_id`, in that order), the subject key
+//! (`worker_name` or `region`) and that a worker report's `host_id`, when
+//! given, is this host's; the coordinator validates the rest. Reports go
+//! out on `lull.report.<kind>.<host_id>.<key>`: the agent publishes only
+//! under its own host id, which the generated NATS permissions enforce.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -86,8 +89,15 @@ fn str_field<'a>(
     }
 }
 
-/// Finds a report's id and subject (pure).
-pub fn route(bytes: &[u8], subjects: &Subjects, max_bytes: usize) -> Result<Route, String> {
+/// Finds a report's id and subject for this agent's `host_id` (pure). A
+/// worker report naming another host is refused: the coordinator would
+/// reject it (the subject names the publishing host).
+pub fn route(
+    bytes: &[u8],
+    subjects: &Subjects,
+    host_id: &str,
+    max_bytes: usize,
+) -> Result<Route, String> {
     validate::check_size(bytes, max_bytes).map_err(|e| e.to_string())?;
     let v: Value = serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
     let Value::Object(obj) = v else {
@@ -106,11 +116,16 @@ pub fn route(bytes: &[u8], subjects: &Subjects, max_bytes: usize) -> Result<Rout
     validate::id(id_key, id).map_err(|e| e.to_string())?;
     let key = str_field(&obj, key_key)?.ok_or_else(|| format!("{key_key} is missing"))?;
     validate::subject_token(key_key, key).map_err(|e| e.to_string())?;
-    let subject = match kind {
-        ReportKind::Worker => subjects.report_worker(key),
-        ReportKind::Build => subjects.report_build(key),
-        ReportKind::Fatigue => subjects.report_fatigue(key),
-    };
+    if kind == ReportKind::Worker {
+        if let Some(h) = str_field(&obj, "host_id")? {
+            if h != host_id {
+                return Err(format!(
+                    "host_id {h:?} is not this host's ({host_id:?}): an agent reports only for its own host"
+                ));
+            }
+        }
+    }
+    let subject = subjects.report_by(kind.label(), host_id, key);
     Ok(Route {
         kind,
         id: id.to_string(),
@@ -149,9 +164,10 @@ pub fn classify(
     age_sec: f64,
     settle_sec: f64,
     subjects: &Subjects,
+    host_id: &str,
     max_bytes: usize,
 ) -> Verdict {
-    match route(bytes, subjects, max_bytes) {
+    match route(bytes, subjects, host_id, max_bytes) {
         Ok(r) => Verdict::Ready(r),
         Err(_) if age_sec < settle_sec => Verdict::Wait,
         Err(e) => Verdict::Malformed(e),
@@ -214,10 +230,11 @@ pub fn write_report(
     dir: &Path,
     bytes: &[u8],
     subjects: &Subjects,
+    host_id: &str,
     max_bytes: usize,
 ) -> Result<PathBuf, SpoolError> {
     use std::io::Write;
-    let r = route(bytes, subjects, max_bytes).map_err(SpoolError::Invalid)?;
+    let r = route(bytes, subjects, host_id, max_bytes).map_err(SpoolError::Invalid)?;
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
     let name = file_name(&r, &unique_suffix());
     let tmp = dir.join(format!(".{name}.tmp"));
@@ -417,6 +434,7 @@ async fn handle_chunk(
             age,
             run.cfg.settle_sec,
             &run.subjects,
+            &run.host_id,
             run.max_bytes,
         ) {
             Verdict::Wait => {}
@@ -577,29 +595,36 @@ mod tests {
     fn routes() {
         let w = br#"{"execution_id": "e-1", "worker_name": "sse_guardian", "outcome": "SUCCESS"}"#;
         assert_eq!(
-            route(w, &subj(), 1 << 20).unwrap(),
+            route(w, &subj(), "web1", 1 << 20).unwrap(),
             Route {
                 kind: ReportKind::Worker,
                 id: "e-1".into(),
-                subject: "lull.report.worker.sse_guardian".into()
+                subject: "lull.report.worker.web1.sse_guardian".into()
             }
         );
         let b = br#"{"build_id": "abc123-xyz789", "region": "us-west2"}"#;
         assert_eq!(
-            route(b, &subj(), 1 << 20).unwrap().subject,
-            "lull.report.build.us-west2"
+            route(b, &subj(), "web1", 1 << 20).unwrap().subject,
+            "lull.report.build.web1.us-west2"
         );
         let f = br#"{"event_id": "ev-9", "region": "eu-west1", "fatigue_reason": "timeout"}"#;
-        let r = route(f, &subj(), 1 << 20).unwrap();
+        let r = route(f, &subj(), "web1", 1 << 20).unwrap();
         assert_eq!(
             (r.kind, r.subject.as_str()),
-            (ReportKind::Fatigue, "lull.report.fatigue.eu-west1")
+            (ReportKind::Fatigue, "lull.report.fatigue.web1.eu-west1")
         );
+        // A worker report for this host, or for no host, goes; one for
+        // another host is refused (the coordinator would reject it).
+        let own = br#"{"execution_id": "e-2", "worker_name": "w", "host_id": "web1"}"#;
+        assert!(route(own, &subj(), "web1", 1 << 20).is_ok());
+        let other = br#"{"execution_id": "e-3", "worker_name": "w", "host_id": "web2"}"#;
+        let why = route(other, &subj(), "web1", 1 << 20).unwrap_err();
+        assert!(why.contains("web2") && why.contains("own host"), "{why}");
     }
 
     #[test]
     fn malformed_reports_say_why() {
-        let why = |b: &[u8]| route(b, &subj(), 1000).unwrap_err();
+        let why = |b: &[u8]| route(b, &subj(), "h", 1000).unwrap_err();
         assert!(why(b"{not json").starts_with("not JSON"));
         assert_eq!(why(b"[1,2]"), "not a JSON object");
         assert!(why(br#"{"foo": 1}"#).contains("not a report"));
@@ -625,16 +650,16 @@ mod tests {
     fn young_files_wait_old_ones_are_quarantined() {
         let s = subj();
         assert_eq!(
-            classify(b"{\"execution_", 1.0, 5.0, &s, 1000),
+            classify(b"{\"execution_", 1.0, 5.0, &s, "h", 1000),
             Verdict::Wait
         );
         assert!(matches!(
-            classify(b"{\"execution_", 6.0, 5.0, &s, 1000),
+            classify(b"{\"execution_", 6.0, 5.0, &s, "h", 1000),
             Verdict::Malformed(_)
         ));
         let ok = br#"{"event_id": "x", "region": "r"}"#;
         assert!(matches!(
-            classify(ok, 0.0, 5.0, &s, 1000),
+            classify(ok, 0.0, 5.0, &s, "h", 1000),
             Verdict::Ready(_)
         ));
     }
@@ -654,7 +679,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let spool = d.path().join("spool");
         let w = br#"{"execution_id": "e-1", "worker_name": "w1"}"#;
-        let p = write_report(&spool, w, &subj(), 1 << 20).unwrap();
+        let p = write_report(&spool, w, &subj(), "h", 1 << 20).unwrap();
         assert!(p
             .file_name()
             .unwrap()
@@ -662,7 +687,7 @@ mod tests {
             .unwrap()
             .starts_with("worker-e-1-"));
         assert!(matches!(
-            write_report(&spool, b"{}", &subj(), 1 << 20),
+            write_report(&spool, b"{}", &subj(), "h", 1 << 20),
             Err(SpoolError::Invalid(_))
         ));
         // a writer's temp file and a directory are not candidates

@@ -86,10 +86,7 @@ impl LeaseClient {
                 r.wait_timeout_sec = Some(remaining.min(86_400.0));
             }
             attempts += 1;
-            let resp = match self
-                .call::<_, HeavyLeaseResponse>(ep::LEASE_REQUEST, &r)
-                .await
-            {
+            let resp = match self.call_request(&r).await {
                 Ok(resp) => resp,
                 Err(e) if transient(&e) => {
                     let d = plan::transport_denial(&e.to_string());
