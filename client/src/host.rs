@@ -52,6 +52,9 @@ mod tests {
         assert_eq!(sanitize_host_id("  "), "localhost");
         assert_eq!(sanitize_host_id(&"a".repeat(300)).len(), MAX_ID_LEN);
         let h = default_host_id();
-        assert!(lull_proto::validate::subject_token("host", &h).is_ok(), "{h}");
+        assert!(
+            lull_proto::validate::subject_token("host", &h).is_ok(),
+            "{h}"
+        );
     }
 }

@@ -213,7 +213,10 @@ async fn spool_delivers_every_report_exactly_once_across_a_nats_outage() {
         first.headers.get("Nats-Msg-Id").map(|v| v.as_str()),
         body["execution_id"].as_str()
     );
-    assert_eq!(first.subject.as_str(), "lull.report.worker.spool_test");
+    assert_eq!(
+        first.subject.as_str(),
+        "lull.report.worker.spool-host.spool_test"
+    );
 
     // A resend of a delivered report is dropped by the stream (Nats-Msg-Id).
     drop_report(&agent.spool, "again.json", &worker_report(7));

@@ -646,7 +646,7 @@ async fn lullctl_run_status_revoke_and_report() {
     let f = lullctl_out(&s, &["--json", "report", "worker", &p]).await;
     assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
     let v: serde_json::Value = serde_json::from_str(&f.stdout).unwrap();
-    assert_eq!(v["subject"], "lull.report.worker.lc_worker");
+    assert_eq!(v["subject"], "lull.report.worker.web-1.lc_worker");
     assert_eq!(v["stream"], "LULL_REPORTS");
     assert_eq!(v["duplicate"], false);
     let f = lullctl_out(&s, &["report", "worker", &p]).await;

@@ -294,8 +294,10 @@ async fn prometheus_scrapes_lull_and_every_dashboard_query_runs() {
         "cost_units": 10, "expected_duration_sec": 60, "priority": "NORMAL"});
     let _: Result<Value, _> = call(&client, "lease.request", &lease).await;
     let now = lull_common::runtime::now_unix();
-    let worker =
+    let mut worker =
         lull_proto::msg::worker::example_report("obs-exec-1", "obs_worker", now - 5.0, 1500.0);
+    // The agent reports for its own host only.
+    worker.host_id = Some(HOST.into());
     let reports = tempfile::tempdir().unwrap();
     for (name, body) in [
         ("worker.json", serde_json::to_value(&worker).unwrap()),
