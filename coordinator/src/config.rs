@@ -236,6 +236,11 @@ pub struct IngestConfig {
     /// How often every worker's late/missed state is re-evaluated, seconds.
     /// Default 15.
     pub workers_schedule_eval_sec: f64,
+    /// Workers with metric series of their own (worker names come from
+    /// publishers); later ones fold into `worker="other"` (run counts,
+    /// durations, anomalies) or are not exported (scores, schedule state).
+    /// Default 500.
+    pub workers_max_metric_labels: usize,
     /// A snapshot's `collected_at` must be within this many seconds of the
     /// coordinator's clock, either way; others are rejected as invalid.
     /// Default 300.
@@ -302,6 +307,7 @@ impl Default for IngestConfig {
             reports_retry_delay_sec: 2.0,
             reports_queue: 4,
             workers_schedule_eval_sec: 15.0,
+            workers_max_metric_labels: 500,
             stats_clock_skew_sec: 300.0,
             reports_future_skew_sec: 300.0,
             reports_max_age_days: 400.0,

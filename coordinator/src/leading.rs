@@ -176,6 +176,7 @@ async fn start_workers(
         executions::WorkersShellConfig {
             engine,
             schedule_eval: secs(cfg.ingest.workers_schedule_eval_sec),
+            max_metric_workers: cfg.ingest.workers_max_metric_labels,
         },
         pool.clone(),
         loaded,

@@ -20,6 +20,7 @@ pub mod executions;
 pub mod fleet;
 pub mod handoff;
 pub mod ingest;
+pub mod label_cap;
 pub mod leader;
 pub mod leading;
 pub mod metrics;

@@ -27,6 +27,7 @@ pub static ALL: &[&[&Metric]] = &[
     crate::service::METRICS,
     crate::leader::metrics::METRICS,
     crate::supervise::METRICS,
+    crate::label_cap::METRICS,
 ];
 
 /// Histograms with buckets of their own, for

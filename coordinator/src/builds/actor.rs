@@ -136,7 +136,7 @@ pub fn spawn(
         busy: false,
         pending: VecDeque::new(),
         stats_cache: None,
-        gauges: RegionGauges::default(),
+        gauges: RegionGauges::new(tun.max_metric_regions),
         done_tx,
     };
     actor.all_gauges();
@@ -363,7 +363,7 @@ impl Regions {
             Done::Reports(Ok(d), reply) => {
                 let now = now_unix();
                 for b in &d.new_builds {
-                    gauges::record_build(b);
+                    self.gauges.record_build(b);
                 }
                 gauges::count_reports("build", d.new_builds.len() as u64, d.duplicate_builds);
                 gauges::count_reports("fatigue", d.new_events, d.duplicate_events);

@@ -67,6 +67,10 @@ pub struct RegionsTunables {
     pub upload_ttl_sec: f64,
     /// Imports in parts that may be in progress at once. Default 4.
     pub max_uploads: usize,
+    /// Regions with metric series of their own (region names come from
+    /// publishers); later ones are not exported individually, and their
+    /// builds' durations go to `region="other"`. Default 500.
+    pub max_metric_regions: usize,
 }
 
 impl Default for RegionsTunables {
@@ -78,6 +82,7 @@ impl Default for RegionsTunables {
             import_max_bytes: 64 << 20,
             upload_ttl_sec: 300.0,
             max_uploads: 4,
+            max_metric_regions: 500,
         }
     }
 }

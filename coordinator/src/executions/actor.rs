@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{score_new, QuietHours, View, WorkersHandle};
 use crate::handoff::{first_of_each, Batch, Committed};
+use crate::label_cap::LabelCap;
 use crate::store::{self, StoreError};
 use lull_engine::worker::{missed, WorkerAggregate, WorkerConfig};
 
@@ -28,6 +29,8 @@ pub struct WorkersShellConfig {
     pub engine: Arc<WorkerConfig>,
     /// How often every worker's schedule state is re-evaluated.
     pub schedule_eval: Duration,
+    /// Workers with metric series of their own (see [`LabelCap`]).
+    pub max_metric_workers: usize,
 }
 
 /// Loads the stored aggregates. An aggregate whose document does not
@@ -81,9 +84,12 @@ pub fn spawn(
         .into_iter()
         .map(|a| (a.worker_name.clone(), Arc::new(a)))
         .collect();
+    let mut labels = LabelCap::new("worker", cfg.max_metric_workers);
     for agg in aggregates.values() {
-        restore_counters(agg);
-        set_worker_gauges(agg);
+        if labels.admit(&agg.worker_name) {
+            restore_counters(agg);
+            set_worker_gauges(agg);
+        }
     }
     metrics::gauge!(super::metrics::WORKERS.name).set(aggregates.len() as f64);
     let view = View { aggregates };
@@ -101,6 +107,7 @@ pub fn spawn(
         view,
         publish: view_tx,
         schedule: HashMap::new(),
+        labels,
     };
     let task = tokio::spawn(actor.run(batches, shutdown));
     (handle, task)
@@ -113,6 +120,8 @@ struct Actor {
     publish: watch::Sender<Arc<View>>,
     /// Last exported schedule state per worker (to log transitions).
     schedule: HashMap<String, ScheduleState>,
+    /// The workers with metric series of their own.
+    labels: LabelCap,
 }
 
 /// What a committed batch changed.
@@ -225,7 +234,7 @@ impl Actor {
         let stored = scored.executions.len();
         for e in &scored.executions {
             let r = &e.report;
-            let worker = r.worker_name.clone();
+            let worker = self.labels.label(&r.worker_name);
             metrics::counter!(super::metrics::EXECUTIONS.name,
                 "worker" => worker.clone(), "outcome" => r.outcome.as_str())
             .increment(1);
@@ -235,13 +244,15 @@ impl Actor {
                 metrics::counter!(super::metrics::ANOMALIES.name,
                     "worker" => worker.clone(), "kind" => a.kind.as_str())
                 .increment(1);
-                tracing::info!(worker = %worker, execution_id = %a.execution_id,
+                tracing::info!(worker = %r.worker_name, execution_id = %a.execution_id,
                     kind = a.kind.as_str(), message = %a.message, "worker anomaly");
             }
         }
         let touched: Vec<String> = scored.aggregates.keys().cloned().collect();
         for (name, agg) in scored.aggregates {
-            set_worker_gauges(&agg);
+            if self.labels.admit(&name) {
+                set_worker_gauges(&agg);
+            }
             self.view.aggregates.insert(name, Arc::new(agg));
         }
         metrics::gauge!(super::metrics::WORKERS.name).set(self.view.aggregates.len() as f64);
@@ -270,6 +281,7 @@ impl Actor {
         let s = missed::schedule_status(agg, now, &self.cfg.engine);
         let name = &agg.worker_name;
         let before = self.schedule.insert(name.clone(), s.state);
+        let exported = self.labels.admit(name);
         if before != Some(s.state) {
             for state in [
                 ScheduleState::Ok,
@@ -277,6 +289,9 @@ impl Actor {
                 ScheduleState::Missed,
                 ScheduleState::Unknown,
             ] {
+                if !exported {
+                    break;
+                }
                 metrics::gauge!(super::metrics::SCHEDULE_STATE.name,
                     "worker" => name.clone(), "state" => state.as_str())
                 .set(if state == s.state { 1.0 } else { 0.0 });
@@ -292,8 +307,10 @@ impl Actor {
                 }
             }
         }
-        metrics::gauge!(super::metrics::MISSED_RUNS.name, "worker" => name.clone())
-            .set(s.missed_runs as f64);
+        if exported {
+            metrics::gauge!(super::metrics::MISSED_RUNS.name, "worker" => name.clone())
+                .set(s.missed_runs as f64);
+        }
     }
 }
 
