@@ -8,7 +8,7 @@ import asyncio
 import time
 import uuid
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import pytest
 
@@ -168,3 +168,52 @@ def test_report_waits_out_a_nats_outage(infra: Infra, tmp_path: Path) -> None:
         if not infra.nats.healthy():
             infra.nats.start()
         c.close()
+
+
+def test_reports_and_lease_requests_name_their_publisher(infra: Infra, client: lull.Client) -> None:
+    """On the wire: a worker report goes out on
+    lull.report.worker.<its host_id>.<worker>, a build on
+    lull.report.build.<this host>.<region>, a lease request on
+    lull.v1.lease.request.<addon_id>; the coordinator stores the run and
+    refuses a request whose addon_id is not the subject's."""
+    import nats
+
+    from lull.reports.delivery import default_host_id
+
+    worker, region = unique("wire_worker"), unique("wire-region")
+    seen: List[str] = []
+
+    async def watch() -> Any:
+        nc = await nats.connect(infra.nats.url)
+
+        async def got(msg: Any) -> None:
+            seen.append(msg.subject)
+
+        await nc.subscribe("lull.report.>", cb=got)
+        await nc.subscribe("lull.v1.lease.request.>", cb=got)
+        await nc.flush()
+        return nc
+
+    loop = asyncio.new_event_loop()
+    try:
+        nc = loop.run_until_complete(watch())
+        client.quick_report(worker, True, 10, host_id="py-wire-host")
+        client.record_build_result(region, True, duration_minutes=1.0)
+        with pytest.raises(lull.LeaseDenied):
+            with client.lease(cost_units=1, host_id="no-such-host", wait=False, addon_id="py-wire"):
+                pass
+        # A request on py-wire's subject that claims another addon.
+        core = client._core
+        with pytest.raises(lull.Forbidden) as refused:
+            core.run(core.request("lease.request.py-wire", {
+                "addon_id": "someone-else", "job_type": "j", "cost_units": 1}), 6)
+        assert "someone-else" in str(refused.value) and "py-wire" in str(refused.value)
+        loop.run_until_complete(asyncio.sleep(0.5))
+        loop.run_until_complete(nc.close())
+    finally:
+        loop.close()
+    assert f"lull.report.worker.py-wire-host.{worker}" in seen, seen
+    assert f"lull.report.build.{default_host_id()}.{region}" in seen, seen
+    assert "lull.v1.lease.request.py-wire" in seen, seen
+    [run] = stored(client, worker)
+    assert run["host_id"] == "py-wire-host"

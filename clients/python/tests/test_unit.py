@@ -118,3 +118,27 @@ def test_submit_is_bounded_when_nats_is_down(tmp_path: Path) -> None:
             c.hosts()
     finally:
         c.close()
+
+
+def test_subjects_name_the_publisher() -> None:
+    """Reports name the publishing host and lease requests the addon, so
+    that the NATS permissions can bind each to its user."""
+    from lull.config import Config
+    from lull.reports.delivery import default_host_id
+
+    cfg = Config(prefix="acme")
+    assert cfg.report_subject("worker", "w1", "web1") == "acme.report.worker.web1.w1"
+    assert cfg.report_subject("build", "us-west2") == "acme.report.build.us-west2"
+    assert cfg.lease_request("indexer") == "acme.v1.lease.request.indexer"
+    # A worker report naming its host goes out under that host...
+    r = lull.create_report("w1", host_id="web1")
+    r.outcome = ExecutionOutcome.SUCCESS
+    assert r.prepare().subject(cfg) == "acme.report.worker.web1.w1"
+    # ...one that names none, and a build, under this host.
+    r = lull.create_report("w1")
+    r.outcome = ExecutionOutcome.SUCCESS
+    assert r.prepare().subject(cfg) == f"acme.report.worker.{default_host_id()}.w1"
+    from lull.client import build_record
+
+    b = build_record("us-west2", True, None, None, {"duration_minutes": 3.0})
+    assert b.prepare().subject(cfg) == f"acme.report.build.{default_host_id()}.us-west2"

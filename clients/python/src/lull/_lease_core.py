@@ -256,8 +256,11 @@ async def acquire(core: Core, req: LeaseRequest, wait: bool, wait_timeout: float
     ``wait_timeout`` (then :class:`LeaseTimeout`); denials that are not
     queued are retried after ``retry_after_sec``."""
     body = req.to_dict()
+    # lease.request.<addon_id>: the subject names the addon, so that the
+    # NATS permissions can bind the addon_id to the user (docs/deploy-nats.md).
+    endpoint = f"lease.request.{req.addon_id}"
     if not wait:
-        resp = await core.request("lease.request", {**body, "wait": False})
+        resp = await core.request(endpoint, {**body, "wait": False})
         if resp.get("approved"):
             return await _held(core, resp, beat_now=False)
         raise _denial(resp)
@@ -271,7 +274,7 @@ async def acquire(core: Core, req: LeaseRequest, wait: bool, wait_timeout: float
             raise LeaseTimeout(last.reason_code, last.reason, last.retry_after_sec)
         try:
             resp = await core.request(
-                "lease.request",
+                endpoint,
                 {**body, "wait": True, "wait_timeout_sec": min(remaining, 86400.0)},
                 timeout=min(core.cfg.request_timeout, remaining),
             )

@@ -125,9 +125,21 @@ class Config:
         """``<prefix>.lease.events.<lease_id>``."""
         return f"{self.prefix}.lease.events.{lease_id}"
 
-    def report_subject(self, kind: str, key: str) -> str:
-        """``<prefix>.report.<kind>.<key>``."""
-        return f"{self.prefix}.report.{kind}.{key}"
+    def report_subject(self, kind: str, key: str, host: Optional[str] = None) -> str:
+        """``<prefix>.report.<kind>.<host>.<key>``: the subject naming the
+        publishing host. Without ``host``, the legacy
+        ``<prefix>.report.<kind>.<key>`` (still accepted by the coordinator
+        during the deprecation period, refused to agents by the generated
+        NATS permissions)."""
+        if host is None:
+            return f"{self.prefix}.report.{kind}.{key}"
+        return f"{self.prefix}.report.{kind}.{host}.{key}"
+
+    def lease_request(self, addon_id: str) -> str:
+        """``<prefix>.v1.lease.request.<addon_id>``: a lease request naming
+        its addon (the generated NATS permissions let an addon publish only
+        under its own id)."""
+        return self.endpoint(f"lease.request.{addon_id}")
 
     def __repr__(self) -> str:
         secret = "<redacted>"

@@ -12,6 +12,13 @@
 
 A resend carries the same ``Nats-Msg-Id``, so JetStream drops it, and the
 coordinator upserts by id: a report is never counted twice.
+
+The subject names the publishing host, ``<prefix>.report.<kind>.<host>.<key>``:
+a worker report's own ``host_id`` when it has one, else this host
+(:func:`default_host_id`). The coordinator refuses a worker report whose
+``host_id`` differs from its subject's, and the NATS permissions generated
+by ``deploy/nats/gen-auth.sh`` let a host's user publish only under its own
+id (docs/deploy-nats.md).
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import json
 import logging
 import os
 import re
+import socket
 import time
 import uuid
 from dataclasses import dataclass
@@ -29,25 +37,40 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from .._core import Core, NotConnected
-from .._validate import payload
+from .._validate import MAX_ID_LEN, payload
 from ..errors import DeliveryError
 
 log = logging.getLogger("lull")
 
-__all__ = ["Delivery", "PreparedReport", "Outbox", "kind_of", "prepare"]
+__all__ = ["Delivery", "PreparedReport", "Outbox", "default_host_id", "kind_of", "prepare"]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+_NON_TOKEN = re.compile(r"[^A-Za-z0-9_:@-]")
+
+
+def default_host_id() -> str:
+    """``LULL_HOST_ID``, else the host name with non-token characters as
+    ``_`` (the agent's default)."""
+    given = os.environ.get("LULL_HOST_ID") or socket.gethostname() or "unknown"
+    return _NON_TOKEN.sub("_", given)[:MAX_ID_LEN]
 
 
 @dataclass(frozen=True)
 class PreparedReport:
     """A validated report: its kind (``worker``, ``build``, ``fatigue``), id,
-    subject key (worker name or region) and exact JSON bytes."""
+    subject key (worker name or region), exact JSON bytes, and the host it
+    names itself (a worker report's ``host_id``), if any."""
 
     kind: str
     id: str
     key: str
     payload: bytes
+    host: Optional[str] = None
+
+    def subject(self, cfg: Any) -> str:
+        """The subject it is published on from this host:
+        ``<prefix>.report.<kind>.<host>.<key>``."""
+        return str(cfg.report_subject(self.kind, self.key, self.host or default_host_id()))
 
     def file_name(self) -> str:
         """A stable file name for this record (the same id, the same name)."""
@@ -90,7 +113,7 @@ def kind_of(body: Dict[str, Any]) -> Optional[PreparedReport]:
         rid, key = body.get(id_field), body.get(key_field)
         if isinstance(rid, str) and rid and isinstance(key, str) and key:
             data = json.dumps(body, separators=(",", ":")).encode()
-            return PreparedReport(kind=kind, id=rid, key=key, payload=data)
+            return PreparedReport(kind=kind, id=rid, key=key, payload=data, host=_host_of(kind, body))
     return None
 
 
@@ -162,7 +185,7 @@ class Outbox:
             if remaining <= 0:
                 raise NotConnected("no time left to publish")
             ack = await self.core.publish(
-                self.core.cfg.report_subject(r.kind, r.key), r.id, r.payload, remaining
+                r.subject(self.core.cfg), r.id, r.payload, remaining
             )
         except NotConnected as e:
             if saved is None:
@@ -210,7 +233,7 @@ class Outbox:
                 continue
             try:
                 await self.core.publish(
-                    self.core.cfg.report_subject(r.kind, r.key), r.id,
+                    r.subject(self.core.cfg), r.id,
                     path.read_bytes(), attempt_timeout,
                 )
             except FileNotFoundError:
@@ -255,7 +278,12 @@ def _quarantine(path: Path, why: str) -> None:
         log.warning("outbox: cannot quarantine %s: %s", path, e)
 
 
+def _host_of(kind: str, body: Dict[str, Any]) -> Optional[str]:
+    host = body.get("host_id") if kind == "worker" else None
+    return host if isinstance(host, str) and host else None
+
+
 def prepare(kind: str, rid: str, key: str, body: Dict[str, Any]) -> PreparedReport:
     """A :class:`PreparedReport` from a validated body."""
-    return PreparedReport(kind=kind, id=rid, key=key, payload=payload(body))
+    return PreparedReport(kind=kind, id=rid, key=key, payload=payload(body), host=_host_of(kind, body))
 

@@ -9,9 +9,6 @@ module is the data and its validation.
 
 from __future__ import annotations
 
-import os
-import re
-import socket
 import time
 import uuid
 from dataclasses import dataclass, field, fields
@@ -21,7 +18,7 @@ from typing import Any, Dict, List, Optional, Union
 
 from .. import _validate as v
 from ..errors import ValidationError
-from .delivery import PreparedReport, prepare
+from .delivery import PreparedReport, default_host_id, prepare
 
 __all__ = [
     "ExecutionOutcome",
@@ -161,16 +158,6 @@ def to_unix(name: str, t: Optional[Timestamp]) -> Optional[float]:
     if isinstance(t, datetime):
         return t.timestamp()
     return v.number(name, t)
-
-
-_NON_TOKEN = re.compile(r"[^A-Za-z0-9_:@-]")
-
-
-def default_host_id() -> str:
-    """``LULL_HOST_ID``, else the host name with non-token characters as
-    ``_`` (the agent's default)."""
-    given = os.environ.get("LULL_HOST_ID") or socket.gethostname() or "unknown"
-    return _NON_TOKEN.sub("_", given)[: v.MAX_ID_LEN]
 
 
 @dataclass
