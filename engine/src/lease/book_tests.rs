@@ -841,6 +841,26 @@ fn queue_is_re_evaluated_on_tick_when_a_cool_down_ends() {
 }
 
 #[test]
+fn a_waiter_on_a_maintenance_window_is_granted_when_it_ends() {
+    let mut b = book();
+    let mut v = view("h1", QuietState::Quiet, T0);
+    v.blocked = true;
+    v.blocked_reason = Some("patch window".into());
+    v.blocked_until = Some(T0 + 30.0);
+    b.on_hosts_changed(vec![v], T0);
+    let r = b.request(waiting(10), T0).reply;
+    assert_eq!(r.reason_code, Some(DenyReason::Blocked));
+    assert_eq!(r.retry_after_sec, Some(30.0));
+    assert!(b.tick(T0 + 29.0).is_empty());
+    // No new view: the window's end alone frees the host.
+    let fx = b.tick(T0 + 30.0);
+    assert_eq!(
+        events(&fx),
+        [(r.lease_id.unwrap(), LeaseEventKind::Granted)]
+    );
+}
+
+#[test]
 fn queue_is_bounded() {
     let mut c = cfg();
     c.queue_max = 2;

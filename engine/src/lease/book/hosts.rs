@@ -67,7 +67,7 @@ impl Book {
         let cfg = &self.cfg;
         if new.state < old.state
             || new.capacity(cfg) > old.capacity(cfg)
-            || (old.is_blocked(now) && !new.is_blocked(now))
+            || (old.blocked && !new.is_blocked(now))
             || (old.is_stale(now, cfg) && !new.is_stale(now, cfg))
         {
             return true;
