@@ -654,6 +654,25 @@ fn rows(now: f64, lease_id: &str, token: &str, campaign: &Value) -> Vec<Row> {
             agent_result("other", "bad_subject", "does not match"),
             &[Agent(HOST)],
         ),
+        row(
+            "loop.health of a host that never sent a snapshot",
+            Send::Core(
+                "lull.agent.tbl-ghost.health".into(),
+                serde_json::to_vec(&health()).unwrap(),
+            ),
+            agent_result("health", "unknown_host", ""),
+            &[Unknown("tbl-ghost")],
+        ),
+        row(
+            "loop.failure of a host that never sent a snapshot",
+            Send::Core(
+                "lull.agent.tbl-ghost.failure".into(),
+                serde_json::to_vec(&json!({"tick": 3, "duration_ms": 1.0, "error": "boom"}))
+                    .unwrap(),
+            ),
+            agent_result("failure", "unknown_host", ""),
+            &[Unknown("tbl-ghost")],
+        ),
         // --- reports (JetStream lull.report.*) ---
         row(
             "fatigue event at 1e11",

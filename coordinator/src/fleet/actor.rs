@@ -27,7 +27,7 @@ use super::order::{self, Order};
 use super::views::ViewFilter;
 use super::{queries, Command, FleetHandle};
 use crate::handoff::Views;
-use crate::ingest::metrics::STATS_MESSAGES;
+use crate::ingest::metrics::{AGENT_MESSAGES, STATS_MESSAGES};
 use crate::store::history::write::{run_writer, HistoryBatch};
 use crate::store::history::HistoryStore;
 use crate::store::hosts::HostRow;
@@ -196,12 +196,16 @@ impl Fleet {
         match cmd {
             Command::Snapshot(snap, at) => self.apply_snapshot(snap, at),
             Command::Health(host, h, at) => {
-                if let Some(e) = self.hosts.get_mut(&host) {
+                let e = self.hosts.get_mut(&host);
+                agent_result("health", e.is_some());
+                if let Some(e) = e {
                     e.agent_health(&host, *h, at);
                 }
             }
             Command::Failure(host, f, at) => {
-                if let Some(e) = self.hosts.get_mut(&host) {
+                let e = self.hosts.get_mut(&host);
+                agent_result("failure", e.is_some());
+                if let Some(e) = e {
                     e.agent_failure(&host, *f, at);
                 }
             }
@@ -482,6 +486,12 @@ impl Fleet {
     }
 }
 
+/// Counts an agent telemetry message the actor took: kept, or dropped
+/// because no snapshot of its host was seen.
+fn agent_result(kind: &'static str, known: bool) {
+    let result = if known { "accepted" } else { "unknown_host" };
+    metrics::counter!(AGENT_MESSAGES.name, "kind" => kind, "result" => result).increment(1);
+}
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -114,18 +114,21 @@ impl FleetHandle {
             .is_ok()
     }
 
-    /// Hands over a `loop.health` without waiting.
-    pub fn agent_health(&self, host: String, health: LoopHealth, at: f64) {
-        let _ = self
-            .tx
-            .try_send(Command::Health(host, Box::new(health), at));
+    /// Hands over a `loop.health` without waiting. Returns false when the
+    /// actor's queue is full and the message was dropped; otherwise the
+    /// actor counts it (`accepted`, or `unknown_host` when no snapshot of
+    /// the host was seen).
+    pub fn agent_health(&self, host: String, health: LoopHealth, at: f64) -> bool {
+        self.tx
+            .try_send(Command::Health(host, Box::new(health), at))
+            .is_ok()
     }
 
-    /// Hands over a `loop.failure` without waiting.
-    pub fn agent_failure(&self, host: String, failure: LoopFailure, at: f64) {
-        let _ = self
-            .tx
-            .try_send(Command::Failure(host, Box::new(failure), at));
+    /// Hands over a `loop.failure` without waiting; as [`Self::agent_health`].
+    pub fn agent_failure(&self, host: String, failure: LoopFailure, at: f64) -> bool {
+        self.tx
+            .try_send(Command::Failure(host, Box::new(failure), at))
+            .is_ok()
     }
 
     async fn ask<T>(

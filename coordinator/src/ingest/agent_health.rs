@@ -1,7 +1,9 @@
 //! Agent telemetry ingest: `lull.agent.<host>.health` (`loop.health`) and
 //! `lull.agent.<host>.failure` (`loop.failure`, legacy keys accepted), kept
 //! per host by the fleet actor. Counted in
-//! `lull_fleet_agent_messages_total{kind,result}`.
+//! `lull_fleet_agent_messages_total{kind,result}`: rejections and
+//! `dropped` (the actor's queue is full) here, `accepted` and
+//! `unknown_host` (no snapshot of the host seen yet) by the fleet actor.
 
 use futures::StreamExt;
 use lull_common::runtime::now_unix;
@@ -61,13 +63,18 @@ pub async fn run(
         };
         let (kind, result) =
             match classify(&subjects, msg.subject.as_str(), &msg.payload, max_payload) {
+                // Counted by the fleet actor (accepted or unknown_host).
                 Ok(AgentMessage::Health(host, h)) => {
-                    fleet.agent_health(host, h, now_unix());
-                    ("health", "accepted")
+                    if fleet.agent_health(host, h, now_unix()) {
+                        continue;
+                    }
+                    ("health", "dropped")
                 }
                 Ok(AgentMessage::Failure(host, f)) => {
-                    fleet.agent_failure(host, *f, now_unix());
-                    ("failure", "accepted")
+                    if fleet.agent_failure(host, *f, now_unix()) {
+                        continue;
+                    }
+                    ("failure", "dropped")
                 }
                 Err(rejection) => {
                     tracing::debug!(subject = %msg.subject, %rejection, "agent message rejected");
