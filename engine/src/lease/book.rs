@@ -21,7 +21,7 @@ use lull_proto::msg::lease::{AddonDecisions, LeaseInfo, LeaseState, OkResponse};
 pub use super::audit::{AuditKind, AuditRecord};
 use super::bucket::TokenBucket;
 use super::config::LeaseConfig;
-pub use super::outcome::{BookError, Effect, Outcome};
+pub use super::outcome::{BookError, Effect, Outcome, QueueChange};
 use super::policy::HostView;
 use super::queue::WaitQueue;
 use super::token::LeaseKey;
@@ -271,3 +271,7 @@ mod tests;
 #[cfg(test)]
 #[path = "book_proptest.rs"]
 mod proptests;
+
+#[cfg(test)]
+#[path = "book_restore_tests.rs"]
+mod restore_tests;

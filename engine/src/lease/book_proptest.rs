@@ -9,7 +9,10 @@
 //!   down; QUIET unless HIGH priority; no grant during the grace period);
 //! * each lease reaches exactly one terminal state (`RELEASED`, `EXPIRED`
 //!   or `REVOKED`), nothing happens to it afterwards, and late heartbeats
-//!   report that state.
+//!   report that state;
+//! * the queue record replayed from the [`QueueChange`] effects always
+//!   holds exactly the book's waiters, a waiter that left never comes back,
+//!   and no id is granted while the record still has it queued.
 
 use std::collections::{HashMap, HashSet};
 
@@ -169,13 +172,32 @@ struct Ledger {
     terminal: HashMap<String, LeaseEventKind>,
     /// The request behind each lease id handed out.
     requests: HashMap<String, HeavyLeaseRequest>,
+    /// The queue as recorded from the queue changes.
+    queued: HashSet<String>,
+    /// Ids that left the queue.
+    left: HashSet<String>,
 }
 
 fn replay(b: &Book, l: &mut Ledger, fx: &[Effect], now: f64) -> Result<(), TestCaseError> {
     let cfg = b.config().clone();
     for e in fx {
+        match e {
+            Effect::Queue(QueueChange::Parked(w)) => {
+                prop_assert!(!l.left.contains(&w.lease_id), "{} parked again", w.lease_id);
+                prop_assert!(l.queued.insert(w.lease_id.clone()));
+            }
+            Effect::Queue(QueueChange::Left(id)) => {
+                prop_assert!(l.queued.remove(id), "{id} left but was not recorded");
+                l.left.insert(id.clone());
+            }
+            _ => {}
+        }
         let Effect::Publish(ev) = e else { continue };
         let id = ev.lease_id.clone();
+        prop_assert!(
+            ev.event != LeaseEventKind::Granted || !l.queued.contains(&id),
+            "{id} granted while recorded as queued"
+        );
         prop_assert!(
             !l.terminal.contains_key(&id),
             "event {:?} after terminal {:?} for {id}",
@@ -243,6 +265,10 @@ fn check_book(b: &Book, l: &Ledger) -> Result<(), TestCaseError> {
         );
     }
     prop_assert_eq!(b.active_len(), l.active.len());
+    prop_assert_eq!(b.queue_len(), l.queued.len());
+    for id in &l.queued {
+        prop_assert!(b.is_queued(id), "{id} recorded as queued, not in the book");
+    }
     for (id, cores) in HOSTS {
         let used = b.used_units(id);
         prop_assert_eq!(used, sums.get(id).copied().unwrap_or(0));

@@ -83,7 +83,7 @@ fn events(fx: &[Effect]) -> Vec<(String, LeaseEventKind)> {
     fx.iter()
         .filter_map(|e| match e {
             Effect::Publish(ev) => Some((ev.lease_id.clone(), ev.event)),
-            Effect::Audit(_) => None,
+            Effect::Audit(_) | Effect::Queue(_) => None,
         })
         .collect()
 }
@@ -92,7 +92,7 @@ fn audits(fx: &[Effect]) -> Vec<AuditKind> {
     fx.iter()
         .filter_map(|e| match e {
             Effect::Audit(a) => Some(a.kind),
-            Effect::Publish(_) => None,
+            Effect::Publish(_) | Effect::Queue(_) => None,
         })
         .collect()
 }
@@ -690,7 +690,7 @@ fn queue_grants_a_waiter_after_a_release() {
     let mut new = Book::new(cfg(), key(), "n", T0 + 6.0);
     let out = new.heartbeat(&w, T0 + 7.0).unwrap().reply;
     assert!(!out.ok);
-    assert!(out.reason.unwrap().contains("still queued"));
+    assert!(out.reason.unwrap().contains("no longer queued"));
     let mut new = Book::new(cfg(), key(), "n", T0 + 6.0);
     assert!(new.heartbeat(&w2, T0 + 7.0).unwrap().reply.ok);
 }
@@ -1138,7 +1138,7 @@ fn a_host_entering_panic_has_its_leases_revoked() {
         .iter()
         .find_map(|e| match e {
             Effect::Publish(ev) => ev.reason.clone(),
-            Effect::Audit(_) => None,
+            Effect::Audit(_) | Effect::Queue(_) => None,
         })
         .unwrap();
     assert!(reason.contains("h1 entered PANIC"), "{reason}");

@@ -18,6 +18,6 @@ pub mod token;
 pub use audit::{AuditKind, AuditRecord};
 pub use book::Book;
 pub use config::LeaseConfig;
-pub use outcome::{BookError, Effect, Outcome};
+pub use outcome::{BookError, Effect, Outcome, QueueChange};
 pub use policy::{Admission, Decision, Denial, Grant, HostView, Ruling};
 pub use token::{LeaseKey, LeaseTerms, TokenError};

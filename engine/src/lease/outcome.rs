@@ -6,6 +6,7 @@ use lull_proto::msg::lease::LeaseEvent;
 use thiserror::Error;
 
 use super::audit::AuditRecord;
+use super::queue::Waiter;
 
 /// Something the shell must do after a book method returns.
 #[derive(Debug, Clone, PartialEq)]
@@ -14,6 +15,22 @@ pub enum Effect {
     Publish(LeaseEvent),
     /// Write an audit record.
     Audit(AuditRecord),
+    /// Record a change of the wait queue durably. Unlike events and audit
+    /// records this may not be dropped: nothing that reports the change
+    /// (the reply, the events, later answers) may leave before it is
+    /// recorded, or a restart could forget a waiter or bring back one that
+    /// left.
+    Queue(QueueChange),
+}
+
+/// A change of the wait queue.
+#[derive(Debug, Clone, PartialEq)]
+pub enum QueueChange {
+    /// A request was parked.
+    Parked(Box<Waiter>),
+    /// A waiter left the queue (granted, cancelled, gave up, evicted,
+    /// revoked, or found granted already): it must never come back.
+    Left(String),
 }
 
 /// A reply and the effects of producing it.

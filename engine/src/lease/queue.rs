@@ -1,13 +1,16 @@
 //! The bounded priority queue of lease requests waiting for room (seed 002
 //! §3.6): ordered by priority (HIGH first), then age (first come, first
-//! served), with cancel and per-request deadlines. Pure.
+//! served), with cancel and per-request deadlines. A queue can be rebuilt
+//! from persisted waiters in their original order ([`WaitQueue::restore`]).
+//! Pure.
 
 use std::collections::{BTreeMap, HashMap};
 
 use lull_proto::msg::lease::{DenyReason, HeavyLeaseRequest, Priority};
+use serde::{Deserialize, Serialize};
 
-/// A parked request.
-#[derive(Debug, Clone, PartialEq)]
+/// A parked request (also the form it is persisted in).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Waiter {
     /// The lease id it will be granted under.
     pub lease_id: String,
@@ -26,6 +29,10 @@ pub struct Waiter {
     pub last_code: DenyReason,
     /// The human reason of that.
     pub last_reason: String,
+    /// Arrival order, assigned by [`WaitQueue::push`] and kept across
+    /// restarts: with the priority it is the waiter's place in the queue.
+    #[serde(default)]
+    pub pos: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -90,9 +97,11 @@ impl WaitQueue {
         self.max
     }
 
-    /// Parks a waiter. A lease id already parked is replaced in place.
-    pub fn push(&mut self, w: Waiter) -> Pushed {
+    /// Parks a waiter (it gets the next arrival order in `pos`). A lease id
+    /// already parked is replaced in place, keeping its place.
+    pub fn push(&mut self, mut w: Waiter) -> Pushed {
         if let Some(key) = self.index.get(&w.lease_id) {
+            w.pos = key.seq;
             self.entries.insert(*key, w);
             return Pushed::Queued;
         }
@@ -114,12 +123,39 @@ impl WaitQueue {
             }
         }
         self.seq += 1;
+        w.pos = key.seq;
         self.index.insert(w.lease_id.clone(), key);
         self.entries.insert(key, w);
         match evicted {
             Some(e) => Pushed::Evicted(Box::new(e)),
             None => Pushed::Queued,
         }
+    }
+
+    /// Parks persisted waiters again in their original order (priority,
+    /// then `pos`), as they were before a restart or a failover; later
+    /// pushes queue behind all of them. Meant for an empty queue: a waiter
+    /// whose id or place is taken, and those past the bound (the least
+    /// important), are not parked and are returned, in queue order.
+    pub fn restore(&mut self, waiters: Vec<Waiter>) -> Vec<Waiter> {
+        let mut sorted = waiters;
+        sorted.sort_by_key(|w| (rank(w.req.priority), w.pos));
+        let mut left = Vec::new();
+        for w in sorted {
+            let key = Key {
+                rank: rank(w.req.priority),
+                seq: w.pos,
+            };
+            let taken = self.index.contains_key(&w.lease_id) || self.entries.contains_key(&key);
+            if taken || self.entries.len() >= self.max {
+                left.push(w);
+                continue;
+            }
+            self.seq = self.seq.max(w.pos.saturating_add(1));
+            self.index.insert(w.lease_id.clone(), key);
+            self.entries.insert(key, w);
+        }
+        left
     }
 
     /// A waiter by lease id.
@@ -210,6 +246,7 @@ mod tests {
             retry_at: at + 5.0,
             last_code: DenyReason::CapacityExceeded,
             last_reason: "full".into(),
+            pos: 0,
         }
     }
 
@@ -297,5 +334,47 @@ mod tests {
         assert_eq!(q.get("a").unwrap().last_reason, "still full");
         q.get_mut("b").unwrap().retry_at = 1.0;
         assert_eq!(q.next_wakeup(), Some(1.0));
+    }
+
+    #[test]
+    fn restore_keeps_the_original_order_and_new_ones_queue_behind() {
+        let mut q = WaitQueue::new(10);
+        q.push(waiter("low1", Priority::Low, 1.0, 100.0));
+        q.push(waiter("n1", Priority::Normal, 2.0, 100.0));
+        q.push(waiter("h1", Priority::High, 3.0, 100.0));
+        q.push(waiter("n2", Priority::Normal, 4.0, 100.0));
+        q.push(waiter("h2", Priority::High, 5.0, 100.0));
+        // What was persisted, in any order (a table has none).
+        let mut saved: Vec<Waiter> = q.iter().cloned().collect();
+        saved.reverse();
+        saved.swap(0, 3);
+        let mut back = WaitQueue::new(10);
+        assert!(back.restore(saved).is_empty());
+        assert_eq!(back.ids(), q.ids());
+        assert_eq!(back.ids(), ["h1", "h2", "n1", "n2", "low1"]);
+        // A newcomer of the same priority queues behind the restored ones.
+        back.push(waiter("n3", Priority::Normal, 6.0, 100.0));
+        back.push(waiter("h3", Priority::High, 7.0, 100.0));
+        assert_eq!(back.ids(), ["h1", "h2", "h3", "n1", "n2", "n3", "low1"]);
+        let n3 = back.get("n3").unwrap().pos;
+        assert!(n3 > back.get("low1").unwrap().pos, "{n3}");
+    }
+
+    #[test]
+    fn restore_refuses_duplicates_and_overflow() {
+        let mut q = WaitQueue::new(10);
+        for (i, id) in ["a", "b", "c"].iter().enumerate() {
+            q.push(waiter(id, Priority::Normal, i as f64, 100.0));
+        }
+        let mut saved: Vec<Waiter> = q.iter().cloned().collect();
+        saved.push(saved[0].clone());
+        let mut small = WaitQueue::new(2);
+        let left: Vec<String> = small
+            .restore(saved)
+            .into_iter()
+            .map(|w| w.lease_id)
+            .collect();
+        assert_eq!(small.ids(), ["a", "b"]);
+        assert_eq!(left, ["a", "c"]);
     }
 }

@@ -9,7 +9,7 @@ use lull_proto::msg::lease::{
 
 use super::{Book, Lease};
 use crate::lease::audit::{AuditKind, AuditRecord};
-use crate::lease::outcome::{Effect, Outcome};
+use crate::lease::outcome::{Effect, Outcome, QueueChange};
 use crate::lease::policy::{self, Admission, BookView, Decision, Denial, Grant};
 use crate::lease::queue::{Pushed, Waiter};
 use crate::lease::token::{self, LeaseTerms};
@@ -112,6 +112,7 @@ impl Book {
             retry_at: now + d.retry_after_sec,
             last_code: d.code,
             last_reason: d.reason.clone(),
+            pos: 0,
         };
         match self.queue.push(waiter) {
             Pushed::Full(w) => {
@@ -126,6 +127,9 @@ impl Book {
                         now,
                         fx,
                     );
+                }
+                if let Some(w) = self.queue.get(&lease_id) {
+                    fx.push(Effect::Queue(QueueChange::Parked(Box::new(w.clone()))));
                 }
                 fx.push(Effect::Audit(queued_audit));
                 HeavyLeaseResponse {
@@ -265,6 +269,7 @@ impl Book {
             match policy::decide(&req, &self.hosts, &view, &self.cfg, now) {
                 Decision::Grant(g) => {
                     self.queue.remove(&id);
+                    fx.push(Effect::Queue(QueueChange::Left(id.clone())));
                     self.grant(&id, &req, &g, now, fx);
                 }
                 Decision::Deny(d) => {

@@ -9,7 +9,7 @@ use lull_proto::msg::lease::{
 
 use super::{not_ok, ok, Book, Lease, Tomb};
 use crate::lease::audit::{AuditKind, AuditRecord};
-use crate::lease::outcome::{BookError, Effect, Outcome};
+use crate::lease::outcome::{BookError, Effect, Outcome, QueueChange};
 use crate::lease::queue::Waiter;
 
 impl Book {
@@ -42,9 +42,12 @@ impl Book {
                 effects: Vec::new(),
             });
         }
+        let mut fx = Vec::new();
         if self.queue.contains(id) {
             self.check_token(id, &h.token)?;
-            return Err(BookError::StillQueued(id.to_string()));
+            if !self.leave_if_granted(id, &h.token, &mut fx) {
+                return Err(BookError::StillQueued(id.to_string()));
+            }
         }
         if let Some(t) = self.tombs.get(id) {
             let t = t.clone();
@@ -55,7 +58,6 @@ impl Book {
             });
         }
         let terms = self.unknown_lease_terms(id, &h.token)?;
-        let mut fx = Vec::new();
         let reply = match self.reclaim(terms, &h.token, now, &mut fx) {
             Ok((info, fresh)) => HeartbeatResponse {
                 ok: true,
@@ -109,6 +111,7 @@ impl Book {
         if self.queue.contains(id) {
             self.check_token(id, token)?;
             if let Some(w) = self.queue.remove(id) {
+                fx.push(Effect::Queue(QueueChange::Left(id.to_string())));
                 self.tomb(id.to_string(), LeaseState::Released, outcome.clone());
                 fx.push(Effect::Audit(AuditRecord::of_request(
                     AuditKind::Cancelled,
@@ -162,6 +165,8 @@ impl Book {
         if !self.leases.contains_key(id) {
             if self.queue.contains(id) {
                 self.check_token(id, &r.token)?;
+            }
+            if self.queue.contains(id) && !self.leave_if_granted(id, &r.token, &mut fx) {
                 return Ok(Outcome {
                     reply: not_ok(format!("lease {id} is still queued")),
                     effects: fx,
@@ -236,6 +241,7 @@ impl Book {
             });
         }
         if let Some(w) = self.queue.remove(id) {
+            fx.push(Effect::Queue(QueueChange::Left(id.to_string())));
             self.tomb(id.to_string(), LeaseState::Revoked, Some(reason.clone()));
             fx.push(Effect::Publish(LeaseEvent {
                 lease_id: id.to_string(),
@@ -396,6 +402,7 @@ impl Book {
     /// A queued request leaves the queue without a grant (deadline passed,
     /// evicted): `EXPIRED` event to the waiter, counted as a denial.
     pub(super) fn give_up(&mut self, w: Waiter, why: &str, now: f64, fx: &mut Vec<Effect>) {
+        fx.push(Effect::Queue(QueueChange::Left(w.lease_id.clone())));
         self.tomb(
             w.lease_id.clone(),
             LeaseState::Expired,

@@ -1,6 +1,8 @@
 //! Restart safety: checking a holder's token (current or earlier key),
-//! and re-admitting, during the grace period, a lease known only from its
-//! token's terms, or refusing it with its final state.
+//! re-admitting, during the grace period, a lease known only from its
+//! token's terms, or refusing it with its final state; and parking the
+//! persisted waiters of the wait queue again ([`Book::restore_queue`])
+//! without bringing back one that already left.
 
 use lull_proto::msg::hosts::QuietState;
 use lull_proto::msg::lease::{
@@ -11,10 +13,66 @@ use subtle::ConstantTimeEq;
 use super::{Book, Lease};
 use crate::lease::audit::{AuditKind, AuditRecord};
 use crate::lease::capacity;
-use crate::lease::outcome::{BookError, Effect};
+use crate::lease::outcome::{BookError, Effect, QueueChange};
+use crate::lease::queue::Waiter;
 use crate::lease::token::{self, LeaseTerms};
 
 impl Book {
+    /// Parks the waiters persisted by an earlier start or leader again, in
+    /// their original order (priority, then arrival), so that a request
+    /// queued before a restart or a failover keeps its place and its ticket
+    /// without asking again. Call it after the grace period's re-admissions
+    /// from the replica (if any) and before serving.
+    ///
+    /// A waiter is not parked again when its id is an active lease (it was
+    /// granted: a granted lease is never admitted a second time), is
+    /// remembered as ended, or does not fit the queue's bound; each of
+    /// those gets a [`QueueChange::Left`] so the record forgets it too, and
+    /// one past the bound gives up like an evicted waiter. Waiters are
+    /// re-evaluated at the first dispatch (their retry time is `now`);
+    /// their deadlines stay as they were.
+    pub fn restore_queue(&mut self, waiters: Vec<Waiter>, now: f64) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        let mut keep = Vec::with_capacity(waiters.len());
+        for mut w in waiters {
+            if self.leases.contains_key(&w.lease_id) || self.tombs.contains_key(&w.lease_id) {
+                fx.push(Effect::Queue(QueueChange::Left(w.lease_id)));
+                continue;
+            }
+            w.retry_at = now;
+            keep.push(w);
+        }
+        let mut seen = std::collections::HashSet::new();
+        for w in self.queue.restore(keep) {
+            if self.queue.contains(&w.lease_id) || !seen.insert(w.lease_id.clone()) {
+                // A duplicate of a waiter parked: nothing to record.
+                continue;
+            }
+            self.give_up(
+                w,
+                "the wait queue is full (restored past its bound)",
+                now,
+                &mut fx,
+            );
+        }
+        fx
+    }
+
+    /// A granted token for an id still in the queue: the lease was granted
+    /// (by a former leader whose record of the waiter's leave was lost), so
+    /// the waiter leaves the queue for good and the token is handled as a
+    /// re-assertion. `false` (and nothing changes) for a ticket.
+    pub(super) fn leave_if_granted(&mut self, id: &str, token: &str, fx: &mut Vec<Effect>) -> bool {
+        let granted = self
+            .verify(token)
+            .is_ok_and(|(t, _)| t.granted && t.lease_id == id);
+        if granted && self.queue.remove(id).is_some() {
+            fx.push(Effect::Queue(QueueChange::Left(id.to_string())));
+            return true;
+        }
+        false
+    }
+
     /// Checks that `token` is this coordinator's token for lease `id` and,
     /// for an active lease, that its terms name the same addon and host. The
     /// common case, the very token the lease was granted with, is a
@@ -95,7 +153,7 @@ impl Book {
             _ => {
                 self.tomb(id.clone(), LeaseState::Expired, None);
                 return Err(refuse(format!(
-                    "lease {id} was still queued when the coordinator restarted; request again"
+                    "request {id} is no longer queued (granted, cancelled or given up before the coordinator restarted, and not re-asserted); request again"
                 )));
             }
         };
