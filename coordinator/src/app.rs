@@ -174,6 +174,11 @@ pub async fn run(cfg: CoordinatorConfig, stop: CancellationToken) -> anyhow::Res
             drain: secs(cfg.scheduler.drain_sec),
             takeover_settle: Duration::from_secs_f64(cfg.ha.takeover_settle_sec.max(0.0)),
             batch_max: cfg.scheduler.batch_max,
+            queue: scheduler::QueueConfig {
+                backlog: cfg.scheduler.queue_backlog.max(1),
+                write_rows: cfg.scheduler.queue_write_rows.max(1),
+                retry: secs(cfg.scheduler.queue_retry_sec),
+            },
         },
         scheduler::SchedulerIo {
             group: lease_group,

@@ -140,6 +140,15 @@ pub struct SchedulerTunables {
     /// lease changes go to the standbys in one replication record, then all
     /// are answered. Default 256.
     pub batch_max: usize,
+    /// Batches of wait-queue changes waiting for the queue writer; past
+    /// this the scheduler waits (queue changes are never dropped).
+    /// Default 4096.
+    pub queue_backlog: usize,
+    /// Most wait-queue rows written in one transaction. Default 5000.
+    pub queue_write_rows: usize,
+    /// Wait before a failed wait-queue write is tried again, seconds.
+    /// Default 0.2.
+    pub queue_retry_sec: f64,
 }
 
 impl Default for SchedulerTunables {
@@ -158,6 +167,9 @@ impl Default for SchedulerTunables {
             key_rotate_days: 30.0,
             key_keep_days: 7.0,
             batch_max: 256,
+            queue_backlog: 4096,
+            queue_write_rows: 5000,
+            queue_retry_sec: 0.2,
         }
     }
 }

@@ -10,7 +10,9 @@
 //!   latest host views, so that a takeover starts from the exact live set
 //!   (see `takeover`).
 //!
-//! Events and audit records go to their own tasks without waiting.
+//! Events and audit records go to their own tasks without waiting. Queue
+//! changes go to the queue writer, and the outputs of a batch that changed
+//! the queue wait for its commit (see [`super::queue`]).
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -25,11 +27,12 @@ use tokio_util::sync::CancellationToken;
 use super::audit::{self, AuditConfig, AuditSink};
 use super::events::{self, EventSink};
 use super::follow::{Follower, Inbound, KeyLoader};
+use super::queue::{self, Ack, Held, Pending, QueueConfig, QueueLog};
 use super::replica::{RecordBuf, SealKey, SnapshotBody};
 use crate::handoff::Views;
 use crate::leader::Leadership;
 use crate::scheduler::endpoints::{handle_as, status, DecisionLabels, LeaseOp};
-use crate::service::{encode_reply, Meter, Request};
+use crate::service::{encode_reply, HandlerResult, Meter, Request};
 use lull_engine::lease::{AuditKind, Book, Effect, HostView};
 use lull_proto::msg::lease::LeaseEventKind;
 
@@ -54,6 +57,8 @@ pub struct SchedulerConfig {
     /// Most requests decided together (one replication record, then their
     /// answers).
     pub batch_max: usize,
+    /// The queue writer.
+    pub queue: QueueConfig,
 }
 
 /// Opens a fresh book for a leadership epoch (keys, tombstones), with the
@@ -75,7 +80,8 @@ pub struct SchedulerIo {
     pub client: async_nats::Client,
     /// Subject names.
     pub subjects: lull_proto::Subjects,
-    /// Where audit rows are written (`None`: nowhere).
+    /// Where audit rows and the wait queue are written (`None`: nowhere;
+    /// the queue then lives in memory only).
     pub pool: Option<deadpool_postgres::Pool>,
     /// This instance's role.
     pub leadership: Leadership,
@@ -100,7 +106,8 @@ pub fn spawn(cfg: SchedulerConfig, io: SchedulerIo, shutdown: CancellationToken)
         load_keys,
     } = io;
     let (events, events_task) = events::spawn(client.clone(), subjects.clone(), cfg.events_queue);
-    let (audit, audit_task) = audit::spawn(pool, cfg.audit.clone());
+    let (audit, audit_task) = audit::spawn(pool.clone(), cfg.audit.clone());
+    let (queue_log, queue_task) = queue::spawn(pool.clone(), cfg.queue.clone());
     let follower = Follower::new(client.clone(), &subjects, load_keys);
     let meters = LeaseOp::ALL.map(|op| Meter::new(op.name(), client.clone()));
     let actor = Actor {
@@ -120,15 +127,22 @@ pub fn spawn(cfg: SchedulerConfig, io: SchedulerIo, shutdown: CancellationToken)
         events,
         audit,
         host_gauges: HashSet::new(),
+        pool,
+        queue_log,
+        held: Held::default(),
     };
     tokio::spawn(async move {
         actor.run(views, cfg, shutdown).await;
         let _ = events_task.await;
         let _ = audit_task.await;
+        let _ = queue_task.await;
     })
 }
 
 type Incoming = SelectAll<futures::stream::BoxStream<'static, (LeaseOp, Request)>>;
+
+/// A decided request waiting to be answered.
+type Answer = (LeaseOp, Request, HandlerResult, Instant);
 
 /// What only the leader has.
 struct Lead {
@@ -164,6 +178,12 @@ struct Actor {
     audit: AuditSink,
     /// Hosts with gauges set, so vanished ones can be zeroed.
     host_gauges: HashSet<String>,
+    /// Where the wait queue is loaded from at a takeover.
+    pool: Option<deadpool_postgres::Pool>,
+    /// The queue writer.
+    queue_log: QueueLog,
+    /// Outputs waiting for the queue writer.
+    held: Held<Answer>,
 }
 
 async fn next_request(lead: &mut Option<Lead>) -> Option<(LeaseOp, Request)> {
@@ -202,6 +222,7 @@ impl Actor {
                 _ = role.changed() => self.on_role(&cfg).await,
                 _ = tick.tick() => self.on_tick().await,
                 _ = gauges.tick() => self.gauges(),
+                Some(ack) = self.queue_log.acks.recv() => self.on_ack(ack).await,
                 _ = shutdown.cancelled() => break,
             }
         }
@@ -214,6 +235,14 @@ impl Actor {
                 _ => break,
             }
         }
+        // Answers that wait for the queue writer still go out once written.
+        while !self.held.is_empty() {
+            match tokio::time::timeout_at(deadline, self.queue_log.acks.recv()).await {
+                Ok(Some(ack)) => self.on_ack(ack).await,
+                _ => break,
+            }
+        }
+        self.queue_log.close();
         self.gauges();
     }
 
@@ -273,6 +302,16 @@ impl Actor {
             if let Ok(o) = book.heartbeat(&h, now) {
                 adopted += usize::from(o.reply.ok);
                 fx.extend(o.effects);
+            }
+        }
+        // The waiters of the previous leader (or of this one before a
+        // restart), after the re-admissions so a granted id stays granted.
+        if let Some(pool) = self.pool.clone() {
+            let leadership = self.leadership.clone();
+            let leading = move || leadership.epoch_now() == Some(epoch);
+            match queue::restore(&pool, &mut book, now, leading).await {
+                Some(restored) => fx.extend(restored),
+                None => return,
             }
         }
         if exact {
@@ -338,9 +377,11 @@ impl Actor {
         };
         let live = live_tokens(&l.book);
         self.follower.demote(l.epoch, live);
+        let dropped = self.held.clear();
         tracing::warn!(
             epoch = l.epoch,
             why,
+            unanswered = dropped,
             "stopped leading: lease endpoints unsubscribed"
         );
     }
@@ -450,7 +491,36 @@ impl Actor {
             effects.extend(h.effects);
             answers.push((op, request, h.reply, started));
         }
-        // The standbys learn of the changes before the holders do.
+        self.conclude(answers, effects).await;
+    }
+
+    /// Sends a decided batch's outputs, or holds them until its queue
+    /// changes (and every earlier one) are written.
+    async fn conclude(&mut self, answers: Vec<Answer>, mut effects: Vec<Effect>) {
+        let changes = queue::take_changes(&mut effects);
+        if changes.is_empty() && self.held.is_empty() {
+            self.send_out(answers, effects).await;
+            return;
+        }
+        let Some(epoch) = self.lead.as_ref().map(|l| l.epoch) else {
+            return;
+        };
+        let upto = if changes.is_empty() {
+            self.queue_log.last()
+        } else {
+            self.queue_log.submit(epoch, changes).await
+        };
+        let p = Pending {
+            upto,
+            answers,
+            effects,
+        };
+        self.held.push(epoch, p);
+    }
+
+    /// The standbys learn of the changes before the holders do: the
+    /// replication record, then the answers, then events and audit.
+    async fn send_out(&mut self, answers: Vec<Answer>, effects: Vec<Effect>) {
         self.replicate(&effects).await;
         for (op, request, reply, started) in answers {
             self.meters[op as usize]
@@ -458,6 +528,22 @@ impl Actor {
                 .await;
         }
         self.hand_over(effects);
+    }
+
+    /// The queue writer committed (or was fenced).
+    async fn on_ack(&mut self, ack: Ack) {
+        if let Ack::Fenced { epoch } = ack {
+            if self.lead.as_ref().is_some_and(|l| l.epoch == epoch) {
+                self.step_down("queue write fenced: another coordinator leads");
+            }
+            return;
+        }
+        if !self.still_leading() {
+            return;
+        }
+        for p in self.held.release(ack) {
+            self.send_out(p.answers, p.effects).await;
+        }
     }
 
     /// Publishes the lease changes among `effects` to the standbys: grants
@@ -485,7 +571,7 @@ impl Actor {
                         }
                     }
                 }
-                Effect::Audit(_) => {}
+                Effect::Audit(_) | Effect::Queue(_) => {}
             }
         }
         if rec.is_empty() {
@@ -498,10 +584,10 @@ impl Actor {
         }
     }
 
-    /// Replicates, then hands effects to the events and audit tasks.
+    /// Replicates, then hands effects to the events and audit tasks (once
+    /// their queue changes are written).
     async fn emit(&mut self, effects: Vec<Effect>) {
-        self.replicate(&effects).await;
-        self.hand_over(effects);
+        self.conclude(Vec::new(), effects).await;
     }
 
     fn hand_over(&self, effects: Vec<Effect>) {
@@ -509,46 +595,15 @@ impl Actor {
             match fx {
                 Effect::Publish(ev) => self.events.send(ev),
                 Effect::Audit(rec) => self.audit.send(rec),
+                // Taken out before (`conclude`).
+                Effect::Queue(_) => {}
             }
         }
     }
 
     fn gauges(&mut self) {
-        let Some(l) = &self.lead else {
-            for gone in self.host_gauges.drain() {
-                metrics::gauge!(super::metrics::HOST_ACTIVE.name, "host" => gone.clone()).set(0.0);
-                metrics::gauge!(super::metrics::USED_UNITS.name, "host" => gone).set(0.0);
-            }
-            metrics::gauge!(super::metrics::QUEUE_LENGTH.name).set(0.0);
-            metrics::gauge!(super::metrics::GRACE_REMAINING.name).set(0.0);
-            return;
-        };
-        let book = &l.book;
-        let cfg = book.config();
-        let mut active: HashMap<&str, u64> = HashMap::new();
-        for l in book.active_leases() {
-            *active.entry(l.host_id.as_str()).or_default() += 1;
-        }
-        let mut seen = HashSet::with_capacity(book.hosts().len());
-        for (id, view) in book.hosts() {
-            let used = book.used_units(id);
-            metrics::gauge!(super::metrics::CAPACITY_UNITS.name, "host" => id.clone())
-                .set(view.capacity(cfg) as f64);
-            metrics::gauge!(super::metrics::USED_UNITS.name, "host" => id.clone()).set(used as f64);
-            metrics::gauge!(super::metrics::HOST_ACTIVE.name, "host" => id.clone())
-                .set(active.get(id.as_str()).copied().unwrap_or(0) as f64);
-            seen.insert(id.clone());
-        }
-        for gone in self.host_gauges.difference(&seen) {
-            metrics::gauge!(super::metrics::HOST_ACTIVE.name, "host" => gone.clone()).set(0.0);
-            metrics::gauge!(super::metrics::USED_UNITS.name, "host" => gone.clone()).set(0.0);
-        }
-        self.host_gauges = seen;
-        metrics::gauge!(super::metrics::QUEUE_LENGTH.name).set(book.queue_len() as f64);
-        let grace_left = book
-            .grace_until()
-            .map_or(0.0, |g| (g - now_unix()).max(0.0));
-        metrics::gauge!(super::metrics::GRACE_REMAINING.name).set(grace_left);
+        let book = self.lead.as_ref().map(|l| &l.book);
+        super::metrics::gauges(book, &mut self.host_gauges);
     }
 }
 

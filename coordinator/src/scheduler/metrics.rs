@@ -1,5 +1,5 @@
-//! The scheduler's metrics: lease decisions, lease events and effects, and
-//! the per-host and fleet-wide lease gauges.
+//! The scheduler's metrics: lease decisions, lease events and effects,
+//! the queue writer, and the per-host and fleet-wide lease gauges.
 
 use lull_common::metric::Metric;
 
@@ -68,6 +68,30 @@ pub(crate) static REPLICA_MESSAGES: Metric = Metric::counter(
     "Lease replication messages received as a standby, by result (applied, duplicate, gap, stale_epoch, snapshot, malformed, bad_mac).",
 );
 
+/// Counter `{result}`: transactions of the queue writer.
+pub(crate) static QUEUE_WRITES: Metric = Metric::counter(
+    "lull_lease_queue_writes_total",
+    "Transactions writing lease wait-queue changes to Postgres, by result (ok, fenced, error; an error is retried).",
+);
+/// Counter: queue rows inserted or deleted.
+pub(crate) static QUEUE_ROWS: Metric = Metric::counter(
+    "lull_lease_queue_rows_written_total",
+    "Lease wait-queue rows inserted or deleted by committed queue writes.",
+);
+/// Histogram: how long one queue write took.
+pub(crate) static QUEUE_WRITE_SECONDS: Metric = Metric::histogram(
+    "lull_lease_queue_write_seconds",
+    "Time of one lease wait-queue write (one transaction, possibly covering many decisions).",
+)
+.unit(metrics::Unit::Seconds);
+
+/// Counts a queue write.
+pub(crate) fn queue_write(result: &'static str, rows: usize, took: std::time::Duration) {
+    metrics::counter!(QUEUE_WRITES.name, "result" => result).increment(1);
+    metrics::counter!(QUEUE_ROWS.name).increment(rows as u64);
+    metrics::histogram!(QUEUE_WRITE_SECONDS.name).record(took.as_secs_f64());
+}
+
 /// Counts a takeover.
 pub(crate) fn takeover(exact: bool, took: std::time::Duration) {
     let replica = if exact { "exact" } else { "inexact" };
@@ -94,4 +118,49 @@ pub(crate) static METRICS: &[&Metric] = &[
     &USED_UNITS,
     &QUEUE_LENGTH,
     &GRACE_REMAINING,
+    &QUEUE_WRITES,
+    &QUEUE_ROWS,
+    &QUEUE_WRITE_SECONDS,
 ];
+
+/// Sets the lease gauges from the book while leading, or zeroes them
+/// (`book` is `None`); `host_gauges` remembers the hosts with gauges set,
+/// so vanished ones can be zeroed.
+pub(crate) fn gauges(
+    book: Option<&lull_engine::lease::Book>,
+    host_gauges: &mut std::collections::HashSet<String>,
+) {
+    let Some(book) = book else {
+        for gone in host_gauges.drain() {
+            metrics::gauge!(HOST_ACTIVE.name, "host" => gone.clone()).set(0.0);
+            metrics::gauge!(USED_UNITS.name, "host" => gone).set(0.0);
+        }
+        metrics::gauge!(QUEUE_LENGTH.name).set(0.0);
+        metrics::gauge!(GRACE_REMAINING.name).set(0.0);
+        return;
+    };
+    let cfg = book.config();
+    let mut active: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+    for l in book.active_leases() {
+        *active.entry(l.host_id.as_str()).or_default() += 1;
+    }
+    let mut seen = std::collections::HashSet::with_capacity(book.hosts().len());
+    for (id, view) in book.hosts() {
+        let used = book.used_units(id);
+        metrics::gauge!(CAPACITY_UNITS.name, "host" => id.clone()).set(view.capacity(cfg) as f64);
+        metrics::gauge!(USED_UNITS.name, "host" => id.clone()).set(used as f64);
+        metrics::gauge!(HOST_ACTIVE.name, "host" => id.clone())
+            .set(active.get(id.as_str()).copied().unwrap_or(0) as f64);
+        seen.insert(id.clone());
+    }
+    for gone in host_gauges.difference(&seen) {
+        metrics::gauge!(HOST_ACTIVE.name, "host" => gone.clone()).set(0.0);
+        metrics::gauge!(USED_UNITS.name, "host" => gone.clone()).set(0.0);
+    }
+    *host_gauges = seen;
+    metrics::gauge!(QUEUE_LENGTH.name).set(book.queue_len() as f64);
+    let grace_left = book
+        .grace_until()
+        .map_or(0.0, |g| (g - lull_common::runtime::now_unix()).max(0.0));
+    metrics::gauge!(GRACE_REMAINING.name).set(grace_left);
+}

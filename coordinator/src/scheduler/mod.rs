@@ -6,7 +6,9 @@
 //! leases instead, so that a takeover starts from the exact live set. What the book
 //! asks the shell to do goes to two helper tasks that never hold it up:
 //! [`events`] publishes lease events on NATS, [`audit`] writes audit rows
-//! to Postgres in batches.
+//! to Postgres in batches. Changes of the wait queue are different: they
+//! may not be lost, so [`queue`] writes them to Postgres and the answers
+//! that report them wait for the commit.
 
 mod actor;
 pub mod audit;
@@ -14,8 +16,10 @@ pub mod endpoints;
 pub mod events;
 mod follow;
 pub(crate) mod metrics;
+pub mod queue;
 pub mod replica;
 
 pub use actor::{spawn, BookOpener, SchedulerConfig, SchedulerIo};
 pub use audit::AuditConfig;
 pub use follow::KeyLoader;
+pub use queue::QueueConfig;

@@ -58,6 +58,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("migrations/0008_leader.sql"),
     },
     Migration {
+        version: 9,
+        name: "lease_queue",
+        sql: include_str!("migrations/0009_lease_queue.sql"),
+    },
+    Migration {
         version: 10,
         name: "maintenance_windows",
         sql: include_str!("migrations/0010_maintenance_windows.sql"),

@@ -8,6 +8,7 @@ pub mod hosts;
 pub mod leases;
 pub(crate) mod metrics;
 pub mod migrations;
+pub mod queue;
 pub mod regions;
 pub mod workers;
 
