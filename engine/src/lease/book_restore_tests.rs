@@ -247,8 +247,8 @@ fn a_granted_waiter_whose_leave_was_lost_is_not_admitted_twice() {
     let w = ask(&mut a, &mut rec, req(70, Priority::Normal, true), T0 + 1.0);
     let stale = rec.waiters();
     let fx = release(&mut a, &mut rec, &holder, T0 + 2.0);
-    assert_eq!(granted(&fx), [w.lease_id.clone()]);
-    assert_eq!(left(&fx), [w.lease_id.clone()]);
+    assert_eq!(granted(&fx), std::slice::from_ref(&w.lease_id));
+    assert_eq!(left(&fx), std::slice::from_ref(&w.lease_id));
     let real = LeaseHandle {
         lease_id: w.lease_id.clone(),
         token: a.heartbeat(&w, T0 + 3.0).unwrap().reply.token.unwrap(),
@@ -261,7 +261,7 @@ fn a_granted_waiter_whose_leave_was_lost_is_not_admitted_twice() {
     assert!(b.heartbeat(&real, t1).unwrap().reply.ok);
     b.skip_grace();
     let fx = b.restore_queue(stale.clone(), t1);
-    assert_eq!(left(&fx), [w.lease_id.clone()]);
+    assert_eq!(left(&fx), std::slice::from_ref(&w.lease_id));
     assert_eq!(b.queue_len(), 0);
     assert_eq!(b.used_units("h1"), 70);
 
@@ -273,7 +273,7 @@ fn a_granted_waiter_whose_leave_was_lost_is_not_admitted_twice() {
     assert!(c.is_queued(&w.lease_id));
     let out = c.heartbeat(&real, t1 + 1.0).unwrap();
     assert!(out.reply.ok, "{:?}", out.reply);
-    assert_eq!(left(&out.effects), [w.lease_id.clone()]);
+    assert_eq!(left(&out.effects), std::slice::from_ref(&w.lease_id));
     assert!(!c.is_queued(&w.lease_id));
     assert_eq!(c.used_units("h1"), 70);
     c.on_hosts_changed(
@@ -312,7 +312,7 @@ fn ended_ids_and_waiters_past_the_bound_are_not_parked_again() {
             _ => None,
         })
         .collect();
-    assert_eq!(expired, [w3.lease_id.clone()]);
+    assert_eq!(expired, std::slice::from_ref(&w3.lease_id));
     assert!(b.is_queued(&w2.lease_id));
     assert_eq!(b.queue_len(), 1);
 }
