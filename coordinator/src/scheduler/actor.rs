@@ -33,8 +33,7 @@ use crate::handoff::Views;
 use crate::leader::Leadership;
 use crate::scheduler::endpoints::{handle_as, status, DecisionLabels, LeaseOp};
 use crate::service::{encode_reply, HandlerResult, Meter, Request};
-use lull_engine::lease::{AuditKind, Book, Effect, HostView};
-use lull_proto::msg::lease::LeaseEventKind;
+use lull_engine::lease::{Book, Effect, HostView};
 
 /// Tunables of the scheduler shell.
 #[derive(Debug, Clone)]
@@ -552,28 +551,7 @@ impl Actor {
         let Some(l) = self.lead.as_mut() else { return };
         let rec = &mut self.record;
         rec.begin(l.epoch, l.seq + 1);
-        for fx in effects {
-            match fx {
-                Effect::Publish(ev) => match ev.event {
-                    LeaseEventKind::Granted => {
-                        if let Some(t) = l.book.token_of(&ev.lease_id) {
-                            rec.live(&ev.lease_id, t);
-                        }
-                    }
-                    LeaseEventKind::Released
-                    | LeaseEventKind::Expired
-                    | LeaseEventKind::Revoked => rec.ended(&ev.lease_id),
-                },
-                Effect::Audit(a) if a.kind == AuditKind::Reclaimed => {
-                    if let Some(t) = a.lease_id.as_deref().and_then(|id| l.book.token_of(id)) {
-                        if let Some(id) = &a.lease_id {
-                            rec.live(id, t);
-                        }
-                    }
-                }
-                Effect::Audit(_) | Effect::Queue(_) => {}
-            }
-        }
+        rec.add_effects(&l.book, effects);
         if rec.is_empty() {
             return;
         }

@@ -16,6 +16,8 @@
 use std::collections::BTreeMap;
 
 use hmac::{Hmac, Mac};
+use lull_engine::lease::{AuditKind, Book, Effect};
+use lull_proto::msg::lease::LeaseEventKind;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
@@ -159,6 +161,34 @@ pub struct RecordBuf {
 }
 
 impl RecordBuf {
+    /// Adds the lease changes among a batch's effects: grants and
+    /// re-admissions make a lease live (with its token from `book`), every
+    /// end event ends it; the rest changes nothing on a standby.
+    pub fn add_effects(&mut self, book: &Book, effects: &[Effect]) {
+        for fx in effects {
+            match fx {
+                Effect::Publish(ev) => match ev.event {
+                    LeaseEventKind::Granted => {
+                        if let Some(t) = book.token_of(&ev.lease_id) {
+                            self.live(&ev.lease_id, t);
+                        }
+                    }
+                    LeaseEventKind::Released
+                    | LeaseEventKind::Expired
+                    | LeaseEventKind::Revoked => self.ended(&ev.lease_id),
+                },
+                Effect::Audit(a) if a.kind == AuditKind::Reclaimed => {
+                    if let Some(id) = a.lease_id.as_deref() {
+                        if let Some(t) = book.token_of(id) {
+                            self.live(id, t);
+                        }
+                    }
+                }
+                Effect::Audit(_) | Effect::Queue(_) => {}
+            }
+        }
+    }
+
     /// Starts a record of `epoch` at position `seq`.
     pub fn begin(&mut self, epoch: u64, seq: u64) {
         self.buf.clear();
