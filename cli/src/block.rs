@@ -44,6 +44,14 @@ pub struct BlockArgs {
     /// IANA time zone of the local times in --at ("Europe/Berlin").
     #[arg(long, default_value = "UTC", requires = "at")]
     tz: String,
+    /// Also end the leases running there: revoked (their holders are told
+    /// at once) with the reason, after --drain-timeout.
+    #[arg(long, conflicts_with = "at")]
+    drain: bool,
+    /// With --drain: how long the running leases may finish by themselves
+    /// first ("30s", "5m"; at most 1h). Default: revoke at once.
+    #[arg(long, value_name = "DURATION", requires = "drain")]
+    drain_timeout: Option<String>,
 }
 
 /// Arguments of `lullctl unblock`.
@@ -77,11 +85,19 @@ pub async fn block(ctx: &Ctx, a: BlockArgs) -> anyhow::Result<i32> {
         Some(u) => Some(parse_until(u, now).map_err(|e| anyhow::anyhow!("--until: {e}"))?),
         None => None,
     };
+    let drain_timeout_sec = match &a.drain_timeout {
+        Some(d) => {
+            Some(schedule::duration_sec(d).map_err(|e| anyhow::anyhow!("--drain-timeout: {e}"))?)
+        }
+        None => None,
+    };
     let mut req = BlockRequest {
         host_id: a.host,
         all: a.all,
         reason: a.reason,
         until,
+        drain: a.drain,
+        drain_timeout_sec,
         ..Default::default()
     };
     if let Some(at) = &a.at {
@@ -98,7 +114,24 @@ pub async fn block(ctx: &Ctx, a: BlockArgs) -> anyhow::Result<i32> {
         req.until = w.until;
         req.recurrence = w.recurrence;
     }
-    let r: BlockReply = call(ctx, ep::HOSTS_BLOCK, &req).await?;
+    // A drain answers once the leases have ended: wait that long too.
+    let wait = ctx.timeout + std::time::Duration::from_secs_f64(drain_timeout_sec.unwrap_or(0.0));
+    let r: BlockReply = lull_client::request::request(
+        &ctx.client,
+        ctx.subjects.endpoint(ep::HOSTS_BLOCK),
+        &req,
+        wait,
+    )
+    .await
+    .map_err(|e| anyhow::Error::new(e).context(ep::HOSTS_BLOCK))?;
+    if let (Some(d), false) = (&r.drain, ctx.json) {
+        for id in &d.finished {
+            println!("lease {id} finished");
+        }
+        for id in &d.revoked {
+            println!("lease {id} revoked");
+        }
+    }
     let what = target_name(req.host_id.as_deref());
     let headline = if req.is_window() {
         format!("scheduled a maintenance window for {what}")

@@ -85,7 +85,12 @@ impl Duties {
         let (workers, workers_task) =
             start_workers(&self.pool, cfg, workers_rx, actors.clone()).await?;
         self.workers_slot.send_replace(Some(workers.clone()));
-        let mut eps = fleet::endpoints::operator_endpoints(&self.fleet, &self.history, max);
+        let drainer = fleet::drain::Drainer {
+            client: self.client.clone(),
+            subjects: self.subjects.clone(),
+        };
+        let mut eps =
+            fleet::endpoints::operator_endpoints(&self.fleet, &self.history, drainer, max);
         eps.extend(builds::endpoints::endpoints(&regions, max));
         eps.extend(executions::endpoints::endpoints(workers.clone(), max));
         let served = service::serve_on(

@@ -119,7 +119,8 @@ fn hygiene_problems(text: &str) -> Vec<String> {
         if f.samples == 0 {
             continue;
         }
-        if !name.starts_with("lull_") {
+        // process_* are the standard process metrics every exporter shares.
+        if !name.starts_with("lull_") && !name.starts_with("process_") {
             problems.push(format!("{name}: missing the lull_ prefix"));
         }
         match f.help.as_deref() {

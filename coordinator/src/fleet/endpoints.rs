@@ -18,6 +18,8 @@ use crate::service::{err, gone, typed, Empty, Handler};
 use crate::store::history::{read, HistoryStore};
 use crate::store::StoreError;
 use lull_engine::quiet::blocks::{Block, Target};
+
+use super::drain::Drainer;
 use lull_engine::quiet::forecast::{ForecastReply, ForecastRequest};
 use lull_engine::quiet::health::{rollup, HealthReply, SystemFacts};
 use lull_engine::quiet::history::{parse_duration, plan, HistoryReply, HistoryRequest};
@@ -128,6 +130,7 @@ async fn block(
     store: &HistoryStore,
     fleet: &FleetHandle,
     lock: &tokio::sync::Mutex<()>,
+    drainer: &Drainer,
     req: BlockRequest,
 ) -> Result<BlockReply, ErrorReply> {
     let now = now_unix();
@@ -148,13 +151,36 @@ async fn block(
         until: req.until,
         blocked_at: now,
     };
-    // One change at a time, so the database and the actor agree on order.
-    let _g = lock.lock().await;
-    crate::store::blocks::upsert(&store.pool, &t, &b)
-        .await
-        .map_err(db)?;
-    let reply = fleet.block(t.clone(), b).await.map_err(gone)?;
-    tracing::info!(target = t.as_deref().unwrap_or("*"), "operator block set");
+    let why = b.reason.clone();
+    let mut reply = {
+        // One change at a time, so the database and the actor agree on order.
+        let _g = lock.lock().await;
+        crate::store::blocks::upsert(&store.pool, &t, &b)
+            .await
+            .map_err(db)?;
+        let reply = fleet.block(t.clone(), b).await.map_err(gone)?;
+        tracing::info!(target = t.as_deref().unwrap_or("*"), "operator block set");
+        reply
+    };
+    if req.drain {
+        // The block is in force: no new grants while the running leases end.
+        let what = t
+            .as_deref()
+            .map_or("the fleet".to_string(), |h| format!("host {h}"));
+        let reason = match why {
+            Some(w) => format!("{what} drained: {w}"),
+            None => format!("{what} drained by an operator"),
+        };
+        let timeout = std::time::Duration::from_secs_f64(req.drain_timeout_sec.unwrap_or(0.0));
+        let report = drainer.drain(t.as_deref(), &reason, timeout).await?;
+        tracing::info!(
+            target = t.as_deref().unwrap_or("*"),
+            finished = report.finished.len(),
+            revoked = report.revoked.len(),
+            "drained"
+        );
+        reply.drain = Some(report);
+    }
     Ok(reply)
 }
 
@@ -280,6 +306,7 @@ fn host_endpoints(fleet: &FleetHandle, max: usize) -> Vec<(&'static str, Handler
 pub fn operator_endpoints(
     fleet: &FleetHandle,
     store: &HistoryStore,
+    drainer: Drainer,
     max: usize,
 ) -> Vec<(&'static str, Handler)> {
     let lock = Arc::new(tokio::sync::Mutex::new(()));
@@ -288,8 +315,13 @@ pub fn operator_endpoints(
         let store = store.clone();
         let fleet = fleet.clone();
         typed(max, move |r: BlockRequest| {
-            let (s, f, l) = (store.clone(), fleet.clone(), lock_b.clone());
-            async move { block(&s, &f, &l, r).await }
+            let (s, f, l, d) = (
+                store.clone(),
+                fleet.clone(),
+                lock_b.clone(),
+                drainer.clone(),
+            );
+            async move { block(&s, &f, &l, &d, r).await }
         })
     };
     let unblock_h = {

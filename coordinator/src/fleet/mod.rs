@@ -5,6 +5,7 @@
 //! lease book's host views; it never awaits the database.
 
 mod actor;
+pub mod drain;
 pub mod endpoints;
 pub mod forecast;
 mod history;

@@ -192,7 +192,19 @@ pub struct BlockRequest {
     /// A recurring maintenance window: when it opens and for how long.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recurrence: Option<Recurrence>,
+    /// Drain: also end the leases running on the target (a block in force
+    /// now, not a window). They get `drain_timeout_sec` to end by
+    /// themselves; those still running then are revoked with the reason.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub drain: bool,
+    /// With `drain`: seconds the running leases get to finish before they
+    /// are revoked, 0..=3600. Default 0 (revoked at once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_timeout_sec: Option<f64>,
 }
+
+/// Most seconds a drain waits for leases to end by themselves.
+pub const MAX_DRAIN_TIMEOUT_SEC: f64 = 3600.0;
 
 impl BlockRequest {
     /// Whether this request adds a maintenance window (a future start or a
@@ -342,6 +354,21 @@ impl Validate for BlockRequest {
         if let Some(r) = &self.recurrence {
             r.validate()?;
         }
+        if self.drain && self.is_window() {
+            return Err(ValidationError::Invalid {
+                field: "drain".into(),
+                reason: "drains a block in force now; a maintenance window (from, recurrence) cannot drain".into(),
+            });
+        }
+        if let Some(t) = self.drain_timeout_sec {
+            if !self.drain {
+                return Err(ValidationError::Invalid {
+                    field: "drain_timeout_sec".into(),
+                    reason: "needs drain: true".into(),
+                });
+            }
+            v::range_opt("drain_timeout_sec", Some(t), 0.0, MAX_DRAIN_TIMEOUT_SEC)?;
+        }
         Ok(())
     }
 }
@@ -451,6 +478,18 @@ pub struct BlockReply {
     /// Every scheduled maintenance window, by id.
     #[serde(default)]
     pub windows: Vec<WindowInfo>,
+    /// What a drain did (`hosts.block` with `drain`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain: Option<DrainReport>,
+}
+
+/// The leases a drain ended.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrainReport {
+    /// Leases that ended by themselves within the drain timeout.
+    pub finished: Vec<String>,
+    /// Leases revoked when the timeout ran out (or at once).
+    pub revoked: Vec<String>,
 }
 
 #[cfg(test)]

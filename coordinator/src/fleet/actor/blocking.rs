@@ -87,6 +87,7 @@ impl Fleet {
             changed,
             blocks: self.blocks.list(now),
             windows: self.blocks.windows(now),
+            drain: None,
         }
     }
 
