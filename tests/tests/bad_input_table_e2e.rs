@@ -19,10 +19,11 @@
 //! and far in the past, huge durations and `*_hours`, a subject that does
 //! not match its payload. A conflicting duplicate report (counted as
 //! `conflict`) needs a stored record first, so it has a test of its own
-//! below, `a_conflicting_duplicate_report_changes_nothing`. An addon acting
-//! under another addon's id and an agent reporting for another host need
-//! subject-bound NATS identities (`deploy/nats` users), which this table
-//! does not start; see docs/testing.md.
+//! below, `a_conflicting_duplicate_report_changes_nothing`. The identity
+//! rows (an addon asking under another addon's subject, a worker report
+//! for another host than its subject's) check what the coordinator itself
+//! refuses; the server-side refusal under the shipped NATS users is
+//! tested in identity_e2e and nats_permissions.
 
 mod support;
 
@@ -50,8 +51,9 @@ const BOOT_AGO: f64 = 1000.0;
 
 /// How a row's message is sent.
 enum Send {
-    /// A request on `lull.v1.<endpoint>`.
-    Request(&'static str, Vec<u8>),
+    /// A request to `lull.v1.<endpoint>`, or to another subject that the
+    /// same endpoint serves (its errors are counted under the endpoint).
+    Request(&'static str, Option<String>, Vec<u8>),
     /// A message on a core NATS subject (stats, agent telemetry).
     Core(String, Vec<u8>),
     /// A report through JetStream: subject and body (the message id is
@@ -108,7 +110,7 @@ fn row(name: &'static str, send: Send, expect: Expect, watch: &[Watch]) -> Row {
 }
 
 fn req(endpoint: &'static str, body: Value) -> Send {
-    Send::Request(endpoint, serde_json::to_vec(&body).unwrap())
+    Send::Request(endpoint, None, serde_json::to_vec(&body).unwrap())
 }
 
 fn bad(code: ErrorCode, text: &'static str) -> Expect {
@@ -287,7 +289,7 @@ fn rows(now: f64, lease_id: &str, token: &str, campaign: &Value) -> Vec<Row> {
         ),
         row(
             "lease.request not JSON",
-            Send::Request(ep::LEASE_REQUEST, b"{addon_id:".to_vec()),
+            Send::Request(ep::LEASE_REQUEST, None, b"{addon_id:".to_vec()),
             invalid("invalid JSON"),
             &[Leases],
         ),
@@ -295,6 +297,18 @@ fn rows(now: f64, lease_id: &str, token: &str, campaign: &Value) -> Vec<Row> {
             "lease.request over the payload limit",
             lease(&|v| v["pad"] = json!(big)),
             invalid("over the limit"),
+            &[Leases],
+        ),
+        row(
+            "lease.request under another addon's subject",
+            Send::Request(
+                ep::LEASE_REQUEST,
+                Some(Subjects::default().lease_request_as("tbl-other")),
+                serde_json::to_vec(&json!({"addon_id": "tbl-addon", "job_type": "table",
+                    "host_id": LEASE_HOST, "cost_units": 5}))
+                .unwrap(),
+            ),
+            bad(ErrorCode::Forbidden, "does not match the subject's addon"),
             &[Leases],
         ),
         row(
@@ -366,7 +380,7 @@ fn rows(now: f64, lease_id: &str, token: &str, campaign: &Value) -> Vec<Row> {
         ),
         row(
             "scheduler.status not JSON",
-            Send::Request(ep::SCHEDULER_STATUS, b"nope".to_vec()),
+            Send::Request(ep::SCHEDULER_STATUS, None, b"nope".to_vec()),
             invalid("invalid JSON"),
             &[Leases],
         ),
@@ -784,6 +798,25 @@ fn rows(now: f64, lease_id: &str, token: &str, campaign: &Value) -> Vec<Row> {
             &[Worker(WORKER)],
         ),
         row(
+            "worker run for another host than its subject",
+            {
+                let mut v =
+                    serde_json::to_value(example_report("tbl-x", WORKER, now - 60.0, 1000.0))
+                        .unwrap();
+                v["host_id"] = json!("tbl-host-b");
+                Send::Report(
+                    Subjects::default().report_worker_by("tbl-host-a", WORKER),
+                    serde_json::to_vec(&v).unwrap(),
+                )
+            },
+            Expect::Counted(
+                "lull_reports_total",
+                vec![("kind", "worker"), ("result", "host_mismatch")],
+                "tbl-host-b",
+            ),
+            &[Worker(WORKER)],
+        ),
+        row(
             "worker run for another worker than its subject",
             worker_run(now, |v| v["worker_name"] = json!("tbl-other")),
             report_invalid("worker", "does not match the subject"),
@@ -858,10 +891,16 @@ async fn check(
     }
     let marks = log_marks(coord);
     let outcome = match (&r.send, &r.expect) {
-        (Send::Request(endpoint, body), Expect::Reply(code, text)) => {
+        (Send::Request(endpoint, subject, body), Expect::Reply(code, text)) => {
             let labels = [("endpoint", *endpoint), ("code", code.as_str())];
             let errors = metric_now(coord, "lull_request_errors_total", &labels).await;
-            let msg = call_raw(client, endpoint, body.clone()).await;
+            let subject = subject
+                .clone()
+                .unwrap_or_else(|| Subjects::default().endpoint(endpoint));
+            let msg = client
+                .request(subject, body.clone().into())
+                .await
+                .expect("reply");
             let status = msg
                 .headers
                 .as_ref()
