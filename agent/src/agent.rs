@@ -1,7 +1,12 @@
 //! The agent's shell: builds the collectors from the configuration, runs
 //! them (the runner), assembles a snapshot every tick, feeds the outbox,
 //! publishes loop telemetry, runs the spool hand-off, and shuts down
-//! gracefully. Also the `--once` and `report` entry points.
+//! gracefully. The outbox publisher and the spool hand-off must not end on
+//! their own: if one does (a panic, since the release profile unwinds), the
+//! agent stops and exits non-zero so its service manager restarts it,
+//! instead of collecting with nothing published. Collector panics are
+//! caught by the runner instead. Also the `--once` and `report` entry
+//! points.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -21,6 +26,7 @@ use metrics::Unit;
 use crate::collect::registry;
 use crate::collect::Collector;
 use crate::config::AgentConfig;
+use crate::fault;
 use crate::outbox::{Envelope, Kind};
 use crate::publisher::{self, Transport};
 use crate::runner::{self, Board, Runner, DURATION_BUCKETS};
@@ -56,10 +62,10 @@ pub static NATS_EVENTS: Metric = Metric::counter(
     "lull_agent_nats_events_total",
     "NATS connection events by event.",
 );
-/// Gauge `{version}`: always 1.
+/// Gauge `{version,profile,panic}`: always 1.
 pub static BUILD_INFO: Metric = Metric::gauge(
     "lull_agent_build_info",
-    "Always 1; the version label carries the agent version.",
+    "Always 1; labels: version, profile (release or debug) and panic (the panic strategy: unwind lets the agent survive a panicking collector).",
 );
 /// Every metric of the tick loop and the connection.
 pub static METRICS: &[&Metric] = &[
@@ -238,7 +244,13 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         http_stop,
     )?;
     describe_all(&groups);
-    metrics::gauge!(BUILD_INFO.name, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    metrics::gauge!(
+        BUILD_INFO.name,
+        "version" => env!("CARGO_PKG_VERSION"),
+        "profile" => if cfg!(debug_assertions) { "debug" } else { "release" },
+        "panic" => if cfg!(panic = "unwind") { "unwind" } else { "abort" },
+    )
+    .set(1.0);
     publisher::zero_metrics();
     spool::zero_metrics();
     metrics::gauge!(NATS_CONNECTED.name).set(0.0);
@@ -253,16 +265,21 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         "lull-agent started"
     );
 
+    let collectors = fault::apply(
+        build_collectors(&cfg),
+        &fault::from_env().map_err(anyhow::Error::msg)?,
+    )
+    .map_err(anyhow::Error::msg)?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let transport = Transport::new(&cfg.outbox, cfg.common.auth_enabled());
-    let runner = Runner::start(build_collectors(&cfg), stop_rx.clone());
-    let publisher = tokio::spawn(publisher::run(
+    let runner = Runner::start(collectors, stop_rx.clone());
+    let mut publisher = tokio::spawn(publisher::run(
         Arc::clone(&transport),
         client.clone(),
         cfg.outbox.clone(),
         stop_rx.clone(),
     ));
-    let spooler = tokio::spawn(spool::run(
+    let mut spooler = tokio::spawn(spool::run(
         SpoolRun {
             dir: cfg.spool_dir.clone(),
             cfg: cfg.spool.clone(),
@@ -274,7 +291,30 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         stop_rx.clone(),
     ));
 
-    tick_loop(&cfg, &subjects, &transport, &runner.board()).await;
+    let board = runner.board();
+    let died = tokio::select! {
+        _ = tick_loop(&cfg, &subjects, &transport, &board) => None,
+        r = &mut publisher => Some(("outbox publisher", r)),
+        r = &mut spooler => Some(("spool hand-off", r)),
+    };
+    if let Some((task, r)) = died {
+        let how = match r {
+            Err(e) if e.is_panic() => "panicked",
+            Err(_) => "was cancelled",
+            Ok(()) => "returned",
+        };
+        tracing::error!(
+            task,
+            how,
+            "a task of the agent ended unexpectedly; stopping"
+        );
+        ready.stopping.cancel();
+        let _ = stop_tx.send(true);
+        runner.abort();
+        return Err(anyhow::anyhow!(
+            "the {task} task {how}; exiting so that the agent is restarted"
+        ));
+    }
 
     tracing::info!("shutting down: flushing the outbox");
     ready.stopping.cancel();

@@ -9,6 +9,7 @@
 pub mod agent;
 pub mod collect;
 pub mod config;
+pub mod fault;
 pub mod http;
 pub mod outbox;
 pub mod publisher;

@@ -3,14 +3,21 @@
 //! [`Board`]. A slow, hung or failing collector only affects its own slot:
 //! the others keep their cadence, and the tick loop assembles the snapshot
 //! from whatever is on the board. Missed slots are skipped, not queued.
+//! A run that panics is caught (`catch_unwind`, which needs the `unwind`
+//! panic strategy of the release profile): it counts as a failed run with
+//! result `panic`, and the collector keeps its cadence. A collector that
+//! panicked may have left its own state half updated; its next run starts
+//! from that state (a mutex poisoned by the panic is taken over).
 //! Each run is measured (`lull_agent_collector_duration_seconds`,
 //! `lull_agent_collector_runs_total{result}`,
 //! `lull_agent_collector_success`).
 
 use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use lull_proto::msg::telemetry::CollectorHealth;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -28,10 +35,11 @@ pub static COLLECTOR_DURATION: Metric = Metric::histogram(
 )
 .unit(Unit::Seconds)
 .buckets(DURATION_BUCKETS);
-/// Counter `{collector,result}`: collector runs (`ok`, `error`, `timeout`, `busy`).
+/// Counter `{collector,result}`: collector runs (`ok`, `error`, `timeout`,
+/// `busy`, `panic`).
 pub static COLLECTOR_RUNS: Metric = Metric::counter(
     "lull_agent_collector_runs_total",
-    "Collector runs by result: ok, error, timeout, or busy (the previous run is still stuck).",
+    "Collector runs by result: ok, error, timeout, busy (the previous run is still stuck), or panic (the run panicked; the collector runs again at its next slot).",
 );
 /// Gauge `{collector}`: 1 when the last run succeeded.
 pub static COLLECTOR_SUCCESS: Metric = Metric::gauge(
@@ -68,8 +76,10 @@ pub struct Slot {
     pub last_duration_ms: f64,
     /// Runs so far.
     pub runs: u64,
-    /// Failed runs so far.
+    /// Failed runs so far (panics included).
     pub failures: u64,
+    /// Runs that panicked so far.
+    pub panics: u64,
 }
 
 impl Slot {
@@ -95,6 +105,9 @@ impl Slot {
             }
             Err(e) => {
                 self.failures += 1;
+                if matches!(e, CollectError::Panicked(_)) {
+                    self.panics += 1;
+                }
                 self.last_ok = Some(false);
                 self.last_error = Some(e.to_string());
             }
@@ -115,6 +128,9 @@ impl Slot {
             ok: self.last_ok == Some(true),
             duration_ms: self.last_duration_ms,
             last_error: self.last_error.clone(),
+            runs: self.runs,
+            failures: self.failures,
+            panics: self.panics,
         }
     }
 }
@@ -168,12 +184,29 @@ fn seed(name: &str) -> u64 {
     t ^ h ^ (std::process::id() as u64).rotate_left(32)
 }
 
-/// Runs one collector once under its timeout and records the result.
+/// The message of a panic payload (`panic!` gives a `&str` or a `String`).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".to_string()
+    }
+}
+
+/// Runs one collector once under its timeout and records the result. A
+/// panic, whether in `collect` itself or while its future is polled, is
+/// caught and recorded as [`CollectError::Panicked`].
 pub async fn run_once(collector: &mut dyn Collector, schedule: &Schedule, board: &Board) {
     let name = collector.name();
     let started = Instant::now();
-    let result = match tokio::time::timeout(schedule.timeout(), collector.collect()).await {
-        Ok(r) => r,
+    // AssertUnwindSafe: after a panic the only state touched again is the
+    // collector's own, which each run rebuilds from what it reads.
+    let run = AssertUnwindSafe(async { collector.collect().await }).catch_unwind();
+    let result = match tokio::time::timeout(schedule.timeout(), run).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(payload)) => Err(CollectError::Panicked(panic_message(&*payload))),
         Err(_) => Err(CollectError::Timeout(schedule.timeout_sec)),
     };
     let elapsed = started.elapsed();
@@ -181,8 +214,12 @@ pub async fn run_once(collector: &mut dyn Collector, schedule: &Schedule, board:
         Ok(_) => "ok",
         Err(e) => e.result_label(),
     };
-    if let Err(e) = &result {
-        tracing::debug!(collector = name, error = %e, "collector run failed");
+    match &result {
+        Err(e @ CollectError::Panicked(_)) => {
+            tracing::warn!(collector = name, error = %e, "collector run panicked");
+        }
+        Err(e) => tracing::debug!(collector = name, error = %e, "collector run failed"),
+        Ok(_) => {}
     }
     metrics::histogram!(COLLECTOR_DURATION.name, "collector" => name).record(elapsed.as_secs_f64());
     metrics::counter!(COLLECTOR_RUNS.name, "collector" => name, "result" => label).increment(1);
@@ -326,6 +363,48 @@ mod tests {
                 Ok(Collected::ok(Output::new(Nothing)))
             })
         }
+    }
+
+    struct Panicky;
+    impl Collector for Panicky {
+        fn name(&self) -> &'static str {
+            "panicky"
+        }
+        fn collect(&mut self) -> CollectFuture<'_> {
+            Box::pin(async { panic!("boom") })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_collector_keeps_its_cadence_and_the_others_theirs() {
+        let every = Schedule {
+            enabled: true,
+            interval_sec: 0.05,
+            jitter_sec: 0.0,
+            timeout_sec: 0.04,
+        };
+        let (tx, rx) = watch::channel(false);
+        let r = Runner::start(
+            vec![
+                (Box::new(Counting("fast", false)), every),
+                (Box::new(Panicky), every),
+            ],
+            rx,
+        );
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        tx.send(true).unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let b = r.board();
+        let b = b.lock().unwrap();
+        let (f, p) = (&b["fast"], &b["panicky"]);
+        assert!(f.runs >= 15, "fast ran only {} times", f.runs);
+        assert_eq!(f.failures, 0);
+        assert!(p.runs >= 15, "the panicking one ran only {} times", p.runs);
+        assert_eq!((p.failures, p.panics), (p.runs, p.runs));
+        assert_eq!(p.last_error.as_deref(), Some("Panic: boom"));
+        assert_eq!(p.health().panics, p.runs);
+        assert_eq!(CollectError::Panicked("x".into()).result_label(), "panic");
+        r.abort();
     }
 
     #[tokio::test]

@@ -4,13 +4,15 @@
 //! the outbox's real `transport` figures. The failure payload also carries
 //! the structured `summary`, a copy of the last health payload, the agent's
 //! context, and the legacy alias keys `tick_duration_ms`,
-//! `telemetry_queue` and `telemetry_dropped` for older consumers (to be
-//! removed once they read `summary`).
+//! `telemetry_queue` and `telemetry_dropped` for older consumers: in the
+//! `aliases` block (seed 004 step 2) and, as shipped before it, at the top
+//! level. `snapshot_path` stays null: the agent keeps no snapshot on disk
+//! (see docs/agent.md).
 
 use std::collections::BTreeMap;
 
 use lull_proto::msg::telemetry::{
-    CollectorHealth, FailureSummary, LoopFailure, LoopHealth, TransportStatus,
+    CollectorHealth, FailureAliases, FailureSummary, LoopFailure, LoopHealth, TransportStatus,
 };
 use serde_json::{json, Value};
 
@@ -85,30 +87,37 @@ pub struct FailureInput<'a> {
 /// The structured `loop.failure`.
 pub fn failure(input: FailureInput<'_>) -> LoopFailure {
     let duration_ms = input.duration_ms.max(0.0);
+    let summary = FailureSummary {
+        duration_ms,
+        queue_length: input.transport.queue_length,
+        dropped_messages: input.transport.dropped_messages,
+    };
     LoopFailure {
         tick: input.tick,
         status: "error".into(),
         duration_ms,
         failure_count: input.failure_count,
         error: input.error,
+        // The agent keeps no snapshot on disk: a failed tick built none,
+        // and the last good one is the coordinator's (`hosts.get`).
         snapshot_path: None,
-        summary: FailureSummary {
-            duration_ms,
-            queue_length: input.transport.queue_length,
-            dropped_messages: input.transport.dropped_messages,
-        },
+        aliases: FailureAliases::of(&summary),
+        summary,
         transport: input.transport,
         global_context: input.global_context,
         health: input.last_health.and_then(|h| serde_json::to_value(h).ok()),
     }
 }
 
-/// The failure as published: the structured payload plus the legacy alias
-/// keys, whose values equal `summary`'s.
+/// The failure as published: the structured payload with its `aliases`
+/// block, plus the same legacy keys at the top level (they shipped there
+/// before the block; clients may read them). Their values equal
+/// `summary`'s.
 pub fn failure_wire(f: &LoopFailure) -> Value {
     let mut v = serde_json::to_value(f).unwrap_or_else(|_| json!({}));
     if let Value::Object(m) = &mut v {
-        // TODO: drop the aliases once every consumer reads `summary`.
+        // TODO(seed 004 step 5): drop the top-level keys, then the
+        // `aliases` block, once every consumer reads `summary`.
         m.insert("tick_duration_ms".into(), json!(f.summary.duration_ms));
         m.insert("telemetry_queue".into(), json!(f.summary.queue_length));
         m.insert(
@@ -163,6 +172,9 @@ mod tests {
                     ok: true,
                     duration_ms: 0.3,
                     last_error: None,
+                    runs: 3,
+                    failures: 0,
+                    panics: 0,
                 },
             )]),
         );
@@ -195,6 +207,9 @@ mod tests {
         assert_eq!(v["tick_duration_ms"], 3.25);
         assert_eq!(v["telemetry_queue"], 4);
         assert_eq!(v["telemetry_dropped"], 9);
+        assert_eq!(v["aliases"]["tick_duration_ms"], 3.25);
+        assert_eq!(v["aliases"]["telemetry_queue"], 4);
+        assert_eq!(v["aliases"]["telemetry_dropped"], 9);
         assert_eq!(v["health"]["tick"], 10);
         assert_eq!(v["global_context"]["host_id"], "web-1");
         assert_eq!(v["transport"]["worker"]["restart_count"], 0);

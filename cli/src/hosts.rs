@@ -1,7 +1,7 @@
 //! `lullctl hosts`: the fleet with quiet states, or one host in detail.
 
 use clap::Args;
-use lull_proto::msg::hosts::{HostDetail, HostGetRequest, HostSummary};
+use lull_proto::msg::hosts::{AgentStatus, HostDetail, HostGetRequest, HostSummary};
 use lull_proto::subjects::endpoints as ep;
 
 use crate::output::{ago, call, json, table};
@@ -31,6 +31,9 @@ pub async fn run(ctx: &Ctx, args: HostsArgs) -> anyhow::Result<i32> {
             );
             for r in &d.quiet.reasons {
                 println!("  - {r}");
+            }
+            for l in agent_lines(&d.agent, ago) {
+                println!("{l}");
             }
         }
         return Ok(0);
@@ -63,4 +66,123 @@ pub async fn run(ctx: &Ctx, args: HostsArgs) -> anyhow::Result<i32> {
         table(&["HOST", "STATE", "SCORE", "LAST SEEN", "", ""], &rows);
     }
     Ok(0)
+}
+
+/// The agent's loop health and its last failure (seed 004), as lines of
+/// `lullctl hosts HOST`; `ago` renders a Unix time as an age.
+fn agent_lines(a: &AgentStatus, ago: impl Fn(f64) -> String) -> Vec<String> {
+    let failing = match (a.failure_at, a.health_at) {
+        (Some(f), Some(h)) => f > h,
+        (Some(_), None) => true,
+        _ => false,
+    };
+    let mut out = Vec::new();
+    match (&a.health, a.health_at) {
+        (Some(h), Some(at)) => {
+            let state = if failing { "FAILING" } else { "ok" };
+            out.push(format!(
+                "  agent loop: {state}  (last health: tick {}, {})",
+                h.tick,
+                ago(at)
+            ));
+            for (name, c) in &h.collectors {
+                let mut l = format!("    {name}: {}", if c.ok { "ok" } else { "FAILED" });
+                if c.panics > 0 {
+                    l.push_str(&format!(", {} panics in {} runs", c.panics, c.runs));
+                }
+                if let (false, Some(e)) = (c.ok, &c.last_error) {
+                    l.push_str(&format!(": {e}"));
+                }
+                out.push(l);
+            }
+        }
+        _ => out.push(format!(
+            "  agent loop: {}  (no loop.health yet)",
+            if failing { "FAILING" } else { "unknown" }
+        )),
+    }
+    if let (Some(f), Some(at)) = (&a.failure, a.failure_at) {
+        out.push(format!(
+            "  last loop failure: {}, tick {}, {} in a row: {}",
+            ago(at),
+            f.tick,
+            f.failure_count,
+            f.error
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lull_proto::msg::telemetry::{CollectorHealth, LoopFailure, LoopHealth};
+
+    fn health(tick: u64) -> LoopHealth {
+        LoopHealth {
+            tick,
+            status: "ok".into(),
+            duration_ms: 1.0,
+            transport: Default::default(),
+            collectors: [
+                (
+                    "host".to_string(),
+                    CollectorHealth {
+                        ok: true,
+                        runs: 9,
+                        ..Default::default()
+                    },
+                ),
+                (
+                    "pressure".to_string(),
+                    CollectorHealth {
+                        ok: false,
+                        last_error: Some("Panic: boom".into()),
+                        runs: 9,
+                        failures: 9,
+                        panics: 9,
+                        ..Default::default()
+                    },
+                ),
+            ]
+            .into(),
+        }
+    }
+
+    fn failure() -> LoopFailure {
+        let json = r#"{"tick": 12, "duration_ms": 1.0, "failure_count": 3,
+            "error": "HostUnavailable: host collector has no fresh result"}"#;
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn agent_lines_show_loop_health_panics_and_the_last_failure() {
+        let at = |t: f64| format!("at {t}");
+        let ok = AgentStatus {
+            health: Some(health(10)),
+            health_at: Some(100.0),
+            ..Default::default()
+        };
+        assert_eq!(
+            agent_lines(&ok, at),
+            vec![
+                "  agent loop: ok  (last health: tick 10, at 100)",
+                "    host: ok",
+                "    pressure: FAILED, 9 panics in 9 runs: Panic: boom",
+            ]
+        );
+        let failing = AgentStatus {
+            failure: Some(failure()),
+            failure_at: Some(130.0),
+            ..ok.clone()
+        };
+        let l = agent_lines(&failing, at);
+        assert!(l[0].starts_with("  agent loop: FAILING"), "{l:?}");
+        assert_eq!(
+            l.last().unwrap(),
+            "  last loop failure: at 130, tick 12, 3 in a row: HostUnavailable: host collector has no fresh result"
+        );
+        let unknown = agent_lines(&AgentStatus::default(), at);
+        assert_eq!(unknown, vec!["  agent loop: unknown  (no loop.health yet)"]);
+    }
 }

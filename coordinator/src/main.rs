@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
+    abort_on_panic();
     let args = Args::parse();
     let cfg = CoordinatorConfig::load(&args).context("loading configuration")?;
     if args.common.print_config {
@@ -30,6 +31,20 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     rt.block_on(run(cfg))
+}
+
+/// Any panic ends the process, as the release profile's `panic = "abort"`
+/// did before it became `unwind` for the agent's sake. The supervisor
+/// (`supervise.rs`) already makes a panicked owning task fatal; this also
+/// covers the tasks they spawn (writers, event and audit sinks), which would
+/// otherwise die alone and leave the coordinator half alive. The default
+/// hook prints the message and the location first.
+fn abort_on_panic() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        std::process::abort();
+    }));
 }
 
 async fn run(cfg: CoordinatorConfig) -> anyhow::Result<()> {

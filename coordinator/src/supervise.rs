@@ -90,3 +90,32 @@ impl Supervisor {
         self.dead.lock().map(|d| d.clone()).unwrap_or_default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// With `panic = "unwind"` (the release profile since the agent catches
+    /// collector panics) a panicked owning task is still fatal.
+    #[tokio::test]
+    async fn a_panicked_owning_task_is_fatal() {
+        let sup = Supervisor::new(CancellationToken::new());
+        let task = tokio::spawn(async {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            panic!("owning task bug");
+        });
+        sup.watch("fleet", task).await.unwrap();
+        assert!(sup.fatal().is_cancelled());
+        assert_eq!(sup.dead(), vec!["fleet"]);
+    }
+
+    #[tokio::test]
+    async fn a_task_ending_after_the_shutdown_began_is_fine() {
+        let stopping = CancellationToken::new();
+        let sup = Supervisor::new(stopping.clone());
+        stopping.cancel();
+        sup.watch("fleet", tokio::spawn(async {})).await.unwrap();
+        assert!(!sup.fatal().is_cancelled());
+        assert!(sup.dead().is_empty());
+    }
+}

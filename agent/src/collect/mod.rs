@@ -160,7 +160,9 @@ pub enum CollectError {
     /// The previous run is still running (stuck in the kernel or a walk).
     #[error("Busy: previous run still in progress")]
     Busy,
-    /// The run panicked.
+    /// The run panicked (caught by the runner, or by [`blocking`] for a
+    /// probe on the blocking pool); the collector runs again at its next
+    /// slot.
     #[error("Panic: {0}")]
     Panicked(String),
     /// The run exceeded its timeout (set by the runner).
@@ -177,6 +179,7 @@ impl CollectError {
         match self {
             CollectError::Timeout(_) => "timeout",
             CollectError::Busy => "busy",
+            CollectError::Panicked(_) => "panic",
             _ => "error",
         }
     }

@@ -58,9 +58,19 @@ pub struct CollectorHealth {
     /// Duration of its last run, ms.
     #[serde(default)]
     pub duration_ms: f64,
-    /// Its last error, if any.
+    /// Its last error, if any (`Panic: ...` when the last run panicked).
     #[serde(default)]
     pub last_error: Option<String>,
+    /// Runs since the agent started.
+    #[serde(default)]
+    pub runs: u64,
+    /// Failed runs since the agent started (panics included).
+    #[serde(default)]
+    pub failures: u64,
+    /// Runs that panicked since the agent started (each caught; the
+    /// collector kept its cadence).
+    #[serde(default)]
+    pub panics: u64,
 }
 
 /// `loop.health`: published every N ticks on `lull.agent.<host>.health`.
@@ -93,9 +103,48 @@ pub struct FailureSummary {
     pub dropped_messages: u64,
 }
 
+/// The legacy alias keys of `loop.failure` (seed 004 step 2), kept for
+/// consumers that predate `summary`; their values equal `summary`'s.
+// TODO(seed 004 step 5): drop once dashboards and CLIs read `summary`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FailureAliases {
+    /// `summary.duration_ms`.
+    #[serde(default)]
+    pub tick_duration_ms: Option<f64>,
+    /// `summary.queue_length`.
+    #[serde(default)]
+    pub telemetry_queue: Option<u64>,
+    /// `summary.dropped_messages`.
+    #[serde(default)]
+    pub telemetry_dropped: Option<u64>,
+}
+
+impl FailureAliases {
+    /// The aliases of a summary.
+    pub fn of(s: &FailureSummary) -> Self {
+        FailureAliases {
+            tick_duration_ms: Some(s.duration_ms),
+            telemetry_queue: Some(s.queue_length),
+            telemetry_dropped: Some(s.dropped_messages),
+        }
+    }
+
+    /// Each key from `self`, else from `other`.
+    fn or(self, other: FailureAliases) -> Self {
+        FailureAliases {
+            tick_duration_ms: self.tick_duration_ms.or(other.tick_duration_ms),
+            telemetry_queue: self.telemetry_queue.or(other.telemetry_queue),
+            telemetry_dropped: self.telemetry_dropped.or(other.telemetry_dropped),
+        }
+    }
+}
+
 /// `loop.failure`: published when a tick fails, on `lull.agent.<host>.failure`.
 /// Decoding accepts the legacy keys `tick_duration_ms`, `telemetry_queue` and
-/// `telemetry_dropped` and synthesises `summary` from them.
+/// `telemetry_dropped`, in the `aliases` block or at the top level (the
+/// block wins when both are there), and synthesises `summary` from them
+/// when it is absent; `aliases` is always filled (from `summary` when the
+/// sender had none).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LoopFailure {
     /// Tick number.
@@ -120,6 +169,8 @@ pub struct LoopFailure {
     pub health: Option<serde_json::Value>,
     /// Summary (synthesised from legacy keys when absent).
     pub summary: FailureSummary,
+    /// The legacy alias keys (seed 004 step 2).
+    pub aliases: FailureAliases,
 }
 
 #[derive(Deserialize)]
@@ -149,27 +200,37 @@ struct RawFailure {
     health: Option<serde_json::Value>,
     #[serde(default)]
     summary: Option<FailureSummary>,
+    #[serde(default)]
+    aliases: Option<FailureAliases>,
 }
 
 impl<'de> Deserialize<'de> for LoopFailure {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let raw = RawFailure::deserialize(d)?;
+        let legacy = raw.aliases.unwrap_or_default().or(FailureAliases {
+            tick_duration_ms: raw.tick_duration_ms,
+            telemetry_queue: raw.telemetry_queue,
+            telemetry_dropped: raw.telemetry_dropped,
+        });
         let duration_ms = raw
             .duration_ms
-            .or(raw.tick_duration_ms)
+            .or(legacy.tick_duration_ms)
             .ok_or_else(|| serde::de::Error::missing_field("duration_ms"))?;
         let mut transport = raw.transport.unwrap_or_default();
-        if let Some(q) = raw.telemetry_queue {
+        if let Some(q) = legacy.telemetry_queue {
             transport.queue_length = transport.queue_length.max(q);
         }
-        if let Some(dr) = raw.telemetry_dropped {
+        if let Some(dr) = legacy.telemetry_dropped {
             transport.dropped_messages = transport.dropped_messages.max(dr);
         }
         let summary = raw.summary.unwrap_or(FailureSummary {
             duration_ms,
-            queue_length: raw.telemetry_queue.unwrap_or(transport.queue_length),
-            dropped_messages: raw.telemetry_dropped.unwrap_or(transport.dropped_messages),
+            queue_length: legacy.telemetry_queue.unwrap_or(transport.queue_length),
+            dropped_messages: legacy
+                .telemetry_dropped
+                .unwrap_or(transport.dropped_messages),
         });
+        let aliases = legacy.or(FailureAliases::of(&summary));
         Ok(LoopFailure {
             tick: raw.tick,
             status: raw.status.unwrap_or_else(|| "error".into()),
@@ -183,6 +244,7 @@ impl<'de> Deserialize<'de> for LoopFailure {
                 .unwrap_or(serde_json::Value::Object(Default::default())),
             health: raw.health,
             summary,
+            aliases,
         })
     }
 }
@@ -226,6 +288,7 @@ impl Validate for LoopFailure {
         )?;
         validate_transport(&self.transport)?;
         v::non_negative("summary.duration_ms", self.summary.duration_ms)?;
+        v::non_negative_opt("aliases.tick_duration_ms", self.aliases.tick_duration_ms)?;
         if !self.global_context.is_object() && !self.global_context.is_null() {
             return Err(ValidationError::Invalid {
                 field: "global_context".into(),
@@ -278,6 +341,48 @@ mod tests {
         );
         assert_eq!(f.transport.queue_length, 5);
         assert_eq!(f.transport.dropped_messages, 2);
+    }
+
+    #[test]
+    fn the_aliases_block_is_accepted_alone_and_beside_top_level_keys() {
+        // Only the block (seed 004 step 2), no summary, no duration_ms.
+        let json = r#"{"tick": 8, "error": "E: x",
+            "aliases": {"tick_duration_ms": 4.5, "telemetry_queue": 6, "telemetry_dropped": 1}}"#;
+        let f: LoopFailure = decode(json.as_bytes(), 1 << 20).unwrap();
+        assert_eq!(f.duration_ms, 4.5);
+        assert_eq!(
+            f.summary,
+            FailureSummary {
+                duration_ms: 4.5,
+                queue_length: 6,
+                dropped_messages: 1
+            }
+        );
+        assert_eq!(f.aliases.telemetry_queue, Some(6));
+        // Both: the block wins over the top-level keys, key by key.
+        let json = r#"{"tick": 8, "error": "E: x", "duration_ms": 2.0,
+            "telemetry_queue": 99, "telemetry_dropped": 7,
+            "aliases": {"telemetry_queue": 6}}"#;
+        let f: LoopFailure = decode(json.as_bytes(), 1 << 20).unwrap();
+        assert_eq!(f.summary.queue_length, 6);
+        assert_eq!(f.summary.dropped_messages, 7);
+        assert_eq!(
+            f.aliases,
+            FailureAliases {
+                tick_duration_ms: Some(2.0),
+                telemetry_queue: Some(6),
+                telemetry_dropped: Some(7)
+            }
+        );
+        // Neither: the aliases mirror the summary, and are re-encoded as a block.
+        let json = r#"{"tick": 8, "error": "E: x", "duration_ms": 2.0,
+            "summary": {"duration_ms": 2.0, "queue_length": 3, "dropped_messages": 0}}"#;
+        let f: LoopFailure = decode(json.as_bytes(), 1 << 20).unwrap();
+        assert_eq!(f.aliases, FailureAliases::of(&f.summary));
+        let v = serde_json::to_value(&f).unwrap();
+        assert_eq!(v["aliases"]["telemetry_queue"], 3);
+        let bad = r#"{"tick": 8, "error": "E: x", "aliases": {"tick_duration_ms": -1.0}}"#;
+        assert!(decode::<LoopFailure>(bad.as_bytes(), 1 << 20).is_err());
     }
 
     #[test]
