@@ -22,6 +22,9 @@ pub struct PanicFault {
     pub ok_runs: u64,
 }
 
+/// Collectors with their schedules, as the runner takes them.
+pub type Scheduled = Vec<(Box<dyn Collector>, Schedule)>;
+
 /// Parses the value of [`PANIC_COLLECTOR_ENV`].
 pub fn parse(spec: &str) -> Result<Vec<PanicFault>, String> {
     spec.split(',')
@@ -60,10 +63,7 @@ pub fn from_env() -> Result<Vec<PanicFault>, String> {
 
 /// Wraps each collector named in `faults`; a fault naming no enabled
 /// collector is an error (a test that injects nothing must not pass).
-pub fn apply(
-    collectors: Vec<(Box<dyn Collector>, Schedule)>,
-    faults: &[PanicFault],
-) -> Result<Vec<(Box<dyn Collector>, Schedule)>, String> {
+pub fn apply(collectors: Scheduled, faults: &[PanicFault]) -> Result<Scheduled, String> {
     if let Some(f) = faults
         .iter()
         .find(|f| !collectors.iter().any(|(c, _)| c.name() == f.collector))
@@ -159,8 +159,7 @@ mod tests {
 
     #[test]
     fn an_unknown_collector_is_refused() {
-        let cols: Vec<(Box<dyn Collector>, Schedule)> =
-            vec![(Box::new(Fine), Schedule::new(1.0, 0.0, 1.0))];
+        let cols: Scheduled = vec![(Box::new(Fine), Schedule::new(1.0, 0.0, 1.0))];
         let e = apply(cols, &parse("nope").unwrap()).err().unwrap();
         assert!(e.contains("nope"), "{e}");
     }
@@ -168,7 +167,7 @@ mod tests {
     #[tokio::test]
     async fn a_wrapped_collector_panics_after_its_ok_runs_and_the_runner_catches_it() {
         let sched = Schedule::new(1.0, 0.0, 1.0);
-        let cols: Vec<(Box<dyn Collector>, Schedule)> = vec![(Box::new(Fine), sched)];
+        let cols: Scheduled = vec![(Box::new(Fine), sched)];
         let mut cols = apply(cols, &parse("fine@2").unwrap()).unwrap();
         let board: Board = Default::default();
         board.lock().unwrap().insert("fine", Slot::new(&sched));
