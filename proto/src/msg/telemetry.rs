@@ -62,14 +62,14 @@ pub struct CollectorHealth {
     #[serde(default)]
     pub last_error: Option<String>,
     /// Runs since the agent started.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::int::de")]
     pub runs: u64,
     /// Failed runs since the agent started (panics included).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::int::de")]
     pub failures: u64,
     /// Runs that panicked since the agent started (each caught; the
     /// collector kept its cadence).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::int::de")]
     pub panics: u64,
 }
 
@@ -112,10 +112,10 @@ pub struct FailureAliases {
     #[serde(default)]
     pub tick_duration_ms: Option<f64>,
     /// `summary.queue_length`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::int::opt")]
     pub telemetry_queue: Option<u64>,
     /// `summary.dropped_messages`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::int::opt")]
     pub telemetry_dropped: Option<u64>,
 }
 
