@@ -270,6 +270,10 @@ pub struct Args {
     /// Shared flags.
     #[command(flatten)]
     pub common: CommonArgs,
+    /// Container healthcheck: GET this path (`/readyz`, `/healthz`) on the
+    /// running agent's metrics listener and exit 0 on 200, 1 else.
+    #[arg(long, value_name = "PATH")]
+    pub probe: Option<String>,
     /// Host id (default: the host name).
     #[arg(long)]
     pub host_id: Option<String>,

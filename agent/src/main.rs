@@ -24,6 +24,16 @@ fn real_main() -> i32 {
         print!("{}", lull_common::config::render(&cfg));
         return 0;
     }
+    if let Some(path) = &args.probe {
+        let timeout = std::time::Duration::from_secs(3);
+        return match lull_common::http::probe(cfg.common.metrics_addr, path, timeout) {
+            Ok(_) => 0,
+            Err(e) => {
+                eprintln!("lull-agent: probe {path}: {e}");
+                1
+            }
+        };
+    }
     if let Some(Command::Report { file }) = &args.command {
         return match lull_agent::agent::report(&cfg, file) {
             Ok(path) => {

@@ -233,6 +233,42 @@ fn text(status: StatusCode, content_type: &'static str, body: String) -> Respons
     r
 }
 
+/// The container healthcheck (`--probe /readyz`) for images without curl:
+/// `GET path` on the binary's own metrics listener at `addr` (an
+/// unspecified address such as `0.0.0.0` means loopback). Returns the body
+/// on 200, else what went wrong.
+pub fn probe(addr: SocketAddr, path: &str, timeout: std::time::Duration) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let mut target = addr;
+    if target.ip().is_unspecified() {
+        target.set_ip(match target {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let mut s = std::net::TcpStream::connect_timeout(&target, timeout)
+        .map_err(|e| format!("connect {target}: {e}"))?;
+    s.set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    s.set_write_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: {target}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| format!("send: {e}"))?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).map_err(|e| format!("read: {e}"))?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.lines().next().unwrap_or("");
+    if status.split_whitespace().nth(1) == Some("200") {
+        Ok(body.to_string())
+    } else {
+        Err(format!("{status}\n{body}"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -286,6 +322,17 @@ mod tests {
                 .contains("content-type: text/plain; version=0.0.4; charset=utf-8"),
             "{r}"
         );
+        let probed = tokio::task::spawn_blocking(move || {
+            let unspecified = SocketAddr::from(([0, 0, 0, 0], addr.port()));
+            (
+                probe(unspecified, "/healthz", std::time::Duration::from_secs(2)),
+                probe(addr, "/nonexistent", std::time::Duration::from_secs(2)),
+            )
+        })
+        .await
+        .unwrap();
+        assert_eq!(probed.0.as_deref(), Ok("ok\n"));
+        assert!(probed.1.is_err_and(|e| e.contains("404")));
         let r = request(addr, "GET", "/healthz").await;
         assert!(r.starts_with("HTTP/1.1 200") && r.ends_with("ok\n"), "{r}");
         let r = request(addr, "GET", "/readyz").await;

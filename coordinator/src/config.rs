@@ -355,6 +355,11 @@ pub struct Args {
     #[command(flatten)]
     #[serde(flatten)]
     pub common: CommonArgs,
+    /// Container healthcheck: GET this path (`/readyz`, `/healthz`) on the
+    /// running coordinator's metrics listener and exit 0 on 200, 1 else.
+    #[arg(long, value_name = "PATH")]
+    #[serde(skip)]
+    pub probe: Option<String>,
 }
 
 impl CoordinatorConfig {

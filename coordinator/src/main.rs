@@ -22,6 +22,16 @@ fn main() -> anyhow::Result<()> {
         print!("{}", lull_common::config::render(&cfg));
         return Ok(());
     }
+    if let Some(path) = &args.probe {
+        let timeout = std::time::Duration::from_secs(3);
+        match lull_common::http::probe(cfg.common.metrics_addr, path, timeout) {
+            Ok(_) => std::process::exit(0),
+            Err(e) => {
+                eprintln!("lull-coordinator: probe {path}: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     if cfg.worker_threads > 0 {
         rt.worker_threads(cfg.worker_threads);

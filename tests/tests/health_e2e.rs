@@ -3,15 +3,29 @@
 //! leader and a ready standby (the body names the role), 503 while Postgres
 //! is down and 200 again after; `/readyz?leader` is 200 only on the leader;
 //! unknown paths are 404, other methods 405, and `/metrics` carries the
-//! versioned Prometheus Content-Type.
+//! versioned Prometheus Content-Type. `lull-coordinator --probe /readyz`
+//! (the compose healthcheck, for images without curl) follows `/readyz`.
 
 mod support;
 
 use std::time::Duration;
 
 use lull_tests::http::{http_get, http_request};
-use lull_tests::{wait_until, Infra};
+use lull_tests::{wait_until, Infra, Service};
 use support::*;
+
+/// Exit code of `lull-coordinator --probe PATH` against the coordinator
+/// whose metrics listen on `port` (given as the wildcard address, as in a
+/// container).
+async fn probe(port: u16, path: &str) -> Option<i32> {
+    let f = Service::builder("lull-coordinator")
+        .env("LULL_METRICS_ADDR", format!("0.0.0.0:{port}"))
+        .args(["--probe", path])
+        .run(Duration::from_secs(20))
+        .await
+        .expect("probe finished");
+    f.status.code()
+}
 
 fn ha_env<'a>() -> Vec<(&'a str, &'a str)> {
     vec![
@@ -109,6 +123,8 @@ async fn coordinator_health_readiness_and_leader_check() {
         assert!(r.body.contains("FAIL postgres"), "{r:?}");
         assert_eq!(status_of(&format!("{u}/healthz")).await, 200);
     }
+    assert_eq!(probe(a.metrics_port, "/readyz").await, Some(1));
+    assert_eq!(probe(a.metrics_port, "/healthz").await, Some(0));
     infra.pg.start_again().await.unwrap();
     for (u, c) in [(&ua, &a), (&ub, &b)] {
         wait_status(&format!("{u}/readyz"), 200, Duration::from_secs(30), || {
@@ -116,6 +132,7 @@ async fn coordinator_health_readiness_and_leader_check() {
         })
         .await;
     }
+    assert_eq!(probe(a.metrics_port, "/readyz").await, Some(0));
     // Someone leads again, and exactly one passes the leader check.
     let ok = wait_until(Duration::from_secs(20), || {
         let (ua, ub) = (ua.clone(), ub.clone());

@@ -111,6 +111,19 @@ pub async fn start_instance_on(
         last = n;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // Another instance may have answered the PING: wait for this one's
+    // own HTTP listener too.
+    let live = wait_until(Duration::from_secs(20), || async move {
+        lull_tests::http::http_get(&format!("http://127.0.0.1:{port}/healthz"))
+            .await
+            .is_ok_and(|r| r.status == 200)
+    })
+    .await;
+    assert!(
+        live.is_ok(),
+        "coordinator never served /healthz:\n{}",
+        svc.logs()
+    );
     Coordinator {
         svc,
         metrics_url: format!("http://127.0.0.1:{port}/metrics"),
