@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 
 use lull_proto::msg::worker::{
-    Anomaly, ExecutionOutcome, OutcomeCounts, QualityLevel, ScoredExecution,
+    Anomaly, AnomalyKind, ExecutionOutcome, OutcomeCounts, QualityLevel, ScoredExecution,
 };
 use serde::{Deserialize, Serialize};
 
@@ -150,6 +150,9 @@ pub struct HourBucket {
     pub validation_failures: u64,
     /// Runs that hit a rate limit.
     pub rate_limited: u64,
+    /// Custom-metric threshold breaches.
+    #[serde(default)]
+    pub threshold_breaches: u64,
 }
 
 /// The latest run (greatest `started_at`, then `execution_id`).
@@ -168,6 +171,9 @@ pub struct LatestRun {
     /// Host it ran on.
     #[serde(default)]
     pub host_id: Option<String>,
+    /// Its custom-metric threshold breaches (`CUSTOM_THRESHOLD` anomalies).
+    #[serde(default)]
+    pub breaches: Vec<Anomaly>,
 }
 
 /// Everything the coordinator keeps per worker between runs. Serialisable,
@@ -214,6 +220,9 @@ pub struct WorkerAggregate {
     pub hours: Vec<HourBucket>,
     /// Newest anomalies, oldest first.
     pub recent_anomalies: Vec<Anomaly>,
+    /// Custom-metric threshold breaches by rule name, all time.
+    #[serde(default)]
+    pub threshold_breaches: BTreeMap<String, u64>,
 }
 
 /// Integer microseconds of a duration in ms (the unit of exact sums).
@@ -260,7 +269,15 @@ impl WorkerAggregate {
             day_counts: BTreeMap::new(),
             hours: Vec::new(),
             recent_anomalies: Vec::new(),
+            threshold_breaches: BTreeMap::new(),
         }
+    }
+
+    /// Custom-metric threshold breaches, all rules, all time.
+    pub fn total_threshold_breaches(&self) -> u64 {
+        self.threshold_breaches
+            .values()
+            .fold(0u64, |a, &b| a.saturating_add(b))
     }
 
     /// Rebuilds an aggregate from stored executions, in any order; equal to
@@ -346,6 +363,16 @@ impl WorkerAggregate {
                     .map_or(r.completed_at, |t| t.max(r.completed_at)),
             );
         }
+        let custom: Vec<&Anomaly> = e
+            .anomalies
+            .iter()
+            .filter(|a| a.kind == AnomalyKind::CustomThreshold)
+            .collect();
+        for a in &custom {
+            let rule = a.rule.clone().unwrap_or_else(|| a.metric.clone());
+            let n = self.threshold_breaches.entry(rule).or_insert(0);
+            *n = n.saturating_add(1);
+        }
         let newer = self.latest.as_ref().is_none_or(|l| {
             cmp_key(
                 (r.started_at, &r.execution_id),
@@ -361,6 +388,7 @@ impl WorkerAggregate {
                 overall_score: e.scores.overall_score,
                 quality_level: e.scores.quality_level,
                 host_id: r.host_id.clone(),
+                breaches: custom.iter().map(|a| (*a).clone()).collect(),
             });
         }
 
@@ -406,6 +434,7 @@ impl WorkerAggregate {
             if limited {
                 b.rate_limited += 1;
             }
+            b.threshold_breaches = b.threshold_breaches.saturating_add(custom.len() as u64);
         }
         if let Some(max_hour) = self.hours.last().map(|b| b.hour) {
             self.hours.retain(|b| b.hour > max_hour - HOURS_KEPT);

@@ -9,8 +9,9 @@
 //! judged with fewer than `min_baseline_points` points (cold start).
 //!
 //! Kinds: duration spikes, sudden quality drops (overall and data-quality
-//! scores), resource figures over the seed's thresholds, and resource spikes
-//! against the worker's own baseline. Each carries its evidence.
+//! scores), resource figures over the seed's thresholds, resource spikes
+//! against the worker's own baseline, and custom metrics past a threshold
+//! rule ([`super::threshold`]). Each carries its evidence.
 
 use std::collections::BTreeMap;
 
@@ -138,6 +139,8 @@ pub fn detect(
             metric: metric.to_string(),
             message,
             evidence,
+            rule: None,
+            severity: None,
         })
     };
 
@@ -249,6 +252,8 @@ pub fn detect(
             );
         }
     }
+    // Custom metrics against the threshold rules (no baseline needed).
+    out.extend(super::threshold::breaches(report, &a.custom_thresholds));
     out
 }
 
@@ -414,6 +419,29 @@ mod tests {
         let s = score_execution(&r, &prior, &cfg);
         assert_eq!(s.data_quality_score, Some(85.0));
         assert!(detect(&r, &s, &prior, &cfg).is_empty());
+    }
+
+    #[test]
+    fn custom_thresholds_join_the_anomalies() {
+        let cfg = WorkerConfig::default();
+        let prior = jittery(10);
+        let mut r = example_report("now", "sse_guardian", 1e6, 1000.0);
+        r.custom_metrics
+            .insert("orphaned_streams".into(), serde_json::json!(6));
+        r.custom_metrics
+            .insert("stale_streams".into(), serde_json::json!(10));
+        let s = score_execution(&r, &prior, &cfg);
+        let found = detect(&r, &s, &prior, &cfg);
+        let kinds: Vec<_> = found.iter().map(|a| (a.kind, a.metric.as_str())).collect();
+        assert_eq!(
+            kinds,
+            vec![(AnomalyKind::CustomThreshold, "orphaned_streams")],
+            "{found:#?}"
+        );
+        // Turned off by an empty list.
+        let mut off = cfg.clone();
+        off.anomaly.custom_thresholds.clear();
+        assert!(detect(&r, &s, &prior, &off).is_empty());
     }
 
     #[test]

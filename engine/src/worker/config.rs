@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::threshold::{self, ThresholdRule};
+
 /// A setting is out of its allowed range.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("workers.{field} {reason}")]
@@ -215,6 +217,11 @@ pub struct AnomalyConfig {
     /// A quality drop must also be at least this many points below the
     /// baseline median (default 20).
     pub quality_drop_points: f64,
+    /// Threshold rules over custom metrics (`[[workers.anomaly.custom_thresholds]]`).
+    /// Setting the list replaces the defaults, seed 003's `stale_streams > 10`,
+    /// `orphaned_streams > 5` and `orphan_rate > 0.1` (warnings); an empty
+    /// list turns them off.
+    pub custom_thresholds: Vec<ThresholdRule>,
 }
 
 impl Default for AnomalyConfig {
@@ -227,6 +234,7 @@ impl Default for AnomalyConfig {
             mad_floor_abs: 1.0,
             min_spike_ratio: 1.5,
             quality_drop_points: 20.0,
+            custom_thresholds: threshold::default_rules(),
         }
     }
 }
@@ -393,6 +401,7 @@ impl WorkerConfig {
         positive("anomaly.mad_floor_abs", a.mad_floor_abs)?;
         non_neg("anomaly.min_spike_ratio", a.min_spike_ratio)?;
         non_neg("anomaly.quality_drop_points", a.quality_drop_points)?;
+        threshold::validate(&a.custom_thresholds)?;
 
         let sc = &self.schedule;
         if sc.min_intervals == 0 {
@@ -452,6 +461,20 @@ mod tests {
         assert_eq!(c.score.cpu_threshold_pct, 80.0);
         assert_eq!(c.score.db_query_threshold, 100.0);
         assert_eq!(c.anomaly.z_threshold, 3.5);
+        let rules: Vec<(&str, &str, f64)> = c
+            .anomaly
+            .custom_thresholds
+            .iter()
+            .map(|r| (r.metric.as_str(), r.op.as_str(), r.threshold))
+            .collect();
+        assert_eq!(
+            rules,
+            vec![
+                ("stale_streams", ">", 10.0),
+                ("orphaned_streams", ">", 5.0),
+                ("orphan_rate", ">", 0.1)
+            ]
+        );
     }
 
     #[test]
@@ -487,6 +510,13 @@ mod tests {
         let mut c = WorkerConfig::default();
         c.anomaly.min_baseline_points = 2;
         assert!(c.validate().is_err());
+        let mut c = WorkerConfig::default();
+        c.anomaly.custom_thresholds[0].threshold = f64::INFINITY;
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .starts_with("workers.anomaly.custom_thresholds[0].threshold"));
         let mut c = WorkerConfig::default();
         c.schedule.grace_max_sec = 10.0;
         assert!(c.validate().is_err());

@@ -311,11 +311,13 @@ pub fn data_quality_summary(
 ) -> DataQualitySummaryReply {
     let mut workers: Vec<WorkerQuality> = Vec::with_capacity(aggs.len());
     let (mut records_24h, mut vfail_24h, mut limited_24h) = (0u64, 0u64, 0u64);
+    let mut breaches_24h = 0u64;
     for agg in aggs {
         for b in agg.window(now, cfg.learning.window_hours) {
             records_24h = records_24h.saturating_add(b.records);
             vfail_24h = vfail_24h.saturating_add(b.validation_failures);
             limited_24h += b.rate_limited;
+            breaches_24h = breaches_24h.saturating_add(b.threshold_breaches);
         }
         let quality_score = rolling_score(agg);
         let dq: Vec<f64> = agg
@@ -332,6 +334,12 @@ pub fn data_quality_summary(
             records_processed: agg.total_records,
             validation_failures: agg.validation_failures,
             rate_limit_incidents: agg.rate_limit_incidents,
+            threshold_breaches: agg.total_threshold_breaches(),
+            active_breaches: agg
+                .latest
+                .as_ref()
+                .map(|l| l.breaches.clone())
+                .unwrap_or_default(),
         });
     }
     workers.sort_by(|a, b| {
@@ -352,6 +360,14 @@ pub fn data_quality_summary(
         validation_failures_24h: vfail_24h,
         rate_limit_incidents: workers.iter().map(|w| w.rate_limit_incidents).sum(),
         rate_limit_incidents_24h: limited_24h,
+        threshold_breaches: workers
+            .iter()
+            .fold(0u64, |a, w| a.saturating_add(w.threshold_breaches)),
+        threshold_breaches_24h: breaches_24h,
+        workers_breaching: workers
+            .iter()
+            .filter(|w| !w.active_breaches.is_empty())
+            .count() as u64,
         workers,
     }
 }
@@ -677,5 +693,80 @@ mod tests {
         let sys = system_learning(&[], &BTreeMap::new(), now, &cfg);
         assert_eq!(sys.total_executions_24h, 0);
         assert_eq!(sys.average_score, None);
+        assert_eq!(empty.threshold_breaches, 0);
+        assert_eq!(empty.workers_breaching, 0);
+    }
+
+    #[test]
+    fn data_quality_counts_threshold_breaches() {
+        let cfg = WorkerConfig::default();
+        let base = THU + 10.0 * 86_400.0;
+        let mut g = WorkerAggregate::new("sse_guardian");
+        // Two days ago: 3 runs breach stale_streams (11 > 10); then runs at
+        // (10) and below (9) the threshold; the last one breaches two rules.
+        let runs: [(f64, serde_json::Value); 6] = [
+            (
+                base - 2.0 * 86_400.0,
+                serde_json::json!({"stale_streams": 11}),
+            ),
+            (
+                base - 2.0 * 86_400.0 + 10.0,
+                serde_json::json!({"stale_streams": 12}),
+            ),
+            (
+                base - 2.0 * 86_400.0 + 20.0,
+                serde_json::json!({"stale_streams": 13}),
+            ),
+            (
+                base - 600.0,
+                serde_json::json!({"stale_streams": 10, "orphan_rate": 0.1}),
+            ),
+            (
+                base - 300.0,
+                serde_json::json!({"stale_streams": 9, "orphaned_streams": 5}),
+            ),
+            (
+                base - 10.0,
+                serde_json::json!({"orphaned_streams": 6, "orphan_rate": 0.25}),
+            ),
+        ];
+        for (i, (at, m)) in runs.into_iter().enumerate() {
+            let mut r = example_report(&format!("g{i}"), "sse_guardian", at, 40.0);
+            r.custom_metrics = m.as_object().unwrap().clone();
+            ingest(&mut g, r, &cfg).unwrap();
+        }
+        assert_eq!(g.threshold_breaches["stale_streams"], 3);
+        assert_eq!(g.threshold_breaches["orphaned_streams"], 1);
+        assert_eq!(g.threshold_breaches["orphan_rate"], 1);
+        let quiet = WorkerAggregate::new("coach_cleanup_worker");
+        let dq = data_quality_summary(&[g.clone(), quiet], base, &cfg);
+        assert_eq!(dq.threshold_breaches, 5);
+        assert_eq!(dq.threshold_breaches_24h, 2);
+        assert_eq!(dq.workers_breaching, 1);
+        let w = dq
+            .workers
+            .iter()
+            .find(|w| w.worker_name == "sse_guardian")
+            .unwrap();
+        assert_eq!(w.threshold_breaches, 5);
+        let active: Vec<&str> = w
+            .active_breaches
+            .iter()
+            .map(|a| a.rule.as_deref().unwrap())
+            .collect();
+        assert_eq!(active, vec!["orphaned_streams", "orphan_rate"]);
+
+        // A later run under every threshold clears the active breaches.
+        let mut r = example_report("g6", "sse_guardian", base - 5.0, 40.0);
+        r.custom_metrics
+            .insert("orphaned_streams".into(), serde_json::json!(0));
+        ingest(&mut g, r, &cfg).unwrap();
+        let dq = data_quality_summary(&[g.clone()], base, &cfg);
+        assert_eq!(dq.workers_breaching, 0);
+        assert_eq!(dq.threshold_breaches, 5);
+        // The aggregate survives its JSON document (the store) and a rebuild.
+        let back: WorkerAggregate =
+            serde_json::from_value(serde_json::to_value(&g).unwrap()).unwrap();
+        assert_eq!(back, g);
     }
 }

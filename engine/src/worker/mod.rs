@@ -25,6 +25,7 @@ pub mod missed;
 pub mod recommend;
 pub mod score;
 pub mod slots;
+pub mod threshold;
 pub mod trend;
 
 use lull_proto::msg::worker::{ScoredExecution, WorkerExecutionReport};

@@ -352,6 +352,8 @@ mod tests {
                 metric: "duration_ms".into(),
                 message: "m".into(),
                 evidence: BTreeMap::from([("modified_z".to_string(), 9.1)]),
+                rule: None,
+                severity: None,
             }],
         };
         let v = serde_json::to_value(&s).unwrap();
@@ -361,6 +363,7 @@ mod tests {
         assert_eq!(v["performance_score"], serde_json::Value::Null);
         assert_eq!(v["learning"]["data_volume_trend"], "STABLE");
         assert_eq!(v["anomalies"][0]["kind"], "DURATION_SPIKE");
+        assert!(v["anomalies"][0].get("rule").is_none());
         let back: ScoredExecution = serde_json::from_value(v).unwrap();
         assert_eq!(back, s);
     }

@@ -167,6 +167,9 @@ pub enum AnomalyKind {
     ResourceThreshold,
     /// Memory or CPU far above the worker's own baseline.
     ResourceSpike,
+    /// A custom metric past a configured threshold rule (seed 003's
+    /// stream-health thresholds and the operator's own).
+    CustomThreshold,
 }
 
 impl AnomalyKind {
@@ -177,6 +180,33 @@ impl AnomalyKind {
             AnomalyKind::QualityDrop => "QUALITY_DROP",
             AnomalyKind::ResourceThreshold => "RESOURCE_THRESHOLD",
             AnomalyKind::ResourceSpike => "RESOURCE_SPIKE",
+            AnomalyKind::CustomThreshold => "CUSTOM_THRESHOLD",
+        }
+    }
+}
+
+/// How serious a threshold breach is (set by the rule).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Worth knowing.
+    Info,
+    /// Needs a look (seed 003: "Warning if > ...").
+    #[default]
+    Warning,
+    /// Needs action now.
+    Critical,
+}
+
+impl Severity {
+    /// The wire name, also a metrics label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
         }
     }
 }
@@ -198,6 +228,12 @@ pub struct Anomaly {
     pub message: String,
     /// The numbers: value, baseline median, MAD, z-score, threshold, points...
     pub evidence: BTreeMap<String, f64>,
+    /// `CUSTOM_THRESHOLD` only: the name of the rule that fired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// `CUSTOM_THRESHOLD` only: the rule's severity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<Severity>,
 }
 
 /// A run as returned by `workers.executions`: the report, its scores

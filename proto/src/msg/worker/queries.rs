@@ -290,6 +290,13 @@ pub struct WorkerQuality {
     pub validation_failures: u64,
     /// Runs that hit a rate limit, all time.
     pub rate_limit_incidents: u64,
+    /// Custom-metric threshold breaches (`CUSTOM_THRESHOLD` anomalies), all time.
+    #[serde(default)]
+    pub threshold_breaches: u64,
+    /// The threshold breaches of the worker's latest run: the alerts that
+    /// stand until a run comes back under the thresholds.
+    #[serde(default)]
+    pub active_breaches: Vec<Anomaly>,
 }
 
 /// `lull.v1.data_quality.summary` reply.
@@ -315,4 +322,13 @@ pub struct DataQualitySummaryReply {
     pub rate_limit_incidents: u64,
     /// Runs that hit a rate limit in the recent window.
     pub rate_limit_incidents_24h: u64,
+    /// Custom-metric threshold breaches, all time, all workers.
+    #[serde(default)]
+    pub threshold_breaches: u64,
+    /// Custom-metric threshold breaches in the recent window.
+    #[serde(default)]
+    pub threshold_breaches_24h: u64,
+    /// Workers whose latest run breaches a threshold rule.
+    #[serde(default)]
+    pub workers_breaching: u64,
 }
