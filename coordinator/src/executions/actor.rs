@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::thresholds::BreachGauges;
 use super::{score_new, QuietHours, View, WorkersHandle};
 use crate::handoff::{first_of_each, Batch, Committed};
 use crate::label_cap::LabelCap;
@@ -85,10 +86,12 @@ pub fn spawn(
         .map(|a| (a.worker_name.clone(), Arc::new(a)))
         .collect();
     let mut labels = LabelCap::new("worker", cfg.max_metric_workers);
+    let mut breach_gauges = BreachGauges::default();
     for agg in aggregates.values() {
         if labels.admit(&agg.worker_name) {
             restore_counters(agg);
             set_worker_gauges(agg);
+            breach_gauges.restore(agg);
         }
     }
     metrics::gauge!(super::metrics::WORKERS.name).set(aggregates.len() as f64);
@@ -108,6 +111,7 @@ pub fn spawn(
         publish: view_tx,
         schedule: HashMap::new(),
         labels,
+        breach_gauges,
     };
     let task = tokio::spawn(actor.run(batches, shutdown));
     (handle, task)
@@ -122,6 +126,8 @@ struct Actor {
     schedule: HashMap<String, ScheduleState>,
     /// The workers with metric series of their own.
     labels: LabelCap,
+    /// Threshold-breach gauges of each worker's latest run.
+    breach_gauges: BreachGauges,
 }
 
 /// What a committed batch changed.
@@ -247,8 +253,19 @@ impl Actor {
                 tracing::info!(worker = %r.worker_name, execution_id = %a.execution_id,
                     kind = a.kind.as_str(), message = %a.message, "worker anomaly");
             }
+            BreachGauges::count(e, &worker);
         }
         let touched: Vec<String> = scored.aggregates.keys().cloned().collect();
+        let rules = &self.cfg.engine.anomaly.custom_thresholds;
+        for (name, agg) in &scored.aggregates {
+            let latest = agg.latest.as_ref().map(|l| l.execution_id.as_str());
+            let newest = scored.executions.iter().find(|e| {
+                e.report.worker_name == *name && Some(e.report.execution_id.as_str()) == latest
+            });
+            if let Some(e) = newest.filter(|_| self.labels.admit(name)) {
+                self.breach_gauges.latest(e, rules);
+            }
+        }
         for (name, agg) in scored.aggregates {
             if self.labels.admit(&name) {
                 set_worker_gauges(&agg);

@@ -42,7 +42,22 @@ pub(crate) static DURATION: Metric = Metric::histogram(
 /// Counter `{worker,kind}`: anomalies detected.
 pub(crate) static ANOMALIES: Metric = Metric::counter(
     "lull_worker_anomalies_total",
-    "Anomalies detected in worker runs, by worker and kind (DURATION_SPIKE, QUALITY_DROP, RESOURCE_THRESHOLD, RESOURCE_SPIKE).",
+    "Anomalies detected in worker runs, by worker and kind (DURATION_SPIKE, QUALITY_DROP, RESOURCE_THRESHOLD, RESOURCE_SPIKE, CUSTOM_THRESHOLD).",
+);
+/// Counter `{worker,rule}`: custom-metric threshold breaches.
+pub(crate) static THRESHOLD_BREACHES: Metric = Metric::counter(
+    "lull_worker_threshold_breaches_total",
+    "Runs whose custom metric breached a threshold rule ([[workers.anomaly.custom_thresholds]]), by worker and rule; restored from the database at start.",
+);
+/// Gauge `{worker,rule,severity}`: whether the latest run breaches a rule.
+pub(crate) static THRESHOLD_BREACHED: Metric = Metric::gauge(
+    "lull_worker_threshold_breached",
+    "1 when the worker's latest run breaches the threshold rule, 0 when it reported the rule's metric within the threshold (or no longer reports it).",
+);
+/// Gauge `{worker,metric}`: latest value of a metric that a rule watches.
+pub(crate) static CUSTOM_METRIC: Metric = Metric::gauge(
+    "lull_worker_custom_metric",
+    "Value of a custom metric watched by a threshold rule, as reported by the worker's latest run that had it.",
 );
 /// Gauge `{worker,state}`: 1 for the worker's current schedule state.
 pub(crate) static SCHEDULE_STATE: Metric = Metric::gauge(
@@ -66,6 +81,9 @@ pub(crate) static METRICS: &[&Metric] = &[
     &LAST_SUCCESS,
     &DURATION,
     &ANOMALIES,
+    &THRESHOLD_BREACHES,
+    &THRESHOLD_BREACHED,
+    &CUSTOM_METRIC,
     &SCHEDULE_STATE,
     &MISSED_RUNS,
     &WORKERS,

@@ -13,6 +13,7 @@
 mod actor;
 pub mod endpoints;
 pub(crate) mod metrics;
+mod thresholds;
 
 pub use actor::{load, spawn, WorkersShellConfig};
 
