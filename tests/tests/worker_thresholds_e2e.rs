@@ -1,9 +1,9 @@
 //! End-to-end (issue #17, item 4): seed 003's stream-health thresholds on a
 //! worker's custom metrics, through real NATS/JetStream, Postgres and the
-//! coordinator. Runs below, at and above each threshold (`stale_streams`
-//! > 10, `orphaned_streams` > 5, `orphan_rate` > 0.1, plus a configured
-//! `>=` rule on a nested metric) are published as execution reports; the
-//! breaches show in `workers.executions` anomalies, in
+//! coordinator. Runs below, at and above each threshold
+//! (`stale_streams > 10`, `orphaned_streams > 5`, `orphan_rate > 0.1`, plus
+//! a configured `>=` rule on a nested metric) are published as execution
+//! reports; the breaches show in `workers.executions` anomalies, in
 //! `data_quality.summary` and in the metrics, clear with a run back within
 //! the thresholds, and the breach counters survive a restart.
 

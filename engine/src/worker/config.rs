@@ -401,7 +401,10 @@ impl WorkerConfig {
         positive("anomaly.mad_floor_abs", a.mad_floor_abs)?;
         non_neg("anomaly.min_spike_ratio", a.min_spike_ratio)?;
         non_neg("anomaly.quality_drop_points", a.quality_drop_points)?;
-        threshold::validate(&a.custom_thresholds)?;
+        threshold::validate(&a.custom_thresholds).map_err(|e| WorkerConfigError {
+            field: e.field,
+            reason: e.reason,
+        })?;
 
         let sc = &self.schedule;
         if sc.min_intervals == 0 {

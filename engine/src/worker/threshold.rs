@@ -10,7 +10,15 @@ use std::collections::{BTreeMap, HashSet};
 use lull_proto::msg::worker::{Anomaly, AnomalyKind, Severity, WorkerExecutionReport};
 use serde::{Deserialize, Serialize};
 
-use super::config::WorkerConfigError;
+/// A rule is not valid.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{field} {reason}")]
+pub struct RuleError {
+    /// Dotted path of the setting below `workers.`.
+    pub field: String,
+    /// What is wrong.
+    pub reason: String,
+}
 
 /// Most rules (each one is a label value of the breach metrics).
 pub const MAX_RULES: usize = 64;
@@ -214,8 +222,8 @@ pub fn breaches(report: &WorkerExecutionReport, rules: &[ThresholdRule]) -> Vec<
         .collect()
 }
 
-fn err(field: String, reason: impl Into<String>) -> WorkerConfigError {
-    WorkerConfigError {
+fn err(field: String, reason: impl Into<String>) -> RuleError {
+    RuleError {
         field,
         reason: reason.into(),
     }
@@ -224,7 +232,7 @@ fn err(field: String, reason: impl Into<String>) -> WorkerConfigError {
 /// Checks the rules: at most [`MAX_RULES`], each with a metric, a finite
 /// threshold and a unique name of at most [`MAX_RULE_NAME`] characters
 /// among `A-Z a-z 0-9 _ . : -`.
-pub fn validate(rules: &[ThresholdRule]) -> Result<(), WorkerConfigError> {
+pub fn validate(rules: &[ThresholdRule]) -> Result<(), RuleError> {
     const FIELD: &str = "anomaly.custom_thresholds";
     if rules.len() > MAX_RULES {
         return Err(err(
@@ -412,7 +420,7 @@ mod tests {
         let twice = vec![default_rules()[0].clone(), default_rules()[0].clone()];
         assert_eq!(
             validate(&twice).unwrap_err().to_string(),
-            "workers.anomaly.custom_thresholds[1].name \"stale_streams\" is used twice"
+            "anomaly.custom_thresholds[1].name \"stale_streams\" is used twice"
         );
         let mut bad = default_rules();
         bad[2].threshold = f64::NAN;
