@@ -123,6 +123,7 @@ pub async fn run(cfg: CoordinatorConfig, stop: CancellationToken) -> anyhow::Res
         fleet.clone(),
         max,
         cfg.ingest.stats_times(),
+        cfg.ingest.stats_rejection_logs_per_min,
         intake.clone(),
     ));
     let agent_task = tokio::spawn(ingest::agent_health::run(

@@ -210,6 +210,10 @@ pub struct IngestConfig {
     /// (`lull_reports_total{result="conflict"}`) and summed up in the next
     /// logged line. Default 20.
     pub reports_conflict_logs_per_min: u32,
+    /// Most warnings a minute about rejected stats snapshots (each names
+    /// the host, the subject and the reason; the rest are counted in the
+    /// next line). Default 20.
+    pub stats_rejection_logs_per_min: u32,
     /// Concurrent requests handled per endpoint. Default 256.
     pub endpoint_concurrency: usize,
     /// How often changed host states are pushed from the fleet to the
@@ -305,6 +309,7 @@ impl Default for IngestConfig {
             reports_stream_max_age_sec: 7 * 86_400,
             reports_stream_max_bytes: 1 << 30,
             reports_conflict_logs_per_min: 20,
+            stats_rejection_logs_per_min: 20,
             endpoint_concurrency: 256,
             views_flush_sec: 0.2,
             views_refresh_sec: 5.0,

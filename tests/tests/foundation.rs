@@ -129,6 +129,19 @@ async fn agent_to_coordinator_end_to_end() {
     })
     .await
     .unwrap_or_else(|_| panic!("rejections not counted:\n{}", coord.svc.logs()));
+    // The sender can find out why: a warning names the host, the subject
+    // and the reason.
+    let logs = coord.svc.logs();
+    for host in ["bad-host", "host-a", "host-c"] {
+        let line = logs
+            .lines()
+            .find(|l| {
+                l.contains("stats snapshot rejected") && l.contains(&format!("host=\"{host}\""))
+            })
+            .unwrap_or_else(|| panic!("no warning for {host}:\n{logs}"));
+        assert!(line.contains(&format!("lull.stats.{host}")), "{line}");
+        assert!(line.contains("reason="), "{line}");
+    }
 
     // Still healthy and correct: only the real host is known, PING works,
     // a bad request gets an error reply, a good one still succeeds.

@@ -4,7 +4,10 @@
 //! the fleet actor. Every message is counted in
 //! `lull_stats_messages_total{result}`: rejections and `dropped` (the
 //! actor's queue is full) here, `accepted` and `out_of_order` by the actor
-//! once it has applied or ignored the snapshot.
+//! once it has applied or ignored the snapshot. A rejection is also logged
+//! as a warning naming the host, the subject and the reason, within
+//! `ingest.stats_rejection_logs_per_min` lines a minute, so that whoever
+//! runs the sender can find out why it is ignored.
 
 use futures::StreamExt;
 use lull_common::runtime::now_unix;
@@ -13,6 +16,7 @@ use lull_proto::validate::{CheckTimes, TimeWindow};
 use lull_proto::{decode, Subjects};
 use tokio_util::sync::CancellationToken;
 
+use super::conflicts::ConflictLog;
 use super::Rejection;
 use crate::fleet::FleetHandle;
 
@@ -48,9 +52,11 @@ pub async fn run(
     fleet: FleetHandle,
     max_payload: usize,
     window: TimeWindow,
+    rejection_logs_per_min: u32,
     shutdown: CancellationToken,
 ) -> Result<(), async_nats::SubscribeError> {
     let mut sub = client.subscribe(subjects.stats_all()).await?;
+    let mut budget = ConflictLog::new(rejection_logs_per_min);
     loop {
         let msg = tokio::select! {
             m = sub.next() => match m { Some(m) => m, None => break },
@@ -75,7 +81,17 @@ pub async fn run(
                 "dropped"
             }
             Err(rejection) => {
-                tracing::debug!(subject = %msg.subject, %rejection, "stats message rejected");
+                if let Some(unlogged) = budget.admit(std::time::Instant::now()) {
+                    let host = subjects.host_of_stats(msg.subject.as_str()).unwrap_or("?");
+                    tracing::warn!(
+                        host,
+                        subject = %msg.subject,
+                        result = rejection.label(),
+                        reason = %rejection,
+                        unlogged_before = unlogged,
+                        "stats snapshot rejected: this sender's snapshots are dropped until it is fixed"
+                    );
+                }
                 rejection.label()
             }
         };
