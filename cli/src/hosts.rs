@@ -38,7 +38,7 @@ pub async fn run(ctx: &Ctx, args: HostsArgs) -> anyhow::Result<i32> {
         }
         return Ok(0);
     }
-    let hosts: Vec<HostSummary> = call(ctx, ep::HOSTS_LIST, &serde_json::json!({})).await?;
+    let hosts: Vec<HostSummary> = crate::pages::hosts(ctx).await?;
     if ctx.json {
         json(&hosts)?;
     } else {

@@ -88,7 +88,7 @@ const RECENT_HEADERS: [&str; 7] = ["LEASE", "ADDON", "JOB", "HOST", "STATE", "EN
 
 /// The scheduler's status (`lull.v1.scheduler.status`, leader only).
 pub async fn fetch(ctx: &Ctx) -> anyhow::Result<SchedulerStatus> {
-    call(ctx, ep::SCHEDULER_STATUS, &serde_json::json!({})).await
+    crate::pages::status(ctx).await
 }
 
 /// `lullctl leases`: active leases (and recent ones with `--recent`).

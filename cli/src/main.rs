@@ -7,6 +7,7 @@ mod coordinators;
 mod hosts;
 mod leases;
 mod output;
+mod pages;
 mod regions;
 mod report;
 mod run;

@@ -50,9 +50,6 @@ pub async fn run(cfg: CoordinatorConfig, stop: CancellationToken) -> anyhow::Res
 
     ingest::stream::ensure_reports_stream(&client, &subjects, &cfg).await?;
 
-    let known = store::hosts::load(&pool)
-        .await
-        .context("loading the host table")?;
     let actors = CancellationToken::new();
     let (views_tx, views_rx) = tokio::sync::mpsc::channel(64);
     cfg.lease
@@ -92,9 +89,9 @@ pub async fn run(cfg: CoordinatorConfig, stop: CancellationToken) -> anyhow::Res
             },
             history: Some(history.clone()),
             blocks,
+            hosts: cfg.hosts.clone(),
         },
         Some(pool.clone()),
-        known,
         Some(views_tx),
         actors.clone(),
     );
@@ -180,6 +177,7 @@ pub async fn run(cfg: CoordinatorConfig, stop: CancellationToken) -> anyhow::Res
                 write_rows: cfg.scheduler.queue_write_rows.max(1),
                 retry: secs(cfg.scheduler.queue_retry_sec),
             },
+            lists: cfg.lists,
         },
         scheduler::SchedulerIo {
             group: lease_group,
@@ -196,6 +194,7 @@ pub async fn run(cfg: CoordinatorConfig, stop: CancellationToken) -> anyhow::Res
     let deps = endpoints::Deps {
         fleet: fleet.clone(),
         max_payload: max,
+        lists: cfg.lists,
         history: history.clone(),
         leadership: leadership.clone(),
         pool: pool.clone(),

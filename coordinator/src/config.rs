@@ -51,6 +51,62 @@ pub struct CoordinatorConfig {
     pub region_service: crate::builds::RegionsTunables,
     /// Leader election and takeover (`[ha]`, see docs/ha.md).
     pub ha: HaConfig,
+    /// Bounds on the hosts kept in memory (`[hosts]`, see docs/operations.md
+    /// "Large fleets").
+    pub hosts: HostsConfig,
+    /// Page sizes of the list endpoints (`[lists]`).
+    pub lists: ListsConfig,
+}
+
+/// Bounds on the hosts the fleet keeps in memory. Forgotten hosts stay in
+/// Postgres (`hosts` table, history); they come back with their next
+/// snapshot.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HostsConfig {
+    /// Most hosts known at once; snapshots of new hosts beyond it are
+    /// rejected (`lull_stats_messages_total{result="host_limit"}`), counted
+    /// in `lull_hosts_rejected_total` and logged at most once a minute.
+    /// Default 200000.
+    pub max_hosts: usize,
+    /// A host silent for this long is forgotten (evicted from memory, its
+    /// lease-book view removed), seconds; 0 keeps hosts for ever. Default
+    /// 86400 (a day).
+    pub evict_after_sec: f64,
+    /// Hosts that get per-host series (`lull_host_quiet_score`,
+    /// `lull_host_state`, `lull_host_stale`, `lull_host_blocked`); hosts
+    /// beyond it are counted in the fleet-wide gauges only. Series of a
+    /// forgotten host keep their last value until a restart. Default 5000.
+    pub host_metrics_max: usize,
+}
+
+impl Default for HostsConfig {
+    fn default() -> Self {
+        HostsConfig {
+            max_hosts: 200_000,
+            evict_after_sec: 86_400.0,
+            host_metrics_max: 5000,
+        }
+    }
+}
+
+/// Page sizes of the list endpoints (`hosts.list`, `scheduler.status`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ListsConfig {
+    /// Items in a page when the request names no `limit`. Default 1000.
+    pub default_limit: usize,
+    /// Most items in a page, whatever `limit` says. Default 5000.
+    pub max_limit: usize,
+}
+
+impl Default for ListsConfig {
+    fn default() -> Self {
+        ListsConfig {
+            default_limit: 1000,
+            max_limit: 5000,
+        }
+    }
 }
 
 /// Leader election and takeover. Every coordinator runs the election; one
@@ -348,6 +404,8 @@ impl Default for CoordinatorConfig {
             regions: Default::default(),
             region_service: Default::default(),
             ha: HaConfig::default(),
+            hosts: HostsConfig::default(),
+            lists: ListsConfig::default(),
         }
     }
 }

@@ -15,6 +15,8 @@ pub struct Deps {
     pub fleet: FleetHandle,
     /// Largest accepted request.
     pub max_payload: usize,
+    /// Page sizes of the list endpoints.
+    pub lists: crate::config::ListsConfig,
     /// History storage (history, streaks, forecast, health, blocks).
     pub history: crate::store::history::HistoryStore,
     /// This instance's role (`coordinator.leader`).
@@ -29,6 +31,7 @@ pub fn all(deps: &Deps) -> Vec<(&'static str, Handler)> {
     v.extend(crate::fleet::endpoints::endpoints(
         &deps.fleet,
         &deps.history,
+        deps.lists,
         deps.max_payload,
     ));
     v.extend(crate::leader::endpoint::endpoints(

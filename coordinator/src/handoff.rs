@@ -12,6 +12,9 @@ use tokio::sync::oneshot;
 pub struct Views {
     /// The views of the hosts that changed.
     pub views: Vec<HostView>,
+    /// Hosts the fleet forgot (evicted after being stale too long): their
+    /// views go (active leases stay until they end).
+    pub removed: Vec<String>,
     /// Answered once the lease book (or a standby's view store) has them,
     /// and every update sent before them.
     pub applied: Option<oneshot::Sender<()>>,

@@ -56,7 +56,7 @@ impl Duties {
             .replace_blocks(blocks)
             .await
             .context("handing the stored blocks to the fleet")?;
-        self.history.shared.set_writing(true);
+        self.history.shared.lead(epoch);
         store::fence::lead(epoch);
         let r = self.serve(lost).await;
         store::fence::stand_by();

@@ -49,8 +49,19 @@ pub(crate) static REQUEST_DURATION: Metric = Metric::histogram(
 .unit(Unit::Seconds)
 .buckets(REQUEST_BUCKETS);
 
+/// Counter `{endpoint}`: replies too large to send, answered with an error.
+pub(crate) static REPLIES_TOO_LARGE: Metric = Metric::counter(
+    "lull_replies_too_large_total",
+    "Replies larger than the NATS max_payload, answered with an error that says how to page, by endpoint.",
+);
+
 /// Every metric of the micro service.
-pub(crate) static METRICS: &[&Metric] = &[&REQUESTS, &REQUEST_ERRORS, &REQUEST_DURATION];
+pub(crate) static METRICS: &[&Metric] = &[
+    &REQUESTS,
+    &REQUEST_ERRORS,
+    &REQUEST_DURATION,
+    &REPLIES_TOO_LARGE,
+];
 
 pub use async_nats::service::endpoint::Endpoint;
 pub use async_nats::service::Request;
@@ -124,6 +135,9 @@ pub const ERROR_TALLY_SUBJECT: &str = "_lull.error_tally";
 pub struct Meter {
     client: async_nats::Client,
     endpoint: &'static str,
+    /// Largest reply body sent (from the server's `max_payload`); a larger
+    /// one becomes an error reply.
+    reply_max: usize,
     ok: metrics::Counter,
     error: metrics::Counter,
     duration: metrics::Histogram,
@@ -131,9 +145,11 @@ pub struct Meter {
 
 impl Meter {
     /// The meter of `endpoint` (a name relative to `lull.v1`); error
-    /// replies are published with `client`.
+    /// replies are published with `client`, and no reply is larger than
+    /// its server's `max_payload` allows (see [`reply_max`]).
     pub fn new(endpoint: &'static str, client: async_nats::Client) -> Self {
         Meter {
+            reply_max: reply_max(client.server_info().max_payload),
             client,
             endpoint,
             ok: metrics::counter!(REQUESTS.name, "endpoint" => endpoint, "result" => "ok"),
@@ -151,6 +167,7 @@ impl Meter {
     /// published here, and `respond(Err(..))` is then aimed at
     /// [`ERROR_TALLY_SUBJECT`], where it only updates the stats.
     pub async fn respond(&self, mut request: Request, result: HandlerResult, started: Instant) {
+        let result = result.and_then(|body| fits(self.endpoint, body, self.reply_max));
         let sent = match result {
             Ok(body) => {
                 self.ok.increment(1);
@@ -192,6 +209,38 @@ impl Meter {
         }
         self.duration.record(started.elapsed().as_secs_f64());
     }
+}
+
+/// Room kept in a NATS message for the reply's headers, bytes.
+const HEADER_ROOM: usize = 1024;
+
+/// The largest reply body for a server whose `max_payload` is
+/// `server_max` (room is kept for the headers).
+pub fn reply_max(server_max: usize) -> usize {
+    server_max.saturating_sub(HEADER_ROOM).max(HEADER_ROOM)
+}
+
+/// `body`, or the error reply that says it is too big to send and how to
+/// ask for less (counted under `lull_replies_too_large_total`).
+fn fits(endpoint: &'static str, body: Bytes, max: usize) -> HandlerResult {
+    if body.len() <= max {
+        return Ok(body);
+    }
+    metrics::counter!(REPLIES_TOO_LARGE.name, "endpoint" => endpoint).increment(1);
+    tracing::warn!(
+        endpoint,
+        bytes = body.len(),
+        max,
+        "reply too large for NATS"
+    );
+    Err(ErrorReply::new(
+        ErrorCode::InvalidRequest,
+        format!(
+            "reply too large: {} bytes, the NATS max_payload allows {max}; \
+             ask for less: pass a smaller limit, and page with cursor = next_cursor",
+            body.len()
+        ),
+    ))
 }
 
 /// The registered micro service, before and while it serves.

@@ -12,23 +12,26 @@ use std::time::Duration;
 use deadpool_postgres::Pool;
 use lull_common::runtime::now_unix;
 use lull_proto::msg::hosts::{AgentStatus, QuietState};
+use lull_proto::msg::page::HostPage;
 use lull_proto::msg::stats::SystemStatsSnapshot;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::history::{self, Pending};
-use super::host::{publish_state, Gauges, HostEntry};
+use super::host::{publish_state, HostEntry};
 use super::host_table::{dirty_rows, mark_dirty, write_hosts};
 use super::metrics as m;
 
 mod blocking;
 use super::order::{self, Order};
+use super::roster::Roster;
 use super::views::ViewFilter;
 use super::{queries, Command, FleetHandle};
 use crate::handoff::Views;
 use crate::ingest::metrics::{AGENT_MESSAGES, STATS_MESSAGES};
-use crate::store::history::write::{run_writer, HistoryBatch};
+use crate::store::history::write::HistoryBatch;
+use crate::store::history::writer::run_writer;
 use crate::store::history::HistoryStore;
 use crate::store::hosts::HostRow;
 use lull_engine::lease::policy::HostView;
@@ -57,6 +60,8 @@ pub struct FleetConfig {
     pub history: Option<HistoryStore>,
     /// Operator blocks in force at start (loaded from the database).
     pub blocks: Blocks,
+    /// Bounds on the hosts kept (cap, eviction, per-host series).
+    pub hosts: crate::config::HostsConfig,
 }
 
 /// Most commands handled per wake-up of the actor.
@@ -65,9 +70,14 @@ const COMMAND_BATCH: usize = 256;
 struct Fleet {
     cfg: FleetConfig,
     hosts: HashMap<String, HostEntry>,
-    first_seen: HashMap<String, f64>,
+    /// The cap, eviction and per-host series budget.
+    roster: Roster,
     /// Hosts whose lease view changed since the last push.
     changed: HashSet<String>,
+    /// Hosts forgotten since the last push (their views go).
+    removed: Vec<String>,
+    /// Host-table rows of forgotten hosts, for the next write.
+    gone_rows: Vec<HostRow>,
     /// Where host views go (the lease book), if anywhere.
     views: Option<mpsc::Sender<Views>>,
     blocks: Blocks,
@@ -78,27 +88,24 @@ struct Fleet {
 }
 
 /// Starts the actor (and, with a pool, its host-table writer; with
-/// `cfg.history`, the history writer). `known` are hosts loaded from the
-/// database, so `first_seen` survives restarts. Changed host views are
-/// pushed to `views` (the lease book) in batches. Returns the handle and
-/// the task, which ends after a final flush once `shutdown` is cancelled.
+/// `cfg.history`, the history writer). Changed host views are pushed to
+/// `views` (the lease book) in batches. Returns the handle and the task,
+/// which ends after a final flush once `shutdown` is cancelled.
 pub fn spawn(
     cfg: FleetConfig,
     pool: Option<Pool>,
-    known: Vec<HostRow>,
     views: Option<mpsc::Sender<Views>>,
     shutdown: CancellationToken,
 ) -> (FleetHandle, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(cfg.queue.max(16));
     let fleet = Fleet {
-        first_seen: known
-            .into_iter()
-            .map(|r| (r.host_id, r.first_seen))
-            .collect(),
         blocks: cfg.blocks.clone(),
+        roster: Roster::new(cfg.hosts.clone()),
         cfg,
         hosts: HashMap::new(),
         changed: HashSet::new(),
+        removed: Vec::new(),
+        gone_rows: Vec::new(),
         views,
         block_wake: None,
         pending: Pending::default(),
@@ -153,10 +160,10 @@ impl Fleet {
                 _ = push_views.tick() => self.push_views(now_unix()),
                 _ = history.tick() => self.flush_history(htx.as_ref(), now_unix()),
                 _ = flush.tick() => {
-                    let rows = dirty_rows(&mut self.hosts);
+                    let rows = self.host_rows();
                     if !rows.is_empty() {
                         if let Err(mpsc::error::TrySendError::Full(rows)) = wtx.try_send(rows) {
-                            mark_dirty(&mut self.hosts, &rows);
+                            self.gone_rows = mark_dirty(&mut self.hosts, rows);
                         }
                     }
                 }
@@ -168,7 +175,7 @@ impl Fleet {
         while let Ok(cmd) = rx.try_recv() {
             self.handle(cmd);
         }
-        let rows = dirty_rows(&mut self.hosts);
+        let rows = self.host_rows();
         if !rows.is_empty() {
             let _ = wtx.send(rows).await;
         }
@@ -209,8 +216,15 @@ impl Fleet {
                     e.agent_failure(&host, *f, at);
                 }
             }
-            Command::List(reply) => {
-                let _ = reply.send(queries::list(&self.hosts, &self.blocks, now_unix()));
+            Command::List(after, limit, reply) => {
+                let (hosts, next_cursor) = queries::list(
+                    &self.hosts,
+                    &self.blocks,
+                    after.as_deref(),
+                    limit,
+                    now_unix(),
+                );
+                let _ = reply.send(HostPage { hosts, next_cursor });
             }
             Command::Get(host, reply) => {
                 let _ = reply.send(queries::get(&self.hosts, &self.blocks, &host, now_unix()));
@@ -265,14 +279,13 @@ impl Fleet {
         entry.last_seen = at;
         entry.dirty = true;
         if entry.stale {
-            entry.stale = false;
-            entry.gauges.stale.set(0.0);
+            entry.set_stale(false);
         }
         publish_state(
             &entry.snapshot.host_id,
             Some(before),
             &entry.quiet,
-            &entry.gauges,
+            entry.gauges.as_ref(),
         );
         let worth = match &entry.pushed {
             None => true,
@@ -288,17 +301,21 @@ impl Fleet {
     }
 
     fn add_host(&mut self, snap: Box<SystemStatsSnapshot>, at: f64) {
+        if !self.roster.admit(self.hosts.len(), &snap.host_id, at) {
+            return;
+        }
         metrics::counter!(STATS_MESSAGES.name, "result" => "accepted").increment(1);
         let host_id = snap.host_id.clone();
-        let first_seen = *self.first_seen.entry(host_id.clone()).or_insert(at);
         let mut tracker = HostTracker::new(self.cfg.quiet.clone());
         let quiet = tracker.observe(&snap, at);
-        let gauges = Gauges::new(&host_id);
-        gauges.stale.set(0.0);
+        let gauges = self.roster.gauges_for(&host_id);
         let blocked = self.blocks.is_blocked(&host_id, at);
         let blocked_until = blocked.then(|| self.blocks.free_at(&host_id, at)).flatten();
-        gauges.blocked.set(if blocked { 1.0 } else { 0.0 });
-        publish_state(&host_id, None, &quiet, &gauges);
+        if let Some(g) = &gauges {
+            g.stale.set(0.0);
+            g.blocked.set(if blocked { 1.0 } else { 0.0 });
+        }
+        publish_state(&host_id, None, &quiet, gauges.as_ref());
         tracing::info!(host = %host_id, state = %quiet.state, "new host");
         self.changed.insert(host_id.clone());
         let mut entry = HostEntry {
@@ -306,7 +323,8 @@ impl Fleet {
             quiet,
             tracker,
             agent: AgentStatus::default(),
-            first_seen,
+            // The host table keeps the earliest first_seen.
+            first_seen: at,
             last_seen: at,
             dirty: true,
             stale: false,
@@ -343,9 +361,8 @@ impl Fleet {
             }
             let is_stale = e.tracker.is_stale(now);
             if is_stale != e.stale {
-                e.stale = is_stale;
+                e.set_stale(is_stale);
                 self.changed.insert(id.clone());
-                e.gauges.stale.set(if is_stale { 1.0 } else { 0.0 });
                 if is_stale {
                     tracing::warn!(host = %id, last_seen = e.last_seen, "host went stale");
                     // A silent host is not quiet: its streak ends here.
@@ -366,6 +383,8 @@ impl Fleet {
                 .set(counts.get(&s).copied().unwrap_or(0) as f64);
         }
         metrics::gauge!(m::HOSTS_STALE.name).set(stale as f64);
+        self.evict(now);
+        metrics::gauge!(m::HOSTS_KNOWN.name).set(self.hosts.len() as f64);
         self.blocks.expire(now);
         self.refresh_blocked(now);
         if let Some(h) = &self.cfg.history {
@@ -383,6 +402,49 @@ impl Fleet {
                 self.changed.insert(id.clone());
             }
         }
+    }
+
+    /// Forgets the hosts silent for longer than the eviction age: their
+    /// streak ends, their unwritten samples and host row are kept for the
+    /// next writes, and their views leave the lease book.
+    fn evict(&mut self, now: f64) {
+        let gone = self.roster.expired(&self.hosts, now);
+        if gone.is_empty() {
+            return;
+        }
+        let max = self.max_pending();
+        let history = self.cfg.history.is_some();
+        for id in &gone {
+            let Some(mut e) = self.hosts.remove(id) else {
+                continue;
+            };
+            self.roster.released(&e);
+            if let Some(s) = e.streaks.finish() {
+                if history {
+                    self.pending.streak(max, id, s);
+                }
+            }
+            self.pending.orphan(id, std::mem::take(&mut e.qbuf));
+            if e.dirty {
+                self.gone_rows.push(HostRow {
+                    host_id: id.clone(),
+                    first_seen: e.first_seen,
+                    last_seen: e.last_seen,
+                });
+            }
+            self.changed.remove(id);
+            tracing::info!(host = %id, last_seen = e.last_seen, "host forgotten (silent too long)");
+        }
+        metrics::counter!(m::HOSTS_EVICTED.name).increment(gone.len() as u64);
+        self.removed.extend(gone);
+    }
+
+    /// The host-table rows to write: hosts seen since the last write and
+    /// forgotten hosts not written yet.
+    fn host_rows(&mut self) -> Vec<HostRow> {
+        let mut rows = dirty_rows(&mut self.hosts);
+        rows.append(&mut self.gone_rows);
+        rows
     }
 
     /// Ends every streak in progress (at shutdown).
@@ -441,6 +503,7 @@ impl Fleet {
         let (ack, applied) = oneshot::channel();
         let update = Views {
             views,
+            removed: std::mem::take(&mut self.removed),
             applied: Some(ack),
         };
         match tx.try_send(update) {
@@ -460,9 +523,10 @@ impl Fleet {
     fn push_views(&mut self, now: f64) {
         let Some(tx) = &self.views else {
             self.changed.clear();
+            self.removed.clear();
             return;
         };
-        if self.changed.is_empty() {
+        if self.changed.is_empty() && self.removed.is_empty() {
             return;
         }
         let views: Vec<HostView> = self
@@ -473,10 +537,12 @@ impl Fleet {
         if tx
             .try_send(Views {
                 views,
+                removed: self.removed.clone(),
                 applied: None,
             })
             .is_ok()
         {
+            self.removed.clear();
             for id in self.changed.drain() {
                 if let Some(e) = self.hosts.get_mut(&id) {
                     e.pushed = Some((now, e.signals(now)));
@@ -509,6 +575,7 @@ mod tests {
             views_filter: ViewFilter::default(),
             history,
             blocks: Blocks::default(),
+            hosts: crate::config::HostsConfig::default(),
         }
     }
 
@@ -552,7 +619,7 @@ mod tests {
         let (vtx, vrx) = mpsc::channel(64);
         let mut vrx = book(vrx);
         let stop = CancellationToken::new();
-        let (fleet, task) = spawn(config(None), None, vec![], Some(vtx), stop.clone());
+        let (fleet, task) = spawn(config(None), None, Some(vtx), stop.clone());
         let now = now_unix();
         assert!(fleet.snapshot(example_snapshot("a", 1, now), now));
         assert!(fleet.snapshot(example_snapshot("b", 1, now), now));
@@ -575,8 +642,10 @@ mod tests {
         let v = next_view(&mut vrx, "a").await;
         assert!(v.blocked);
         assert_eq!(v.blocked_reason.as_deref(), Some("kernel update"));
-        let list = fleet.list().await.unwrap();
+        let list = fleet.list(None, 10).await.unwrap();
+        assert_eq!(list.next_cursor, None);
         let flags: Vec<(&str, bool)> = list
+            .hosts
             .iter()
             .map(|h| (h.host_id.as_str(), h.blocked))
             .collect();
@@ -663,6 +732,58 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn hosts_are_capped_paged_and_forgotten() {
+        let (vtx, mut vrx) = mpsc::channel(64);
+        let mut cfg = config(None);
+        cfg.hosts = crate::config::HostsConfig {
+            max_hosts: 3,
+            evict_after_sec: 0.5,
+            host_metrics_max: 1,
+        };
+        let stop = CancellationToken::new();
+        let (fleet, task) = spawn(cfg, None, Some(vtx), stop.clone());
+        let now = now_unix();
+        for h in ["c", "a", "d", "b"] {
+            assert!(fleet.snapshot(example_snapshot(h, 1, now), now));
+        }
+        // "b" came fourth: refused at the cap.
+        let p1 = fleet.list(None, 2).await.unwrap();
+        let ids: Vec<&str> = p1.hosts.iter().map(|h| h.host_id.as_str()).collect();
+        assert_eq!(ids, ["a", "c"]);
+        assert_eq!(p1.next_cursor.as_deref(), Some("c"));
+        let p2 = fleet.list(p1.next_cursor, 2).await.unwrap();
+        let ids: Vec<&str> = p2.hosts.iter().map(|h| h.host_id.as_str()).collect();
+        assert_eq!(ids, ["d"]);
+        assert_eq!(p2.next_cursor, None);
+
+        // "a" keeps reporting; the others fall silent and are forgotten,
+        // and their views leave the lease book.
+        let mut removed = Vec::new();
+        let mut seq = 2;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while removed.len() < 2 && std::time::Instant::now() < deadline {
+            let t = now_unix();
+            assert!(fleet.snapshot(example_snapshot("a", seq, t), t));
+            seq += 1;
+            if let Ok(Some(u)) = tokio::time::timeout(Duration::from_millis(100), vrx.recv()).await
+            {
+                removed.extend(u.removed);
+            }
+        }
+        removed.sort();
+        assert_eq!(removed, ["c", "d"]);
+        let all = fleet.list(None, 10).await.unwrap();
+        let ids: Vec<&str> = all.hosts.iter().map(|h| h.host_id.as_str()).collect();
+        assert_eq!(ids, ["a"]);
+        // Room again: "b" is taken now.
+        let t = now_unix();
+        assert!(fleet.snapshot(example_snapshot("b", 1, t), t));
+        assert_eq!(fleet.list(None, 10).await.unwrap().hosts.len(), 2);
+        stop.cancel();
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
     async fn history_is_sampled_on_its_cadence_and_streaks_are_tracked() {
         let store = offline_store(HistoryStoreConfig {
             quiet_every_sec: 10.0,
@@ -671,7 +792,7 @@ mod tests {
             ..Default::default()
         });
         let stop = CancellationToken::new();
-        let (fleet, task) = spawn(config(Some(store)), None, vec![], None, stop.clone());
+        let (fleet, task) = spawn(config(Some(store)), None, None, stop.clone());
         // Snapshots every 2 s for 70 s, in the future so nothing goes stale.
         let t0 = (now_unix() / 10.0).ceil() * 10.0 + 100.0;
         for k in 0..36u64 {

@@ -14,6 +14,7 @@ use lull_proto::subjects::endpoints as ep;
 use lull_proto::ErrorReply;
 
 use super::FleetHandle;
+use crate::config::ListsConfig;
 use crate::service::{err, gone, typed, Empty, Handler};
 use crate::store::history::{read, HistoryStore};
 use crate::store::StoreError;
@@ -25,6 +26,7 @@ use lull_engine::quiet::health::{rollup, HealthReply, SystemFacts};
 use lull_engine::quiet::history::{parse_duration, plan, HistoryReply, HistoryRequest};
 use lull_engine::quiet::maintenance::{Weekly, Window, LOOKAHEAD_SEC};
 use lull_engine::quiet::streaks::{ClosedStreak, StreaksRequest};
+use lull_proto::msg::page::{HostListReply, PageRequest};
 
 fn db(e: StoreError) -> ErrorReply {
     tracing::warn!(error = %e, "history query failed");
@@ -270,19 +272,45 @@ async fn unblock(
 pub fn endpoints(
     fleet: &FleetHandle,
     store: &HistoryStore,
+    lists: ListsConfig,
     max: usize,
 ) -> Vec<(&'static str, Handler)> {
-    let mut v = host_endpoints(fleet, max);
+    let mut v = host_endpoints(fleet, lists, max);
     v.extend(quiet_endpoints(fleet, store, max));
     v
 }
 
+/// `hosts.list`: a page of hosts. A request without `limit` and `cursor`
+/// gets the original bare array (the first `default_limit` hosts); one
+/// with either gets `{hosts, next_cursor}`. The cursor is the last host id
+/// of the previous page.
+async fn list(
+    fleet: &FleetHandle,
+    lists: ListsConfig,
+    req: PageRequest,
+) -> Result<HostListReply, ErrorReply> {
+    if let Some(c) = &req.cursor {
+        lull_proto::validate::subject_token("cursor", c).map_err(|e| ErrorReply::from(&e))?;
+    }
+    let limit = req.size(lists.default_limit, lists.max_limit);
+    let page = fleet.list(req.cursor.clone(), limit).await.map_err(gone)?;
+    Ok(if req.is_paged() {
+        HostListReply::Page(page)
+    } else {
+        HostListReply::Plain(page.hosts)
+    })
+}
+
 /// `hosts.list` and `hosts.get`, answered by the fleet actor.
-fn host_endpoints(fleet: &FleetHandle, max: usize) -> Vec<(&'static str, Handler)> {
+fn host_endpoints(
+    fleet: &FleetHandle,
+    lists: ListsConfig,
+    max: usize,
+) -> Vec<(&'static str, Handler)> {
     let f = fleet.clone();
-    let list = typed(max, move |_: Empty| {
+    let list = typed(max, move |req: PageRequest| {
         let fleet = f.clone();
-        async move { fleet.list().await.map_err(gone) }
+        async move { list(&fleet, lists, req).await }
     });
     let f = fleet.clone();
     let get = typed(max, move |req: HostGetRequest| {

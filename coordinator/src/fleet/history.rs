@@ -17,6 +17,8 @@ use lull_engine::quiet::streaks::{ClosedStreak, QuietSample};
 pub(super) struct Pending {
     snaps: Vec<SnapshotSample>,
     streaks: Vec<StreakRow>,
+    /// Quiet samples of hosts forgotten before their next flush.
+    orphans: Vec<QuietChunk>,
     /// All pending rows, `qbuf`s included.
     pub(super) rows: usize,
 }
@@ -42,6 +44,17 @@ impl Pending {
         }
     }
 
+    /// Keeps the unwritten quiet samples of a host being forgotten (they
+    /// are counted in `rows` already).
+    pub(super) fn orphan(&mut self, host: &str, samples: Vec<QuietPoint>) {
+        if !samples.is_empty() {
+            self.orphans.push(QuietChunk {
+                host_id: host.to_string(),
+                samples,
+            });
+        }
+    }
+
     /// Everything pending, the hosts' quiet samples cut into chunks of at
     /// most `max_span` seconds, as one batch; the buffers are left empty.
     pub(super) fn take_batch(
@@ -51,6 +64,9 @@ impl Pending {
         now: f64,
     ) -> HistoryBatch {
         let mut quiet = Vec::new();
+        for c in std::mem::take(&mut self.orphans) {
+            quiet.extend(split_chunk(c, max_span));
+        }
         for (id, e) in hosts {
             if !e.qbuf.is_empty() {
                 let samples = std::mem::take(&mut e.qbuf);

@@ -57,10 +57,19 @@ pub(super) struct HostEntry {
     pub(super) next_quiet_at: Option<f64>,
     /// What was last pushed to the lease book, and when.
     pub(super) pushed: Option<(f64, ViewSignals)>,
-    pub(super) gauges: Gauges,
+    /// Per-host series, for the first `hosts.host_metrics_max` hosts.
+    pub(super) gauges: Option<Gauges>,
 }
 
 impl HostEntry {
+    /// Sets the stale flag and its gauge.
+    pub(super) fn set_stale(&mut self, stale: bool) {
+        self.stale = stale;
+        if let Some(g) = &self.gauges {
+            g.stale.set(if stale { 1.0 } else { 0.0 });
+        }
+    }
+
     /// The figures the view filter compares.
     pub(super) fn signals(&self, now: f64) -> ViewSignals {
         let i = &self.quiet.inputs;
@@ -129,18 +138,23 @@ impl HostEntry {
     }
 }
 
-/// Updates the per-host gauges; the state gauge only on a change.
+/// Updates the per-host gauges (when the host has them); the state gauge
+/// only on a change.
 pub(super) fn publish_state(
     host: &str,
     before: Option<QuietState>,
     now: &QuietAssessment,
-    g: &Gauges,
+    g: Option<&Gauges>,
 ) {
-    g.score.set(now.quiet_score);
+    if let Some(g) = g {
+        g.score.set(now.quiet_score);
+    }
     if before != Some(now.state) {
-        for s in QuietState::ALL {
-            metrics::gauge!(m::HOST_STATE.name, "host" => host.to_string(), "state" => s.as_str())
-                .set(if s == now.state { 1.0 } else { 0.0 });
+        if g.is_some() {
+            for s in QuietState::ALL {
+                metrics::gauge!(m::HOST_STATE.name, "host" => host.to_string(), "state" => s.as_str())
+                    .set(if s == now.state { 1.0 } else { 0.0 });
+            }
         }
         if let Some(b) = before {
             tracing::info!(host, from = %b, to = %now.state, score = now.quiet_score, "quiet state changed");

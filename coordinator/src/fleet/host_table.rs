@@ -29,13 +29,21 @@ pub(super) fn dirty_rows(hosts: &mut HashMap<String, HostEntry>) -> Vec<HostRow>
         .collect()
 }
 
-/// Marks the hosts of rows that could not be handed over for the next write.
-pub(super) fn mark_dirty(hosts: &mut HashMap<String, HostEntry>, rows: &[HostRow]) {
+/// Marks the hosts of rows that could not be handed over for the next
+/// write; returns the rows of hosts no longer known (forgotten meanwhile),
+/// which must be kept aside for it.
+pub(super) fn mark_dirty(
+    hosts: &mut HashMap<String, HostEntry>,
+    rows: Vec<HostRow>,
+) -> Vec<HostRow> {
+    let mut gone = Vec::new();
     for r in rows {
-        if let Some(e) = hosts.get_mut(&r.host_id) {
-            e.dirty = true;
+        match hosts.get_mut(&r.host_id) {
+            Some(e) => e.dirty = true,
+            None => gone.push(r),
         }
     }
+    gone
 }
 
 /// Upserts every batch of rows received until the channel closes.

@@ -98,6 +98,22 @@ pub(crate) static DB_WRITE_LAG: Metric = Metric::gauge(
 )
 .unit(Unit::Seconds);
 
+/// Gauge: hosts known (kept in memory).
+pub(crate) static HOSTS_KNOWN: Metric = Metric::gauge(
+    "lull_hosts_known",
+    "Hosts kept in memory by the fleet (at most hosts.max_hosts).",
+);
+/// Counter: snapshots of new hosts refused at the cap.
+pub(crate) static HOSTS_REJECTED: Metric = Metric::counter(
+    "lull_hosts_rejected_total",
+    "Snapshots of new hosts refused because hosts.max_hosts hosts are known.",
+);
+/// Counter: hosts forgotten after being silent.
+pub(crate) static HOSTS_EVICTED: Metric = Metric::counter(
+    "lull_hosts_evicted_total",
+    "Hosts forgotten (evicted from memory) after hosts.evict_after_sec without a snapshot.",
+);
+
 /// Every metric of the fleet.
 pub(crate) static METRICS: &[&Metric] = &[
     &STATS_SEQ_GAPS,
@@ -119,4 +135,7 @@ pub(crate) static METRICS: &[&Metric] = &[
     &HISTORY_DROPPED,
     &HISTORY_WRITER_BUSY,
     &DB_WRITE_LAG,
+    &HOSTS_KNOWN,
+    &HOSTS_REJECTED,
+    &HOSTS_EVICTED,
 ];

@@ -14,12 +14,14 @@ mod host_table;
 pub(crate) mod metrics;
 mod order;
 mod queries;
+mod roster;
 pub mod views;
 
 pub use actor::{spawn, FleetConfig};
 pub use views::{ViewFilter, ViewSignals};
 
-use lull_proto::msg::hosts::{BlockReply, HostDetail, HostSummary};
+use lull_proto::msg::hosts::{BlockReply, HostDetail};
+use lull_proto::msg::page::HostPage;
 use lull_proto::msg::stats::SystemStatsSnapshot;
 use lull_proto::msg::telemetry::{LoopFailure, LoopHealth};
 use tokio::sync::{mpsc, oneshot};
@@ -49,8 +51,8 @@ pub enum Command {
     Health(String, Box<LoopHealth>, f64),
     /// An agent's `loop.failure` arrived.
     Failure(String, Box<LoopFailure>, f64),
-    /// `hosts.list`.
-    List(oneshot::Sender<Vec<HostSummary>>),
+    /// A page of `hosts.list`: at most `limit` hosts after the id given.
+    List(Option<String>, usize, oneshot::Sender<HostPage>),
     /// `hosts.get`.
     Get(String, oneshot::Sender<Option<HostDetail>>),
     /// Set (or replace) a block (already persisted).
@@ -141,9 +143,10 @@ impl FleetHandle {
         rx.await.map_err(|_| FleetGone)
     }
 
-    /// Every known host, sorted by id.
-    pub async fn list(&self) -> Result<Vec<HostSummary>, FleetGone> {
-        self.ask(Command::List).await
+    /// At most `limit` known hosts sorted by id, after `after`, and the id
+    /// to continue after when there are more.
+    pub async fn list(&self, after: Option<String>, limit: usize) -> Result<HostPage, FleetGone> {
+        self.ask(|tx| Command::List(after, limit, tx)).await
     }
 
     /// One host's detail, if known.

@@ -11,25 +11,47 @@ use super::LiveQuiet;
 use lull_engine::quiet::blocks::Blocks;
 use lull_engine::quiet::health::HostFacts;
 
-/// Every known host, sorted by id.
+/// One page of hosts sorted by id: at most `limit` after `after`, and the
+/// id to continue after when there are more. Costs one pass over the
+/// hosts and a sort of the page only.
 pub(super) fn list(
     hosts: &HashMap<String, HostEntry>,
     blocks: &Blocks,
+    after: Option<&str>,
+    limit: usize,
     now: f64,
-) -> Vec<HostSummary> {
-    let mut out: Vec<HostSummary> = hosts
-        .iter()
-        .map(|(id, e)| HostSummary {
-            host_id: id.clone(),
-            state: e.quiet.state,
-            quiet_score: e.quiet.quiet_score,
-            last_seen: e.last_seen,
-            stale: e.stale,
-            blocked: blocks.is_blocked(id, now),
+) -> (Vec<HostSummary>, Option<String>) {
+    let limit = limit.max(1);
+    let mut ids: Vec<&String> = hosts
+        .keys()
+        .filter(|id| after.is_none_or(|a| id.as_str() > a))
+        .collect();
+    let more = ids.len() > limit;
+    if more {
+        ids.select_nth_unstable(limit);
+        ids.truncate(limit);
+    }
+    ids.sort_unstable();
+    let out: Vec<HostSummary> = ids
+        .into_iter()
+        .filter_map(|id| {
+            let e = hosts.get(id)?;
+            Some(HostSummary {
+                host_id: id.clone(),
+                state: e.quiet.state,
+                quiet_score: e.quiet.quiet_score,
+                last_seen: e.last_seen,
+                stale: e.stale,
+                blocked: blocks.is_blocked(id, now),
+            })
         })
         .collect();
-    out.sort_by(|a, b| a.host_id.cmp(&b.host_id));
-    out
+    let next = if more {
+        out.last().map(|h| h.host_id.clone())
+    } else {
+        None
+    };
+    (out, next)
 }
 
 /// One host's detail, if known.

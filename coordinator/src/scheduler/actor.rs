@@ -58,6 +58,8 @@ pub struct SchedulerConfig {
     pub batch_max: usize,
     /// The queue writer.
     pub queue: QueueConfig,
+    /// Page sizes of `scheduler.status`.
+    pub lists: crate::config::ListsConfig,
 }
 
 /// Opens a fresh book for a leadership epoch (keys, tombstones), with the
@@ -121,6 +123,7 @@ pub fn spawn(cfg: SchedulerConfig, io: SchedulerIo, shutdown: CancellationToken)
         latest_views: HashMap::new(),
         max_payload: cfg.max_payload,
         batch_max: cfg.batch_max.max(1),
+        lists: cfg.lists,
         meters,
         decisions: HashMap::new(),
         events,
@@ -169,6 +172,8 @@ struct Actor {
     latest_views: HashMap<String, HostView>,
     max_payload: usize,
     batch_max: usize,
+    /// Page sizes of `scheduler.status`.
+    lists: crate::config::ListsConfig,
     /// One per [`LeaseOp`], in [`LeaseOp::ALL`] order.
     meters: [Meter; 7],
     /// `lull_lease_decisions_total` handles by result and reason.
@@ -388,12 +393,22 @@ impl Actor {
     /// Takes host views from the fleet (kept in both roles), and answers
     /// an operator change once the book decides with them.
     async fn on_views(&mut self, update: Views) {
-        let Views { views, applied } = update;
+        let Views {
+            views,
+            removed,
+            applied,
+        } = update;
         for view in &views {
             self.latest_views.insert(view.host_id.clone(), view.clone());
         }
+        for id in &removed {
+            self.latest_views.remove(id);
+        }
         if self.still_leading() {
             if let Some(l) = self.lead.as_mut() {
+                for id in &removed {
+                    l.book.remove_host(id);
+                }
                 let fx = l.book.on_hosts_changed(views, now_unix());
                 self.emit(fx).await;
             }
@@ -460,6 +475,7 @@ impl Actor {
                     &l.book,
                     &request.message.payload,
                     self.max_payload,
+                    &self.lists,
                     now_unix(),
                 );
                 tokio::spawn(async move {

@@ -16,8 +16,9 @@ use lull_proto::subjects::endpoints as ep;
 use lull_proto::{ErrorCode, ErrorReply};
 use serde::Serialize;
 
-use crate::service::{decode_request, encode_reply, err, Empty, HandlerResult};
-use lull_engine::lease::{Book, BookError, Effect, Outcome};
+use crate::service::{decode_request, encode_reply, err, HandlerResult};
+use lull_engine::lease::{Book, BookError, Effect, Outcome, StatusCursor};
+use lull_proto::msg::page::PageRequest;
 
 /// One lease endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -195,7 +196,13 @@ pub fn handle_as(
         LeaseOp::Report => apply!(ProgressReport, report),
         LeaseOp::Revoke => apply!(RevokeRequest, revoke),
         LeaseOp::Cancel => apply!(CancelRequest, cancel),
-        LeaseOp::Status => match status(book, payload, max_payload, now) {
+        LeaseOp::Status => match status(
+            book,
+            payload,
+            max_payload,
+            &crate::config::ListsConfig::default(),
+            now,
+        ) {
             Ok(st) => Handled {
                 reply: encode_reply(&st),
                 effects: Vec::new(),
@@ -206,17 +213,24 @@ pub fn handle_as(
     }
 }
 
-/// `scheduler.status` without the encoding, which can be large (every
-/// active and recent lease, host and addon), so the caller may do it off
-/// the book's task.
+/// One page of `scheduler.status` (`limit` hosts and active leases after
+/// `cursor`, see [`Book::status_page`]) without the encoding, which can be
+/// large, so the caller may do it off the book's task.
 pub fn status(
     book: &Book,
     payload: &[u8],
     max_payload: usize,
+    lists: &crate::config::ListsConfig,
     now: f64,
 ) -> Result<SchedulerStatus, ErrorReply> {
-    decode_request::<Empty>(payload, max_payload)?;
-    Ok(book.status(now))
+    let page = decode_request::<PageRequest>(payload, max_payload)?;
+    let cursor = match &page.cursor {
+        Some(c) => StatusCursor::decode(c)
+            .map_err(|e| err(lull_proto::error::ErrorCode::InvalidRequest, e.to_string()))?,
+        None => StatusCursor::default(),
+    };
+    let limit = page.size(lists.default_limit, lists.max_limit);
+    Ok(book.status_page(now, limit, &cursor))
 }
 
 #[cfg(test)]

@@ -1,4 +1,6 @@
-//! The `hosts` table: first and last time each host reported.
+//! The `hosts` table: first and last time each host reported. The table
+//! keeps every host ever seen (the fleet forgets silent hosts from memory
+//! only); `first_seen` keeps the earliest value written.
 
 use deadpool_postgres::Pool;
 
@@ -36,20 +38,4 @@ pub async fn upsert(pool: &Pool, rows: &[HostRow]) -> Result<u64, StoreError> {
         )
         .await?;
     Ok(n)
-}
-
-/// Loads every known host (used at start-up so `first_seen` survives).
-pub async fn load(pool: &Pool) -> Result<Vec<HostRow>, StoreError> {
-    let client = pool.get().await?;
-    let rows = client
-        .query("SELECT host_id, first_seen, last_seen FROM hosts", &[])
-        .await?;
-    Ok(rows
-        .iter()
-        .map(|r| HostRow {
-            host_id: r.get(0),
-            first_seen: r.get(1),
-            last_seen: r.get(2),
-        })
-        .collect())
 }

@@ -87,4 +87,7 @@ pub(crate) static METRICS: &[&Metric] = &[
     &HISTORY_ROLLUP_WATERMARK,
     &HISTORY_MAINTENANCE_LAST_RUN,
     &HISTORY_MAINTENANCE_ERRORS,
+    &super::history::backlog::HISTORY_LOST_ROWS,
+    &super::history::backlog::HISTORY_BACKLOG_ROWS,
+    &super::history::backlog::HISTORY_BACKLOG_BYTES,
 ];

@@ -32,6 +32,7 @@ mod hosts;
 mod lifecycle;
 mod reclaim;
 mod status;
+pub use status::{BadCursor, Pos, StatusCursor};
 
 #[derive(Debug, Clone)]
 struct Lease {

@@ -968,6 +968,57 @@ fn status_shows_leases_hosts_and_addons() {
 }
 
 #[test]
+fn status_pages_hosts_and_active_leases_exactly_once() {
+    let mut b = book();
+    let ids: Vec<String> = (0..7).map(|i| format!("h{i:02}")).collect();
+    b.on_hosts_changed(
+        ids.iter().map(|h| view(h, QuietState::Quiet, T0)).collect(),
+        T0,
+    );
+    // Three leases granted at the same time: the id breaks the tie.
+    let leases: Vec<String> = (0..3).map(|_| grant(&mut b, 1, T0).lease_id).collect();
+    let mut cursor = StatusCursor::default();
+    let (mut hosts, mut active, mut pages) = (Vec::new(), Vec::new(), 0);
+    loop {
+        let st = b.status_page(T0, 2, &cursor);
+        pages += 1;
+        assert!(st.hosts.len() <= 2 && st.leases.active.len() <= 2);
+        hosts.extend(st.hosts.into_iter().map(|h| h.host_id));
+        active.extend(st.leases.active.into_iter().map(|l| l.lease_id));
+        match st.next_cursor {
+            Some(c) => cursor = StatusCursor::decode(&c).unwrap(),
+            None => break,
+        }
+    }
+    // h1 and h00..h06: 8 hosts, 4 pages.
+    assert_eq!(pages, 4);
+    let mut want: Vec<String> = ids.clone();
+    want.push("h1".into());
+    want.sort();
+    assert_eq!(hosts, want);
+    let mut sorted = leases.clone();
+    sorted.sort();
+    assert_eq!(active, sorted);
+    assert_eq!(b.status(T0).next_cursor, None);
+    for bad in [
+        "",
+        "x",
+        "a|",
+        "s|q",
+        "s|azz:L",
+        "s|a7ff0000000000000:L",
+        "|d",
+    ] {
+        assert_eq!(StatusCursor::decode(bad), Err(BadCursor), "{bad}");
+    }
+    let c = StatusCursor {
+        hosts: Pos::After("h3".into()),
+        leases: Pos::After((T0 + 0.5, "L-1".into())),
+    };
+    assert_eq!(StatusCursor::decode(&c.encode()).unwrap(), c);
+}
+
+#[test]
 fn tables_are_bounded() {
     let mut c = cfg();
     c.tombstones_max = 3;

@@ -16,7 +16,7 @@ pub mod queue;
 pub mod token;
 
 pub use audit::{AuditKind, AuditRecord};
-pub use book::Book;
+pub use book::{BadCursor, Book, Pos, StatusCursor};
 pub use config::LeaseConfig;
 pub use outcome::{BookError, Effect, Outcome, QueueChange};
 pub use policy::{Admission, Decision, Denial, Grant, HostView, Ruling};

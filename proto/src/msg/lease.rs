@@ -535,6 +535,11 @@ pub struct SchedulerStatus {
     /// Unix seconds until which new grants are refused after a restart.
     #[serde(default)]
     pub grace_until: Option<f64>,
+    /// Set when `hosts` or `leases.active` has more: pass it as `cursor`
+    /// for the next page (whose `recent`, `addons`, `queue_length` and
+    /// `grace_until` repeat the first page's, freshly read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 pub mod hosts;
 pub mod leader;
 pub mod lease;
+pub mod page;
 pub mod region;
 pub mod stats;
 pub mod telemetry;

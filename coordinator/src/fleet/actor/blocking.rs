@@ -122,8 +122,8 @@ impl Fleet {
             let b = self.blocks.is_blocked(id, now);
             let until = b.then(|| self.blocks.free_at(id, now)).flatten();
             if b != e.blocked || until != e.blocked_until {
-                if b != e.blocked {
-                    e.gauges.blocked.set(if b { 1.0 } else { 0.0 });
+                if let Some(g) = e.gauges.as_ref().filter(|_| b != e.blocked) {
+                    g.blocked.set(if b { 1.0 } else { 0.0 });
                 }
                 e.blocked = b;
                 e.blocked_until = until;

@@ -10,11 +10,13 @@
 //! storage").
 
 mod accounting;
+pub mod backlog;
 pub mod maintain;
 pub mod partitions;
 pub mod read;
 pub mod rollup;
 pub mod write;
+pub mod writer;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -98,6 +100,16 @@ pub struct HistoryStoreConfig {
     /// Lock timeout of partition DDL, milliseconds; a DDL step that cannot
     /// get its lock in time is retried at the next run. Default 2000.
     pub lock_timeout_ms: u64,
+    /// History whose write failed (Postgres down) is kept and retried, in
+    /// order, for at most this long, seconds; older rows are given up and
+    /// counted. Default 3600.
+    pub retry_max_age_sec: f64,
+    /// Most memory the retry backlog holds, bytes (estimate); beyond it the
+    /// oldest rows are given up and counted. Default 268435456 (256 MiB).
+    pub retry_max_bytes: usize,
+    /// How often a waiting backlog is retried when no new batch comes,
+    /// seconds. Default 2.
+    pub retry_every_sec: f64,
 }
 
 impl Default for HistoryStoreConfig {
@@ -124,6 +136,9 @@ impl Default for HistoryStoreConfig {
             max_read_rows: 200_000,
             max_streaks: 10_000,
             lock_timeout_ms: 2000,
+            retry_max_age_sec: 3600.0,
+            retry_max_bytes: 256 << 20,
+            retry_every_sec: 2.0,
         }
     }
 }
@@ -157,6 +172,8 @@ impl HistoryStoreConfig {
             ("delete_batch_rows", self.delete_batch_rows as f64),
             ("max_read_rows", self.max_read_rows as f64),
             ("max_streaks", self.max_streaks as f64),
+            ("retry_max_age_sec", self.retry_max_age_sec),
+            ("retry_every_sec", self.retry_every_sec),
         ];
         for (field, v) in positive {
             if !(v.is_finite() && v > 0.0) {
@@ -231,6 +248,8 @@ pub struct DbHealth {
 #[derive(Debug, Default)]
 struct DbHealthInner {
     queued: VecDeque<f64>,
+    /// Creation time of the oldest batch part in the writer's retry backlog.
+    held_since: Option<f64>,
     last_ok: Option<f64>,
     last_error: Option<(f64, String)>,
 }
@@ -251,6 +270,11 @@ impl DbHealth {
         self.lock().queued.pop_front();
     }
 
+    /// The writer's retry backlog holds rows since `since` (`None`: empty).
+    pub fn holding(&self, since: Option<f64>) {
+        self.lock().held_since = since;
+    }
+
     /// A write succeeded at `now`.
     pub fn ok(&self, now: f64) {
         let mut g = self.lock();
@@ -263,9 +287,15 @@ impl DbHealth {
         self.lock().last_error = Some((now, e.chars().take(300).collect()));
     }
 
-    /// Seconds the oldest unwritten batch has been waiting, if any.
+    /// Seconds the oldest unwritten batch has been waiting (queued or in
+    /// the retry backlog), if any.
     pub fn lag(&self, now: f64) -> Option<f64> {
-        self.lock().queued.front().map(|t| (now - t).max(0.0))
+        let g = self.lock();
+        let oldest = match (g.queued.front().copied(), g.held_since) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        oldest.map(|t| (now - t).max(0.0))
     }
 
     /// The error of the last failed write, when no write succeeded since.
@@ -287,6 +317,8 @@ pub struct Shared {
     /// Writes are switched off (this coordinator stands by: the leader
     /// writes the history).
     paused: AtomicBool,
+    /// The epoch of this process's latest leadership (0: never led).
+    led_epoch: AtomicU64,
 }
 
 impl Shared {
@@ -298,6 +330,17 @@ impl Shared {
     /// Switches writes on (leading) or off (standing by).
     pub fn set_writing(&self, on: bool) {
         self.paused.store(!on, Ordering::Relaxed);
+    }
+
+    /// Switches writes on for the leadership of `epoch`.
+    pub fn lead(&self, epoch: u64) {
+        self.led_epoch.store(epoch, Ordering::Relaxed);
+        self.set_writing(true);
+    }
+
+    /// The epoch of this process's latest leadership (0: never led).
+    pub fn led_epoch(&self) -> u64 {
+        self.led_epoch.load(Ordering::Relaxed)
     }
 
     /// The rollup watermark (0 before the first maintenance run).
@@ -400,6 +443,10 @@ mod tests {
         h.ok(10.0);
         assert_eq!(h.last_error(), None);
         h.done();
+        assert_eq!(h.lag(10.0), None);
+        h.holding(Some(4.0));
+        assert_eq!(h.lag(10.0), Some(6.0));
+        h.holding(None);
         assert_eq!(h.lag(10.0), None);
     }
 }

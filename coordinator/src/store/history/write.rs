@@ -1,6 +1,6 @@
 //! Writing history: the rows the fleet actor hands over ([`HistoryBatch`]),
 //! the split of a snapshot into metric groups, the batched multi-row
-//! `UNNEST` inserts, and the writer task. Each table's batches are measured
+//! `UNNEST` inserts, cut in pieces of one INSERT each. Each table's batches are measured
 //! (`lull_db_batch_duration_seconds{table}`, `lull_db_batch_rows{table}`,
 //! `lull_db_write_errors_total{table}`, `lull_db_last_write_timestamp_seconds{table}`).
 
@@ -11,10 +11,10 @@ use lull_common::runtime::now_unix;
 use lull_proto::msg::hosts::QuietState;
 use lull_proto::msg::stats::SystemStatsSnapshot;
 use serde_json::Value;
-use tokio::sync::mpsc;
 
 use super::accounting::record;
-use super::{state_code, HistoryStore, QUIET_SAMPLES, QUIET_STREAKS, STATS_SAMPLES};
+use super::backlog::{GroupRow, Piece};
+use super::{state_code, HistoryStore};
 use crate::store::StoreError;
 use lull_engine::quiet::streaks::ClosedStreak;
 
@@ -176,10 +176,7 @@ pub async fn insert_quiet(store: &HistoryStore, chunks: &[QuietChunk]) -> Result
 }
 
 /// Inserts raw group snapshots (one row per host, group and time).
-pub async fn insert_groups(
-    store: &HistoryStore,
-    rows: &[(String, String, f64, Value)],
-) -> Result<u64, StoreError> {
+pub async fn insert_groups(store: &HistoryStore, rows: &[GroupRow]) -> Result<u64, StoreError> {
     if rows.is_empty() {
         return Ok(0);
     }
@@ -270,59 +267,74 @@ where
     }
 }
 
-/// Writes one batch, in slices of at most `max_batch_rows` rows per INSERT.
-pub async fn write_batch(store: &HistoryStore, batch: HistoryBatch) {
-    let max = store.cfg.max_batch_rows.max(1);
-    // Quiet chunks: slice by sample count.
+/// The pieces of a batch, in order: quiet chunks, group snapshots, then
+/// streaks, each piece one INSERT of at most `max` rows.
+pub fn pieces(batch: HistoryBatch, max: usize) -> Vec<Piece> {
+    let max = max.max(1);
+    let mut out = Vec::new();
     let mut slice: Vec<QuietChunk> = Vec::new();
     let mut in_slice = 0usize;
-    let mut quiet = batch.quiet.into_iter().peekable();
-    while let Some(c) = quiet.next() {
+    for c in batch.quiet {
         in_slice += c.samples.len();
         slice.push(c);
-        if in_slice >= max || quiet.peek().is_none() {
-            let max_t = slice
-                .iter()
-                .filter_map(|c| c.samples.first().map(|s| s.t))
-                .fold(0.0, f64::max);
-            let started = Instant::now();
-            let r = with_partition_retry(store, max_t, || insert_quiet(store, &slice)).await;
-            record(store, QUIET_SAMPLES, in_slice, started, &r);
-            slice.clear();
+        if in_slice >= max {
+            out.push(Piece::Quiet(std::mem::take(&mut slice)));
             in_slice = 0;
         }
     }
-    // Group snapshots.
-    let mut rows: Vec<(String, String, f64, Value)> = Vec::new();
-    let mut snaps = batch.snapshots.into_iter().peekable();
-    while let Some(s) = snaps.next() {
+    if !slice.is_empty() {
+        out.push(Piece::Quiet(slice));
+    }
+    let mut rows: Vec<GroupRow> = Vec::new();
+    for s in batch.snapshots {
         for (g, v) in groups_of(&s.snapshot) {
             rows.push((s.snapshot.host_id.clone(), g, s.t, v));
         }
-        if rows.len() >= max || snaps.peek().is_none() {
-            let max_t = rows.iter().map(|r| r.2).fold(0.0, f64::max);
-            let started = Instant::now();
-            let r = with_partition_retry(store, max_t, || insert_groups(store, &rows)).await;
-            record(store, STATS_SAMPLES, rows.len(), started, &r);
-            rows.clear();
+        if rows.len() >= max {
+            out.push(Piece::Groups(std::mem::take(&mut rows)));
         }
+    }
+    if !rows.is_empty() {
+        out.push(Piece::Groups(rows));
     }
     for chunk in batch.streaks.chunks(max) {
-        let started = Instant::now();
-        let r = upsert_streaks(store, chunk).await;
-        record(store, QUIET_STREAKS, chunk.len(), started, &r);
+        out.push(Piece::Streaks(chunk.to_vec()));
     }
+    out
 }
 
-/// The writer task: writes batches until the channel closes.
-/// Batches that arrive while writes are switched off (a standby) are
-/// dropped: the leader writes the same history from its own samples.
-pub async fn run_writer(store: HistoryStore, mut rx: mpsc::Receiver<HistoryBatch>) {
-    while let Some(batch) = rx.recv().await {
-        if store.shared.writing() {
-            write_batch(&store, batch).await;
+/// Writes one piece (creating partitions it lacks), measured.
+pub(super) async fn write_piece(store: &HistoryStore, piece: &Piece) -> Result<u64, StoreError> {
+    let started = Instant::now();
+    let r = match piece {
+        Piece::Quiet(chunks) => {
+            let max_t = chunks
+                .iter()
+                .filter_map(|c| c.samples.first().map(|s| s.t))
+                .fold(0.0, f64::max);
+            with_partition_retry(store, max_t, || insert_quiet(store, chunks)).await
         }
-        store.shared.db.done();
+        Piece::Groups(rows) => {
+            let max_t = rows.iter().map(|r| r.2).fold(0.0, f64::max);
+            with_partition_retry(store, max_t, || insert_groups(store, rows)).await
+        }
+        Piece::Streaks(rows) => upsert_streaks(store, rows).await,
+    };
+    record(store, piece.table(), piece.rows(), started, &r);
+    r
+}
+
+/// Whether Postgres refused the rows themselves (bad data, a constraint,
+/// a schema mismatch): retrying would fail again. Everything else
+/// (connection lost, server shutting down or starting, no pooled
+/// connection) is worth a retry.
+pub(super) fn is_rejection(e: &StoreError) -> bool {
+    match e {
+        StoreError::Db(e) => e
+            .as_db_error()
+            .is_some_and(|d| matches!(&d.code().code()[..2], "22" | "23" | "42")),
+        StoreError::Encode(_) => true,
+        _ => false,
     }
 }
 

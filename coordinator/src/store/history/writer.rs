@@ -1,0 +1,169 @@
+//! The history writer task. It takes the fleet actor's batches, cuts them
+//! into pieces of one INSERT each and writes them in order. A piece whose
+//! write fails (Postgres down) waits in the [`Backlog`] with everything
+//! behind it, retried every `retry_every_sec` and before each new batch.
+//!
+//! Only the leader writes. A Postgres outage also ends the leadership
+//! (the election lives in Postgres), so a leader that stops leading keeps
+//! holding its batches: when it leads again in the very next epoch nobody
+//! wrote in between and the held rows are written; when another instance
+//! took over (seen in the election row, or in a later epoch of ours) they
+//! were written by that leader and are let go. An instance that never led
+//! drops batches at once, as a standby.
+
+use lull_common::runtime::now_unix;
+use tokio::sync::mpsc;
+
+use super::backlog::Backlog;
+use super::write::{is_rejection, pieces, write_piece, HistoryBatch};
+use super::HistoryStore;
+
+/// Writes the backlog, oldest first, until it is empty or a write fails
+/// (then the rest waits, in order, for the next try). Pieces past the age
+/// bound are given up first.
+async fn drain(store: &HistoryStore, backlog: &mut Backlog) {
+    backlog.expire(now_unix());
+    while let Some(piece) = backlog.front() {
+        match write_piece(store, piece).await {
+            Ok(_) => backlog.pop(),
+            Err(e) if is_rejection(&e) => {
+                backlog.drop_front("rejected");
+            }
+            Err(_) => break,
+        }
+    }
+    store.shared.db.holding(backlog.oldest());
+}
+
+/// The epoch in the election row, if Postgres answers.
+async fn current_epoch(store: &HistoryStore) -> Option<u64> {
+    let client = store.pool.get().await.ok()?;
+    let row = client
+        .query_one("SELECT epoch FROM lull_leader WHERE id = 1", &[])
+        .await
+        .ok()?;
+    u64::try_from(row.get::<_, i64>(0)).ok()
+}
+
+/// Whose rows the backlog holds while writes are off.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Hold {
+    /// Writing (leading), or never led.
+    None,
+    /// Holding since the leadership of this epoch ended.
+    After(u64),
+    /// Another leader took over: batches are dropped until we lead again.
+    Superseded,
+}
+
+struct Writer {
+    store: HistoryStore,
+    backlog: Backlog,
+    hold: Hold,
+}
+
+impl Writer {
+    /// Writes are on again (this instance leads): the held rows are
+    /// written if nobody led in between, let go otherwise.
+    fn resume(&mut self) {
+        let now_epoch = self.store.shared.led_epoch();
+        match self.hold {
+            Hold::After(e) if now_epoch == e + 1 => {
+                tracing::info!(
+                    rows = self.backlog.rows(),
+                    "leading again in the next epoch: writing the held history"
+                );
+            }
+            Hold::After(_) | Hold::Superseded => self.let_go(),
+            Hold::None => {}
+        }
+        self.hold = Hold::None;
+    }
+
+    /// Another leader wrote the held rows: forget them (not counted lost).
+    fn let_go(&mut self) {
+        if !self.backlog.is_empty() {
+            tracing::info!(
+                rows = self.backlog.rows(),
+                "another leader wrote this history: held rows let go"
+            );
+        }
+        self.backlog = Backlog::new(
+            self.store.cfg.retry_max_bytes,
+            self.store.cfg.retry_max_age_sec,
+        );
+        self.store.shared.db.holding(None);
+    }
+
+    async fn batch(&mut self, batch: HistoryBatch) {
+        let shared = self.store.shared.clone();
+        if shared.writing() {
+            self.resume();
+        } else if self.hold == Hold::None && shared.led_epoch() != 0 {
+            self.hold = Hold::After(shared.led_epoch());
+        }
+        let keep = match self.hold {
+            Hold::None => shared.writing(),
+            Hold::After(_) => true,
+            Hold::Superseded => false,
+        };
+        if keep {
+            let since = batch.created_at;
+            for p in pieces(batch, self.store.cfg.max_batch_rows) {
+                self.backlog.push(p, since);
+            }
+            if shared.writing() {
+                drain(&self.store, &mut self.backlog).await;
+            } else {
+                self.backlog.expire(now_unix());
+                shared.db.holding(self.backlog.oldest());
+            }
+        }
+        shared.db.done();
+    }
+
+    async fn retry(&mut self) {
+        if self.store.shared.writing() {
+            self.resume();
+            drain(&self.store, &mut self.backlog).await;
+            return;
+        }
+        if let Hold::After(e) = self.hold {
+            if current_epoch(&self.store).await.is_some_and(|now| now > e) {
+                self.hold = Hold::Superseded;
+                self.let_go();
+                return;
+            }
+        }
+        self.backlog.expire(now_unix());
+        self.store.shared.db.holding(self.backlog.oldest());
+    }
+}
+
+/// The writer task: writes batches until the channel closes (see the
+/// module doc for the retry backlog and what a former leader holds).
+pub async fn run_writer(store: HistoryStore, mut rx: mpsc::Receiver<HistoryBatch>) {
+    let cfg = store.cfg.clone();
+    let mut w = Writer {
+        backlog: Backlog::new(cfg.retry_max_bytes, cfg.retry_max_age_sec),
+        store,
+        hold: Hold::None,
+    };
+    let mut retry = tokio::time::interval(crate::config::secs(cfg.retry_every_sec));
+    retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            batch = rx.recv() => match batch {
+                Some(b) => w.batch(b).await,
+                None => break,
+            },
+            _ = retry.tick(), if !w.backlog.is_empty() => w.retry().await,
+        }
+    }
+    // A last try at shutdown; what is still unwritten is given up, counted.
+    if w.store.shared.writing() && !w.backlog.is_empty() {
+        drain(&w.store, &mut w.backlog).await;
+    }
+    while w.backlog.drop_front("shutdown") {}
+    w.store.shared.db.holding(None);
+}
