@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::history::{self, Pending};
 use super::host::{publish_state, HostEntry};
-use super::host_table::{dirty_rows, mark_dirty, write_hosts};
+use super::host_table::{dirty_rows, mark_dirty, row_of, write_hosts};
 use super::metrics as m;
 
 mod blocking;
@@ -419,18 +419,13 @@ impl Fleet {
                 continue;
             };
             self.roster.released(&e);
-            if let Some(s) = e.streaks.finish() {
-                if history {
-                    self.pending.streak(max, id, s);
-                }
+            match e.streaks.finish() {
+                Some(s) if history => self.pending.streak(max, id, s),
+                _ => {}
             }
             self.pending.orphan(id, std::mem::take(&mut e.qbuf));
             if e.dirty {
-                self.gone_rows.push(HostRow {
-                    host_id: id.clone(),
-                    first_seen: e.first_seen,
-                    last_seen: e.last_seen,
-                });
+                self.gone_rows.push(row_of(id, &e));
             }
             self.changed.remove(id);
             tracing::info!(host = %id, last_seen = e.last_seen, "host forgotten (silent too long)");

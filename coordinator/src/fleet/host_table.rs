@@ -20,13 +20,18 @@ pub(super) fn dirty_rows(hosts: &mut HashMap<String, HostEntry>) -> Vec<HostRow>
         .filter(|(_, e)| e.dirty)
         .map(|(id, e)| {
             e.dirty = false;
-            HostRow {
-                host_id: id.clone(),
-                first_seen: e.first_seen,
-                last_seen: e.last_seen,
-            }
+            row_of(id, e)
         })
         .collect()
+}
+
+/// The host-table row of a host.
+pub(super) fn row_of(id: &str, e: &HostEntry) -> HostRow {
+    HostRow {
+        host_id: id.to_string(),
+        first_seen: e.first_seen,
+        last_seen: e.last_seen,
+    }
 }
 
 /// Marks the hosts of rows that could not be handed over for the next

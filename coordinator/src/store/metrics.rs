@@ -73,6 +73,22 @@ pub(crate) static HISTORY_MAINTENANCE_ERRORS: Metric = Metric::counter(
     "Failed history maintenance steps, by step (partitions, rollups, retention, forecast).",
 );
 
+/// Counter `{table,reason}`: history rows given up.
+pub(crate) static HISTORY_LOST_ROWS: Metric = Metric::counter(
+    "lull_history_lost_rows_total",
+    "History rows given up by the writer, by table and reason (too_old, too_many_bytes: the retry backlog's bounds; rejected: Postgres refused the rows themselves; shutdown: still unwritten when the coordinator stopped).",
+);
+/// Gauge: rows waiting in the retry backlog.
+pub(crate) static HISTORY_BACKLOG_ROWS: Metric = Metric::gauge(
+    "lull_history_backlog_rows",
+    "History rows waiting for Postgres in the writer's retry backlog.",
+);
+/// Gauge: bytes held by the retry backlog (estimate).
+pub(crate) static HISTORY_BACKLOG_BYTES: Metric = Metric::gauge(
+    "lull_history_backlog_bytes",
+    "Estimated bytes held by the history writer's retry backlog.",
+);
+
 /// Every metric of the store.
 pub(crate) static METRICS: &[&Metric] = &[
     &DB_BATCH_DURATION,
@@ -87,7 +103,7 @@ pub(crate) static METRICS: &[&Metric] = &[
     &HISTORY_ROLLUP_WATERMARK,
     &HISTORY_MAINTENANCE_LAST_RUN,
     &HISTORY_MAINTENANCE_ERRORS,
-    &super::history::backlog::HISTORY_LOST_ROWS,
-    &super::history::backlog::HISTORY_BACKLOG_ROWS,
-    &super::history::backlog::HISTORY_BACKLOG_BYTES,
+    &HISTORY_LOST_ROWS,
+    &HISTORY_BACKLOG_ROWS,
+    &HISTORY_BACKLOG_BYTES,
 ];

@@ -1,4 +1,6 @@
-//! History the writer could not write yet (Postgres down or failing): the
+//! History the writer has not written yet: batches cut in [`Piece`]s of one
+//! INSERT each, and the retry backlog of pieces whose write failed
+//! (Postgres down or failing): the
 //! pieces of batches, in the order they were handed over, bounded by age
 //! (`history.retry_max_age_sec`) and by size (`history.retry_max_bytes`).
 //! The writer retries the oldest first and keeps everything behind it
@@ -7,30 +9,11 @@
 
 use std::collections::VecDeque;
 
-use lull_common::metric::Metric;
 use serde_json::Value;
 
-use super::write::{QuietChunk, StreakRow};
+use super::write::{groups_of, GroupRow, HistoryBatch, QuietChunk, StreakRow};
 use super::{QUIET_SAMPLES, QUIET_STREAKS, STATS_SAMPLES};
-
-/// Counter `{table,reason}`: history rows given up.
-pub(crate) static HISTORY_LOST_ROWS: Metric = Metric::counter(
-    "lull_history_lost_rows_total",
-    "History rows given up by the writer, by table and reason (too_old, too_many_bytes: the retry backlog's bounds; rejected: Postgres refused the rows themselves; shutdown: still unwritten when the coordinator stopped).",
-);
-/// Gauge: rows waiting in the retry backlog.
-pub(crate) static HISTORY_BACKLOG_ROWS: Metric = Metric::gauge(
-    "lull_history_backlog_rows",
-    "History rows waiting for Postgres in the writer's retry backlog.",
-);
-/// Gauge: bytes held by the retry backlog (estimate).
-pub(crate) static HISTORY_BACKLOG_BYTES: Metric = Metric::gauge(
-    "lull_history_backlog_bytes",
-    "Estimated bytes held by the history writer's retry backlog.",
-);
-
-/// A raw group row: host, group, time, payload.
-pub type GroupRow = (String, String, f64, Value);
+use crate::store::metrics::{HISTORY_BACKLOG_BYTES, HISTORY_BACKLOG_ROWS, HISTORY_LOST_ROWS};
 
 /// One INSERT's worth of rows.
 #[derive(Debug, Clone, PartialEq)]
@@ -93,6 +76,42 @@ fn value_bytes(v: &Value) -> usize {
         }
         _ => NODE,
     }
+}
+
+/// The pieces of a batch, in order: quiet chunks, group snapshots, then
+/// streaks, each piece one INSERT of at most `max` rows.
+pub fn pieces(batch: HistoryBatch, max: usize) -> Vec<Piece> {
+    let max = max.max(1);
+    let mut out = Vec::new();
+    let mut slice: Vec<QuietChunk> = Vec::new();
+    let mut in_slice = 0usize;
+    for c in batch.quiet {
+        in_slice += c.samples.len();
+        slice.push(c);
+        if in_slice >= max {
+            out.push(Piece::Quiet(std::mem::take(&mut slice)));
+            in_slice = 0;
+        }
+    }
+    if !slice.is_empty() {
+        out.push(Piece::Quiet(slice));
+    }
+    let mut rows: Vec<GroupRow> = Vec::new();
+    for s in batch.snapshots {
+        for (g, v) in groups_of(&s.snapshot) {
+            rows.push((s.snapshot.host_id.clone(), g, s.t, v));
+        }
+        if rows.len() >= max {
+            out.push(Piece::Groups(std::mem::take(&mut rows)));
+        }
+    }
+    if !rows.is_empty() {
+        out.push(Piece::Groups(rows));
+    }
+    for chunk in batch.streaks.chunks(max) {
+        out.push(Piece::Streaks(chunk.to_vec()));
+    }
+    out
 }
 
 struct Held {

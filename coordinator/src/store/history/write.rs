@@ -1,19 +1,15 @@
 //! Writing history: the rows the fleet actor hands over ([`HistoryBatch`]),
-//! the split of a snapshot into metric groups, the batched multi-row
-//! `UNNEST` inserts, cut in pieces of one INSERT each. Each table's batches are measured
-//! (`lull_db_batch_duration_seconds{table}`, `lull_db_batch_rows{table}`,
-//! `lull_db_write_errors_total{table}`, `lull_db_last_write_timestamp_seconds{table}`).
+//! the split of a snapshot into metric groups, and the batched multi-row
+//! `UNNEST` inserts (with partitions created when one is missing). The
+//! writer task that runs them is in `writer`.
 
 use std::collections::HashMap;
-use std::time::Instant;
 
 use lull_common::runtime::now_unix;
 use lull_proto::msg::hosts::QuietState;
 use lull_proto::msg::stats::SystemStatsSnapshot;
 use serde_json::Value;
 
-use super::accounting::record;
-use super::backlog::{GroupRow, Piece};
 use super::{state_code, HistoryStore};
 use crate::store::StoreError;
 use lull_engine::quiet::streaks::ClosedStreak;
@@ -82,6 +78,9 @@ impl HistoryBatch {
             + self.streaks.len()
     }
 }
+
+/// A raw group row: host, group, time, payload.
+pub type GroupRow = (String, String, f64, Value);
 
 /// Splits chunks whose samples span more than `max_span` seconds (so reads
 /// can bound their look-back), keeping order.
@@ -245,7 +244,7 @@ async fn ensure_ahead(store: &HistoryStore, max_t: f64) {
 
 /// Runs one insert; when it fails for want of a partition, creates the
 /// partitions and tries once more.
-async fn with_partition_retry<'a, F, Fut>(
+pub(super) async fn with_partition_retry<'a, F, Fut>(
     store: &'a HistoryStore,
     max_t: f64,
     f: F,
@@ -264,77 +263,6 @@ where
             f().await
         }
         r => r,
-    }
-}
-
-/// The pieces of a batch, in order: quiet chunks, group snapshots, then
-/// streaks, each piece one INSERT of at most `max` rows.
-pub fn pieces(batch: HistoryBatch, max: usize) -> Vec<Piece> {
-    let max = max.max(1);
-    let mut out = Vec::new();
-    let mut slice: Vec<QuietChunk> = Vec::new();
-    let mut in_slice = 0usize;
-    for c in batch.quiet {
-        in_slice += c.samples.len();
-        slice.push(c);
-        if in_slice >= max {
-            out.push(Piece::Quiet(std::mem::take(&mut slice)));
-            in_slice = 0;
-        }
-    }
-    if !slice.is_empty() {
-        out.push(Piece::Quiet(slice));
-    }
-    let mut rows: Vec<GroupRow> = Vec::new();
-    for s in batch.snapshots {
-        for (g, v) in groups_of(&s.snapshot) {
-            rows.push((s.snapshot.host_id.clone(), g, s.t, v));
-        }
-        if rows.len() >= max {
-            out.push(Piece::Groups(std::mem::take(&mut rows)));
-        }
-    }
-    if !rows.is_empty() {
-        out.push(Piece::Groups(rows));
-    }
-    for chunk in batch.streaks.chunks(max) {
-        out.push(Piece::Streaks(chunk.to_vec()));
-    }
-    out
-}
-
-/// Writes one piece (creating partitions it lacks), measured.
-pub(super) async fn write_piece(store: &HistoryStore, piece: &Piece) -> Result<u64, StoreError> {
-    let started = Instant::now();
-    let r = match piece {
-        Piece::Quiet(chunks) => {
-            let max_t = chunks
-                .iter()
-                .filter_map(|c| c.samples.first().map(|s| s.t))
-                .fold(0.0, f64::max);
-            with_partition_retry(store, max_t, || insert_quiet(store, chunks)).await
-        }
-        Piece::Groups(rows) => {
-            let max_t = rows.iter().map(|r| r.2).fold(0.0, f64::max);
-            with_partition_retry(store, max_t, || insert_groups(store, rows)).await
-        }
-        Piece::Streaks(rows) => upsert_streaks(store, rows).await,
-    };
-    record(store, piece.table(), piece.rows(), started, &r);
-    r
-}
-
-/// Whether Postgres refused the rows themselves (bad data, a constraint,
-/// a schema mismatch): retrying would fail again. Everything else
-/// (connection lost, server shutting down or starting, no pooled
-/// connection) is worth a retry.
-pub(super) fn is_rejection(e: &StoreError) -> bool {
-    match e {
-        StoreError::Db(e) => e
-            .as_db_error()
-            .is_some_and(|d| matches!(&d.code().code()[..2], "22" | "23" | "42")),
-        StoreError::Encode(_) => true,
-        _ => false,
     }
 }
 

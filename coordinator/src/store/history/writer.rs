@@ -1,5 +1,8 @@
 //! The history writer task. It takes the fleet actor's batches, cuts them
-//! into pieces of one INSERT each and writes them in order. A piece whose
+//! into pieces of one INSERT each and writes them in order, each measured
+//! (`lull_db_batch_duration_seconds{table}`, `lull_db_batch_rows{table}`,
+//! `lull_db_write_errors_total{table}`,
+//! `lull_db_last_write_timestamp_seconds{table}`). A piece whose
 //! write fails (Postgres down) waits in the [`Backlog`] with everything
 //! behind it, retried every `retry_every_sec` and before each new batch.
 //!
@@ -11,12 +14,53 @@
 //! were written by that leader and are let go. An instance that never led
 //! drops batches at once, as a standby.
 
+use std::time::Instant;
+
 use lull_common::runtime::now_unix;
 use tokio::sync::mpsc;
 
-use super::backlog::Backlog;
-use super::write::{is_rejection, pieces, write_piece, HistoryBatch};
+use super::accounting::record;
+use super::backlog::{pieces, Backlog, Piece};
+use super::write::{
+    insert_groups, insert_quiet, upsert_streaks, with_partition_retry, HistoryBatch,
+};
 use super::HistoryStore;
+use crate::store::StoreError;
+
+/// Writes one piece (creating partitions it lacks), measured.
+async fn write_piece(store: &HistoryStore, piece: &Piece) -> Result<u64, StoreError> {
+    let started = Instant::now();
+    let r = match piece {
+        Piece::Quiet(chunks) => {
+            let max_t = chunks
+                .iter()
+                .filter_map(|c| c.samples.first().map(|s| s.t))
+                .fold(0.0, f64::max);
+            with_partition_retry(store, max_t, || insert_quiet(store, chunks)).await
+        }
+        Piece::Groups(rows) => {
+            let max_t = rows.iter().map(|r| r.2).fold(0.0, f64::max);
+            with_partition_retry(store, max_t, || insert_groups(store, rows)).await
+        }
+        Piece::Streaks(rows) => upsert_streaks(store, rows).await,
+    };
+    record(store, piece.table(), piece.rows(), started, &r);
+    r
+}
+
+/// Whether Postgres refused the rows themselves (bad data, a constraint,
+/// a schema mismatch): retrying would fail again. Everything else
+/// (connection lost, server shutting down or starting, no pooled
+/// connection) is worth a retry.
+fn is_rejection(e: &StoreError) -> bool {
+    match e {
+        StoreError::Db(e) => e
+            .as_db_error()
+            .is_some_and(|d| matches!(&d.code().code()[..2], "22" | "23" | "42")),
+        StoreError::Encode(_) => true,
+        _ => false,
+    }
+}
 
 /// Writes the backlog, oldest first, until it is empty or a write fails
 /// (then the rest waits, in order, for the next try). Pieces past the age
