@@ -7,7 +7,7 @@ use metrics::Unit;
 /// Counter `{result}`: stats snapshots received.
 pub(crate) static STATS_MESSAGES: Metric = Metric::counter(
     "lull_stats_messages_total",
-    "Stats snapshots received, by result (accepted, out_of_order, dropped, bad_json, invalid, host_mismatch, too_large, bad_subject).",
+    "Stats snapshots received, by result (accepted, out_of_order, dropped, bad_json, invalid, host_mismatch, too_large, bad_subject, host_limit).",
 );
 /// Histogram: collection-to-arrival delay of snapshots.
 pub(crate) static STATS_INGEST_LAG: Metric = Metric::histogram(
