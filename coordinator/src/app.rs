@@ -73,6 +73,7 @@ pub async fn run(cfg: CoordinatorConfig, stop: CancellationToken) -> anyhow::Res
     );
     tracing::info!(%instance, "joined the leader election");
     let (history, blocks) = open_history(&pool, &cfg).await?;
+    history.shared.set_instance(&instance);
     let (fleet, fleet_task) = fleet::spawn(
         fleet::FleetConfig {
             queue: cfg.ingest.fleet_queue,

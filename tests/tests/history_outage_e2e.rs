@@ -127,7 +127,8 @@ async fn no_hole_in_history_across_a_postgres_outage() {
     let worst = span.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max);
     assert!(
         worst < 3.0,
-        "a {worst:.1} s hole in history over the outage ({down_at:.1}..{up_at:.1}): {span:?}"
+        "a {worst:.1} s hole in history over the outage ({down_at:.1}..{up_at:.1}): {span:?}\n{}",
+        c.svc.logs()
     );
     // Written once: no sample twice.
     let mut dedup = span.clone();

@@ -212,6 +212,24 @@ impl Backlog {
         true
     }
 
+    /// Lets go, uncounted, of the pieces handed over after `t` (another
+    /// leader wrote those); returns the rows let go.
+    pub fn keep_until(&mut self, t: f64) -> usize {
+        let mut rows = 0;
+        let mut bytes = 0;
+        self.held.retain(|h| {
+            let keep = h.since <= t;
+            if !keep {
+                rows += h.piece.rows();
+                bytes += h.bytes;
+            }
+            keep
+        });
+        self.bytes -= bytes;
+        self.publish();
+        rows
+    }
+
     /// Rows waiting.
     pub fn rows(&self) -> usize {
         self.held.iter().map(|h| h.piece.rows()).sum()
@@ -265,6 +283,8 @@ mod tests {
         assert_eq!(b.front(), Some(&quiet(3.0)));
         b.pop();
         assert_eq!(b.rows(), 1);
+        b.push(quiet(9.0), 100.0);
+        assert_eq!(b.keep_until(90.0), 1);
         b.pop();
         assert!(b.is_empty());
         assert_eq!(b.bytes, 0);

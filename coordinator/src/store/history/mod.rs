@@ -319,6 +319,8 @@ pub struct Shared {
     paused: AtomicBool,
     /// The epoch of this process's latest leadership (0: never led).
     led_epoch: AtomicU64,
+    /// This instance's id in the election (`lull_leader.holder`).
+    instance: std::sync::OnceLock<String>,
 }
 
 impl Shared {
@@ -336,6 +338,16 @@ impl Shared {
     pub fn lead(&self, epoch: u64) {
         self.led_epoch.store(epoch, Ordering::Relaxed);
         self.set_writing(true);
+    }
+
+    /// Names this instance as the election knows it (once).
+    pub fn set_instance(&self, id: &str) {
+        let _ = self.instance.set(id.to_string());
+    }
+
+    /// This instance's id in the election (empty until set).
+    pub fn instance(&self) -> &str {
+        self.instance.get().map_or("", String::as_str)
     }
 
     /// The epoch of this process's latest leadership (0: never led).

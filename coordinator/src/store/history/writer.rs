@@ -9,10 +9,13 @@
 //! Only the leader writes. A Postgres outage also ends the leadership
 //! (the election lives in Postgres), so a leader that stops leading keeps
 //! holding its batches: when it leads again in the very next epoch nobody
-//! wrote in between and the held rows are written; when another instance
-//! took over (seen in the election row, or in a later epoch of ours) they
-//! were written by that leader and are let go. An instance that never led
-//! drops batches at once, as a standby.
+//! wrote in between and the held rows are written. When another instance
+//! took over (a later epoch in the election row held by another instance),
+//! that leader writes what it sampled since its election: the held rows
+//! handed over after that time are let go, the older ones are still
+//! written here (nobody else has them). When this instance leads again in
+//! a later, not the next, epoch, the held rows are let go. An instance that
+//! never led drops batches at once, as a standby.
 
 use std::time::Instant;
 
@@ -79,14 +82,25 @@ async fn drain(store: &HistoryStore, backlog: &mut Backlog) {
     store.shared.db.holding(backlog.oldest());
 }
 
-/// The epoch in the election row, if Postgres answers.
-async fn current_epoch(store: &HistoryStore) -> Option<u64> {
+/// When another instance was elected after epoch `e`, the time it was
+/// elected (`Some(None)`: nobody else; `None` while Postgres does not
+/// answer).
+async fn superseded(store: &HistoryStore, e: u64) -> Option<Option<f64>> {
     let client = store.pool.get().await.ok()?;
     let row = client
-        .query_one("SELECT epoch FROM lull_leader WHERE id = 1", &[])
+        .query_one(
+            "SELECT epoch, holder, extract(epoch FROM elected_at)::float8 \
+             FROM lull_leader WHERE id = 1",
+            &[],
+        )
         .await
         .ok()?;
-    u64::try_from(row.get::<_, i64>(0)).ok()
+    let epoch = u64::try_from(row.get::<_, i64>(0)).ok()?;
+    let holder: String = row.get(1);
+    let elected_at: Option<f64> = row.get(2);
+    // Our own next term (elected, duties not started yet) is no takeover.
+    let ours = epoch == e + 1 && holder == store.shared.instance();
+    Some((epoch > e && !ours).then(|| elected_at.unwrap_or(f64::INFINITY)))
 }
 
 /// Whose rows the backlog holds while writes are off.
@@ -96,8 +110,10 @@ enum Hold {
     None,
     /// Holding since the leadership of this epoch ended.
     After(u64),
-    /// Another leader took over: batches are dropped until we lead again.
-    Superseded,
+    /// Another leader was elected at this time: it writes what came after;
+    /// the held rows from before are still written here, new batches are
+    /// dropped until we lead again.
+    Superseded(f64),
 }
 
 struct Writer {
@@ -108,7 +124,8 @@ struct Writer {
 
 impl Writer {
     /// Writes are on again (this instance leads): the held rows are
-    /// written if nobody led in between, let go otherwise.
+    /// written if nobody led in between (or they predate who did), let go
+    /// otherwise.
     fn resume(&mut self) {
         let now_epoch = self.store.shared.led_epoch();
         match self.hold {
@@ -118,8 +135,8 @@ impl Writer {
                     "leading again in the next epoch: writing the held history"
                 );
             }
-            Hold::After(_) | Hold::Superseded => self.let_go(),
-            Hold::None => {}
+            Hold::After(_) => self.let_go(),
+            Hold::Superseded(_) | Hold::None => {}
         }
         self.hold = Hold::None;
     }
@@ -149,7 +166,7 @@ impl Writer {
         let keep = match self.hold {
             Hold::None => shared.writing(),
             Hold::After(_) => true,
-            Hold::Superseded => false,
+            Hold::Superseded(_) => false,
         };
         if keep {
             let since = batch.created_at;
@@ -173,14 +190,25 @@ impl Writer {
             return;
         }
         if let Hold::After(e) = self.hold {
-            if current_epoch(&self.store).await.is_some_and(|now| now > e) {
-                self.hold = Hold::Superseded;
-                self.let_go();
-                return;
+            if let Some(Some(elected_at)) = superseded(&self.store, e).await {
+                // The new leader writes what it sampled since its election;
+                // what we hold from before is nobody's but ours.
+                let rows = self.backlog.keep_until(elected_at);
+                tracing::info!(
+                    rows,
+                    kept = self.backlog.rows(),
+                    "another instance leads: held rows after its election let go, older ones written"
+                );
+                self.hold = Hold::Superseded(elected_at);
             }
         }
-        self.backlog.expire(now_unix());
-        self.store.shared.db.holding(self.backlog.oldest());
+        match self.hold {
+            Hold::Superseded(_) => drain(&self.store, &mut self.backlog).await,
+            _ => {
+                self.backlog.expire(now_unix());
+                self.store.shared.db.holding(self.backlog.oldest());
+            }
+        }
     }
 }
 
