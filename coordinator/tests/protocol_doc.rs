@@ -98,6 +98,7 @@ fn types() -> BTreeMap<&'static str, Check> {
     m.insert("RevokeRequest", inbound::<RevokeRequest>);
     m.insert("CancelRequest", inbound::<CancelRequest>);
     m.insert("HostGetRequest", inbound::<HostGetRequest>);
+    m.insert("PageRequest", inbound::<lull_proto::msg::page::PageRequest>);
     m.insert("BlockRequest", inbound::<BlockRequest>);
     m.insert("UnblockRequest", inbound::<UnblockRequest>);
     m.insert("HistoryRequest", inbound::<HistoryRequest>);
@@ -122,6 +123,7 @@ fn types() -> BTreeMap<&'static str, Check> {
     m.insert("LeaseEvent", reply::<LeaseEvent>);
     m.insert("SchedulerStatus", reply::<SchedulerStatus>);
     m.insert("HostSummaryList", reply::<Vec<HostSummary>>);
+    m.insert("HostPage", reply::<lull_proto::msg::page::HostPage>);
     m.insert("HostDetail", reply::<HostDetail>);
     m.insert("BlockReply", reply::<BlockReply>);
     m.insert("HistoryReply", reply::<HistoryReply>);
