@@ -20,6 +20,19 @@ pub struct Views {
     pub applied: Option<oneshot::Sender<()>>,
 }
 
+impl Views {
+    /// Brings a map of every host's latest view up to date: the views
+    /// replace, the removed hosts go.
+    pub fn keep_latest(&self, latest: &mut std::collections::HashMap<String, HostView>) {
+        for view in &self.views {
+            latest.insert(view.host_id.clone(), view.clone());
+        }
+        for id in &self.removed {
+            latest.remove(id);
+        }
+    }
+}
+
 /// A batch handed to an owning actor; it answers on `done` after its commit.
 #[derive(Debug)]
 pub struct Batch<T> {

@@ -31,7 +31,7 @@ use super::queue::{self, Ack, Held, Pending, QueueConfig, QueueLog};
 use super::replica::{RecordBuf, SealKey, SnapshotBody};
 use crate::handoff::Views;
 use crate::leader::Leadership;
-use crate::scheduler::endpoints::{handle_as, status, DecisionLabels, LeaseOp};
+use crate::scheduler::endpoints::{handle_as, status, DecisionLabels, LeaseOp, StatusLimits};
 use crate::service::{encode_reply, HandlerResult, Meter, Request};
 use lull_engine::lease::{Book, Effect, HostView};
 
@@ -123,7 +123,7 @@ pub fn spawn(cfg: SchedulerConfig, io: SchedulerIo, shutdown: CancellationToken)
         latest_views: HashMap::new(),
         max_payload: cfg.max_payload,
         batch_max: cfg.batch_max.max(1),
-        lists: cfg.lists,
+        status: StatusLimits::new(cfg.max_payload, cfg.lists),
         meters,
         decisions: HashMap::new(),
         events,
@@ -172,8 +172,8 @@ struct Actor {
     latest_views: HashMap<String, HostView>,
     max_payload: usize,
     batch_max: usize,
-    /// Page sizes of `scheduler.status`.
-    lists: crate::config::ListsConfig,
+    /// Request size and page sizes of `scheduler.status`.
+    status: StatusLimits,
     /// One per [`LeaseOp`], in [`LeaseOp::ALL`] order.
     meters: [Meter; 7],
     /// `lull_lease_decisions_total` handles by result and reason.
@@ -393,27 +393,15 @@ impl Actor {
     /// Takes host views from the fleet (kept in both roles), and answers
     /// an operator change once the book decides with them.
     async fn on_views(&mut self, update: Views) {
-        let Views {
-            views,
-            removed,
-            applied,
-        } = update;
-        for view in &views {
-            self.latest_views.insert(view.host_id.clone(), view.clone());
-        }
-        for id in &removed {
-            self.latest_views.remove(id);
-        }
+        update.keep_latest(&mut self.latest_views);
         if self.still_leading() {
             if let Some(l) = self.lead.as_mut() {
-                for id in &removed {
-                    l.book.remove_host(id);
-                }
-                let fx = l.book.on_hosts_changed(views, now_unix());
+                update.removed.iter().for_each(|id| l.book.remove_host(id));
+                let fx = l.book.on_hosts_changed(update.views, now_unix());
                 self.emit(fx).await;
             }
         }
-        if let Some(a) = applied {
+        if let Some(a) = update.applied {
             let _ = a.send(());
         }
     }
@@ -471,13 +459,7 @@ impl Actor {
             if op == LeaseOp::Status {
                 // Built here, encoded (it can be large) on a task of its own.
                 let meter = self.meters[op as usize].clone();
-                let st = status(
-                    &l.book,
-                    &request.message.payload,
-                    self.max_payload,
-                    &self.lists,
-                    now_unix(),
-                );
+                let st = status(&l.book, &request.message.payload, &self.status, now_unix());
                 tokio::spawn(async move {
                     let reply = st.and_then(|st| encode_reply(&st));
                     meter.respond(request, reply, started).await;

@@ -199,8 +199,7 @@ pub fn handle_as(
         LeaseOp::Status => match status(
             book,
             payload,
-            max_payload,
-            &crate::config::ListsConfig::default(),
+            &StatusLimits::new(max_payload, Default::default()),
             now,
         ) {
             Ok(st) => Handled {
@@ -213,16 +212,32 @@ pub fn handle_as(
     }
 }
 
+/// What `scheduler.status` needs besides the book.
+#[derive(Debug, Clone, Copy)]
+pub struct StatusLimits {
+    /// Largest accepted request.
+    pub max_payload: usize,
+    /// Page sizes.
+    pub lists: crate::config::ListsConfig,
+}
+
+impl StatusLimits {
+    /// Limits of requests up to `max_payload` bytes, pages as `lists` says.
+    pub fn new(max_payload: usize, lists: crate::config::ListsConfig) -> Self {
+        StatusLimits { max_payload, lists }
+    }
+}
+
 /// One page of `scheduler.status` (`limit` hosts and active leases after
 /// `cursor`, see [`Book::status_page`]) without the encoding, which can be
 /// large, so the caller may do it off the book's task.
 pub fn status(
     book: &Book,
     payload: &[u8],
-    max_payload: usize,
-    lists: &crate::config::ListsConfig,
+    limits: &StatusLimits,
     now: f64,
 ) -> Result<SchedulerStatus, ErrorReply> {
+    let (max_payload, lists) = (limits.max_payload, &limits.lists);
     let page = decode_request::<PageRequest>(payload, max_payload)?;
     let cursor = match &page.cursor {
         Some(c) => StatusCursor::decode(c)
