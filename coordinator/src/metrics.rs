@@ -61,7 +61,7 @@ mod tests {
     }
 
     #[test]
-    fn own_buckets_are_installed_for_the_long_histograms() {
+    fn own_buckets_are_installed_for_the_long_and_the_trimmed_histograms() {
         let names: Vec<&str> = buckets().into_iter().map(|(n, _)| n).collect();
         assert_eq!(
             names,
@@ -70,6 +70,7 @@ mod tests {
                 "lull_region_queue_wait_seconds",
                 "lull_worker_duration_seconds",
                 "lull_stats_ingest_lag_seconds",
+                "lull_request_duration_seconds",
             ]
         );
     }
