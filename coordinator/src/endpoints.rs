@@ -1,5 +1,6 @@
 //! The table of `lull.v1.*` read endpoints that every coordinator answers
-//! (leader and standbys alike): the fleet's hosts and quiet state. Each
+//! (leader and standbys alike): the fleet's hosts and quiet state, and the
+//! lease decisions from the audit trail. Each
 //! owner binds its endpoint names to thin handlers in its own `endpoints`
 //! module; this module only gathers them. The leader's endpoints are served
 //! by `leading` (operator blocks, regions, workers) and by the scheduler
@@ -32,6 +33,10 @@ pub fn all(deps: &Deps) -> Vec<(&'static str, Handler)> {
         &deps.fleet,
         &deps.history,
         deps.lists,
+        deps.max_payload,
+    ));
+    v.extend(crate::scheduler::decisions::endpoints(
+        &deps.pool,
         deps.max_payload,
     ));
     v.extend(crate::leader::endpoint::endpoints(

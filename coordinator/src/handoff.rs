@@ -2,7 +2,8 @@
 //! actor answers once it has committed them (or failed to), so that the
 //! JetStream consumer acks only what is stored; and host views from the
 //! fleet to the lease book, answered once the book has them, so that an
-//! operator's block is in force before its reply.
+//! operator's block is in force before its reply (and an operator's
+//! forget, answered once the book has let the host go).
 
 use lull_engine::lease::HostView;
 use tokio::sync::oneshot;
@@ -18,6 +19,20 @@ pub struct Views {
     /// Answered once the lease book (or a standby's view store) has them,
     /// and every update sent before them.
     pub applied: Option<oneshot::Sender<()>>,
+    /// An operator's `hosts.forget`: the book lets the host go unless it
+    /// holds active leases, and answers why not.
+    pub forget: Option<Forget>,
+}
+
+/// Asks the lease book to let a host go (it refuses while the host holds
+/// active leases).
+#[derive(Debug)]
+pub struct Forget {
+    /// The host.
+    pub host_id: String,
+    /// `Ok` once the book (and the standby view store) dropped the host,
+    /// `Err` with the reason otherwise.
+    pub reply: oneshot::Sender<Result<(), String>>,
 }
 
 impl Views {

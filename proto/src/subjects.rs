@@ -211,6 +211,8 @@ pub mod endpoints {
     pub const HOSTS_UNBLOCK: &str = "hosts.unblock";
     /// `lull.v1.hosts.blocks` (the active blocks).
     pub const HOSTS_BLOCKS: &str = "hosts.blocks";
+    /// `lull.v1.hosts.forget` (delete a host that no longer reports).
+    pub const HOSTS_FORGET: &str = "hosts.forget";
     /// `lull.v1.stats.history`.
     pub const STATS_HISTORY: &str = "stats.history";
     /// `lull.v1.stats.health`.
@@ -231,6 +233,8 @@ pub mod endpoints {
     pub const LEASE_REVOKE: &str = "lease.revoke";
     /// `lull.v1.lease.cancel` (cancel a queued request).
     pub const LEASE_CANCEL: &str = "lease.cancel";
+    /// `lull.v1.lease.decisions` (recent decisions from the audit trail).
+    pub const LEASE_DECISIONS: &str = "lease.decisions";
     /// `lull.v1.scheduler.status`.
     pub const SCHEDULER_STATUS: &str = "scheduler.status";
     /// `lull.v1.coordinator.leader` (every instance answers).

@@ -1,7 +1,7 @@
 //! The fleet's endpoints: `hosts.list` and `hosts.get`; the quiet-state
 //! reads `stats.history`, `stats.health`, `quiet.streaks`,
 //! `quiet.forecast`, and the operator blocks `hosts.block`,
-//! `hosts.unblock` and `hosts.blocks`. Reads go to the history store and
+//! `hosts.unblock` and `hosts.blocks`, and `hosts.forget`. Reads go to the history store and
 //! the fleet actor; a block is written to Postgres first and applied by the
 //! fleet actor after, so an answered block survives a restart.
 
@@ -9,7 +9,9 @@ use std::sync::Arc;
 
 use lull_common::runtime::now_unix;
 use lull_proto::error::ErrorCode;
-use lull_proto::msg::hosts::{BlockReply, BlockRequest, HostGetRequest, UnblockRequest};
+use lull_proto::msg::hosts::{
+    BlockReply, BlockRequest, ForgetReply, ForgetRequest, HostGetRequest, UnblockRequest,
+};
 use lull_proto::subjects::endpoints as ep;
 use lull_proto::ErrorReply;
 
@@ -267,6 +269,44 @@ async fn unblock(
     Ok(reply)
 }
 
+/// `hosts.forget`: the fleet and the lease book let the host go (refused
+/// while it reports or holds leases), then its rows are deleted. A host
+/// the fleet no longer knows is still deleted from the database (a retry
+/// after a failed delete).
+async fn forget(
+    store: &HistoryStore,
+    fleet: &FleetHandle,
+    lock: &tokio::sync::Mutex<()>,
+    req: ForgetRequest,
+) -> Result<ForgetReply, ErrorReply> {
+    let _g = lock.lock().await;
+    let in_memory = match fleet.forget(req.host_id.clone()).await.map_err(gone)? {
+        Ok(known) => known,
+        Err(why) => {
+            return Ok(ForgetReply {
+                host_id: req.host_id,
+                forgotten: false,
+                reason: Some(why),
+            })
+        }
+    };
+    let stored = crate::store::hosts::forget(&store.pool, &req.host_id)
+        .await
+        .map_err(db)?;
+    if !in_memory && !stored {
+        return Err(err(
+            ErrorCode::NotFound,
+            format!("host {:?} is not known", req.host_id),
+        ));
+    }
+    tracing::info!(host = %req.host_id, "operator forgot a host");
+    Ok(ForgetReply {
+        host_id: req.host_id,
+        forgotten: true,
+        reason: None,
+    })
+}
+
 /// The fleet's endpoints with their handlers: hosts, quiet history and
 /// blocks.
 pub fn endpoints(
@@ -328,7 +368,8 @@ fn host_endpoints(
     vec![(ep::HOSTS_LIST, list), (ep::HOSTS_GET, get)]
 }
 
-/// The operator's changes, `hosts.block` and `hosts.unblock`: answered by
+/// The operator's changes, `hosts.block`, `hosts.unblock` and
+/// `hosts.forget`: answered by
 /// the leader only, whose fleet feeds the lease book (a standby's fleet
 /// takes the stored blocks when it becomes leader).
 pub fn operator_endpoints(
@@ -352,15 +393,28 @@ pub fn operator_endpoints(
             async move { block(&s, &f, &l, &d, r).await }
         })
     };
+    let lock_u = lock.clone();
     let unblock_h = {
         let store = store.clone();
         let fleet = fleet.clone();
         typed(max, move |r: UnblockRequest| {
-            let (s, f, l) = (store.clone(), fleet.clone(), lock.clone());
+            let (s, f, l) = (store.clone(), fleet.clone(), lock_u.clone());
             async move { unblock(&s, &f, &l, r).await }
         })
     };
-    vec![(ep::HOSTS_BLOCK, block_h), (ep::HOSTS_UNBLOCK, unblock_h)]
+    let forget_h = {
+        let store = store.clone();
+        let fleet = fleet.clone();
+        typed(max, move |r: ForgetRequest| {
+            let (s, f, l) = (store.clone(), fleet.clone(), lock.clone());
+            async move { forget(&s, &f, &l, r).await }
+        })
+    };
+    vec![
+        (ep::HOSTS_BLOCK, block_h),
+        (ep::HOSTS_UNBLOCK, unblock_h),
+        (ep::HOSTS_FORGET, forget_h),
+    ]
 }
 
 /// The quiet-state endpoints.

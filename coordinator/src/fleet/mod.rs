@@ -78,6 +78,23 @@ pub enum Command {
     /// Fresh forecast hints: the next predicted quiet window's start per
     /// host (hosts not listed have none).
     Forecasts(Vec<(String, Option<f64>)>),
+    /// `hosts.forget`, first step: refused while the host reports;
+    /// otherwise the lease book is asked to let it go.
+    Forget(String, oneshot::Sender<ForgetStep>),
+    /// `hosts.forget`, last step (the book let the host go): drop the host
+    /// from memory, unless it reported again meanwhile (`true` when it was
+    /// in memory).
+    Drop(String, oneshot::Sender<Result<bool, String>>),
+}
+
+/// The first step of `hosts.forget`.
+#[derive(Debug)]
+pub enum ForgetStep {
+    /// The host still reports.
+    Refused(String),
+    /// The lease book was asked; it answers on the receiver (`None` when
+    /// there is no book).
+    Asked(Option<oneshot::Receiver<Result<(), String>>>),
 }
 
 /// A reply, and the signal that the lease book has the views it changed
@@ -203,6 +220,27 @@ impl FleetHandle {
     /// Unwritten quiet samples and the open streak of a host.
     pub async fn live_quiet(&self, host_id: String) -> Result<Option<LiveQuiet>, FleetGone> {
         self.ask(|tx| Command::LiveQuiet(host_id, tx)).await
+    }
+
+    /// Forgets a host that no longer reports and holds no lease: the
+    /// fleet checks that it is silent, the lease book that it holds no
+    /// active lease, then the fleet drops it. `Ok(false)` when the host is
+    /// not in memory (never seen, or evicted); `Err` with the reason when
+    /// refused.
+    pub async fn forget(&self, host_id: String) -> Result<Result<bool, String>, FleetGone> {
+        let asked = match self.ask(|tx| Command::Forget(host_id.clone(), tx)).await? {
+            ForgetStep::Refused(why) => return Ok(Err(why)),
+            ForgetStep::Asked(asked) => asked,
+        };
+        if let Some(rx) = asked {
+            match tokio::time::timeout(APPLY_WAIT, rx).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(why))) => return Ok(Err(why)),
+                Ok(Err(_)) => return Err(FleetGone),
+                Err(_) => return Ok(Err("the lease book did not answer in time".into())),
+            }
+        }
+        self.ask(|tx| Command::Drop(host_id, tx)).await
     }
 
     /// Hands over fresh forecast hints.

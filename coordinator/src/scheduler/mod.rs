@@ -6,12 +6,13 @@
 //! leases instead, so that a takeover starts from the exact live set. What the book
 //! asks the shell to do goes to two helper tasks that never hold it up:
 //! [`events`] publishes lease events on NATS, [`audit`] writes audit rows
-//! to Postgres in batches. Changes of the wait queue are different: they
+//! to Postgres in batches; [`decisions`] reads that trail back. Changes of the wait queue are different: they
 //! may not be lost, so [`queue`] writes them to Postgres and the answers
 //! that report them wait for the commit.
 
 mod actor;
 pub mod audit;
+pub mod decisions;
 pub mod endpoints;
 pub mod events;
 mod follow;

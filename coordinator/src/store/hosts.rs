@@ -39,3 +39,35 @@ pub async fn upsert(pool: &Pool, rows: &[HostRow]) -> Result<u64, StoreError> {
         .await?;
     Ok(n)
 }
+
+/// Tables whose rows belong to one host (the `hosts` row last).
+const HOST_TABLES: [&str; 6] = [
+    "quiet_samples",
+    "stats_samples",
+    "quiet_rollups",
+    "stats_rollups",
+    "quiet_streaks",
+    "hosts",
+];
+
+/// Deletes a host's rows (its `hosts` row, history, rollups and streaks)
+/// in one transaction; returns whether it had a `hosts` row. Operator
+/// blocks are the operator's and stay.
+pub async fn forget(pool: &Pool, host_id: &str) -> Result<bool, StoreError> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let mut had_row = false;
+    for table in HOST_TABLES {
+        let n = tx
+            .execute(
+                &format!("DELETE FROM {table} WHERE host_id = $1"),
+                &[&host_id],
+            )
+            .await?;
+        if table == "hosts" {
+            had_row = n > 0;
+        }
+    }
+    tx.commit().await?;
+    Ok(had_row)
+}

@@ -3,6 +3,7 @@
 //! coordinator must still refuse.
 
 use deadpool_postgres::Pool;
+use lull_proto::msg::decisions::{Decision, DecisionKind};
 use lull_proto::msg::lease::LeaseState;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
@@ -166,4 +167,75 @@ pub async fn ended_since(pool: &Pool, since: f64) -> Result<Vec<(String, LeaseSt
             (r.get(0), state)
         })
         .collect())
+}
+
+/// Filters of [`decisions`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecisionFilter {
+    /// Audit kinds to list (`granted`, `denied`, `queued`).
+    pub kinds: Vec<&'static str>,
+    /// Only this addon.
+    pub addon_id: Option<String>,
+    /// Only this host.
+    pub host_id: Option<String>,
+    /// Unix seconds: rows at or after.
+    pub since: f64,
+    /// Most rows.
+    pub limit: i64,
+}
+
+/// A wire enum from its stored name (`None` when unknown).
+fn wire_enum<T: serde::de::DeserializeOwned>(s: &str) -> Option<T> {
+    serde_json::from_value(serde_json::Value::String(s.to_string())).ok()
+}
+
+/// Recent decisions matching `f`, newest first (at most `f.limit`), and
+/// the number of matching rows per reason code (`none` for grants).
+pub async fn decisions(
+    pool: &Pool,
+    f: &DecisionFilter,
+) -> Result<(Vec<Decision>, Vec<(String, i64)>), StoreError> {
+    const WHERE: &str = "WHERE at >= $1 AND kind = ANY($2)
+          AND ($3::text IS NULL OR addon_id = $3)
+          AND ($4::text IS NULL OR host_id = $4)";
+    let client = pool.get().await?;
+    let kinds: Vec<&str> = f.kinds.clone();
+    let rows = client
+        .query(
+            &format!(
+                "SELECT at, kind, addon_id, job_type, host_id, cost_units, priority,
+                        lease_id, reason_code, reason
+                 FROM lease_events {WHERE} ORDER BY at DESC LIMIT $5"
+            ),
+            &[&f.since, &kinds, &f.addon_id, &f.host_id, &f.limit],
+        )
+        .await?;
+    let counts = client
+        .query(
+            &format!(
+                "SELECT COALESCE(reason_code, 'none'), count(*) FROM lease_events {WHERE}
+                 GROUP BY 1 ORDER BY 1"
+            ),
+            &[&f.since, &kinds, &f.addon_id, &f.host_id],
+        )
+        .await?;
+    Ok((
+        rows.iter()
+            .filter_map(|r| {
+                Some(Decision {
+                    at: r.get(0),
+                    kind: DecisionKind::parse(r.get(1))?,
+                    addon_id: r.get(2),
+                    job_type: r.get(3),
+                    host_id: r.get(4),
+                    cost_units: u32::try_from(r.get::<_, i32>(5)).unwrap_or(0),
+                    priority: wire_enum(r.get(6)).unwrap_or_default(),
+                    lease_id: r.get(7),
+                    reason_code: r.get::<_, Option<String>>(8).and_then(|c| wire_enum(&c)),
+                    reason: r.get(9),
+                })
+            })
+            .collect(),
+        counts.iter().map(|r| (r.get(0), r.get(1))).collect(),
+    ))
 }

@@ -1273,3 +1273,25 @@ fn a_lease_on_a_host_in_panic_is_not_re_admitted_after_a_restart() {
     let hb = b.heartbeat(&handle(&granted), T0 + 7.0).unwrap().reply;
     assert_eq!(hb.state, LeaseState::Revoked);
 }
+
+#[test]
+fn a_host_is_forgotten_only_without_active_leases() {
+    let mut b = book();
+    let first = b.request(req(10), T0).reply;
+    let second = b.request(req(10), T0).reply;
+    assert!(first.approved && second.approved);
+    assert_eq!(b.leases_on("h1"), 2);
+    let e = b.forget_host("h1").unwrap_err();
+    assert_eq!(e, "host h1 holds 2 active leases");
+    // Refused: the host is still known.
+    b.release(&release_req(&handle(&first)), T0 + 1.0).unwrap();
+    assert_eq!(
+        b.forget_host("h1").unwrap_err(),
+        "host h1 holds 1 active lease"
+    );
+    b.release(&release_req(&handle(&second)), T0 + 1.0).unwrap();
+    assert_eq!(b.forget_host("h1"), Ok(()));
+    assert_eq!(b.leases_on("h1"), 0);
+    let denied = b.request(req(10), T0 + 2.0).reply;
+    assert_eq!(denied.reason_code, Some(DenyReason::UnknownHost));
+}

@@ -492,6 +492,33 @@ pub struct DrainReport {
     pub revoked: Vec<String>,
 }
 
+/// Request of `lull.v1.hosts.forget`: delete a decommissioned host from
+/// the coordinator's memory and database. Refused while the host still
+/// reports or holds leases.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForgetRequest {
+    /// Host id.
+    pub host_id: String,
+}
+
+impl Validate for ForgetRequest {
+    fn validate(&self) -> Result<(), ValidationError> {
+        v::subject_token("host_id", &self.host_id)
+    }
+}
+
+/// Reply of `lull.v1.hosts.forget`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ForgetReply {
+    /// Host id.
+    pub host_id: String,
+    /// The host is gone from memory and storage.
+    pub forgotten: bool,
+    /// Why not, when refused (it still reports, or holds leases).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,5 +1,6 @@
 //! Wire types of docs/protocol.md, one module per message family.
 
+pub mod decisions;
 pub mod hosts;
 pub mod leader;
 pub mod lease;

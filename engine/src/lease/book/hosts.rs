@@ -63,6 +63,24 @@ impl Book {
         self.hosts.remove(host_id);
     }
 
+    /// Active leases on a host.
+    pub fn leases_on(&self, host_id: &str) -> usize {
+        self.by_host.get(host_id).map_or(0, |ids| ids.len())
+    }
+
+    /// Forgets a host that holds no active lease (the operator's
+    /// `hosts.forget`); refuses, changing nothing, while it holds any.
+    pub fn forget_host(&mut self, host_id: &str) -> Result<(), String> {
+        match self.leases_on(host_id) {
+            0 => {
+                self.remove_host(host_id);
+                Ok(())
+            }
+            1 => Err(format!("host {host_id} holds 1 active lease")),
+            n => Err(format!("host {host_id} holds {n} active leases")),
+        }
+    }
+
     fn got_better(&self, old: &HostView, new: &HostView, now: f64) -> bool {
         let cfg = &self.cfg;
         if new.state < old.state
