@@ -19,7 +19,7 @@ use lull_proto::error::ErrorReply;
 use lull_proto::msg::leader::{CoordinatorRole, LeaderReply};
 use lull_proto::subjects::{endpoints as ep, SERVICE_NAME};
 
-use crate::output::ago;
+use crate::output::{ago, human_duration};
 use crate::Ctx;
 
 /// How long replies are collected at most.
@@ -155,18 +155,9 @@ pub fn ordered(mut replies: Vec<LeaderReply>) -> Vec<LeaderReply> {
     replies
 }
 
-/// Seconds as `45s`, `12m`, `3.5h` or `2.1d`.
+/// Seconds for people: `45 s`, `12 min 3 s`, `3 h 30 min`.
 pub fn span(secs: f64) -> String {
-    let s = secs.max(0.0);
-    if s < 120.0 {
-        format!("{s:.0}s")
-    } else if s < 7200.0 {
-        format!("{:.0}m", s / 60.0)
-    } else if s < 172_800.0 {
-        format!("{:.1}h", s / 3600.0)
-    } else {
-        format!("{:.1}d", s / 86_400.0)
-    }
+    human_duration(secs)
 }
 
 /// Headers of the coordinator table.
@@ -262,8 +253,8 @@ mod tests {
             errors: vec![],
         };
         let r = rows(&g.replies);
-        assert_eq!(r[0], ["leader", "c-c", "4", "30s ago", "67m"]);
-        assert_eq!(r[1], ["standby", "c-a", "-", "-", "67m"]);
+        assert_eq!(r[0], ["leader", "c-c", "4", "30 s ago", "1 h 6 min"]);
+        assert_eq!(r[1], ["standby", "c-a", "-", "-", "1 h 6 min"]);
         assert_eq!(r[2][1], "c-b");
         assert!(r.iter().all(|row| row.len() == HEADERS.len()));
         assert!(notes(&g).is_empty(), "{:?}", notes(&g));
@@ -296,10 +287,10 @@ mod tests {
 
     #[test]
     fn spans_and_ping_ids() {
-        assert_eq!(span(5.2), "5s");
-        assert_eq!(span(600.0), "10m");
-        assert_eq!(span(3.0 * 3600.0), "3.0h");
-        assert_eq!(span(3.0 * 86_400.0), "3.0d");
+        assert_eq!(span(5.2), "5 s");
+        assert_eq!(span(600.0), "10 min");
+        assert_eq!(span(3.0 * 3600.0), "3 h");
+        assert_eq!(span(3.0 * 86_400.0), "3 d");
         let ping = format!(r#"{{"name":"{SERVICE_NAME}","id":"abc","version":"0.1.0"}}"#);
         assert_eq!(ping_id(ping.as_bytes()).as_deref(), Some("abc"));
         assert_eq!(ping_id(br#"{"name":"other","id":"x"}"#), None);

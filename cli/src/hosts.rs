@@ -1,69 +1,124 @@
-//! `lullctl hosts`: the fleet with quiet states, or one host in detail.
+//! `lullctl hosts`: the fleet with quiet states, one host in detail, or
+//! `hosts forget HOST` (delete a decommissioned host).
 
-use clap::Args;
-use lull_proto::msg::hosts::{AgentStatus, HostDetail, HostGetRequest, HostSummary};
+use clap::{Args, Subcommand};
+use lull_proto::msg::hosts::{
+    AgentStatus, ForgetReply, ForgetRequest, HostDetail, HostGetRequest, HostSummary,
+};
 use lull_proto::subjects::endpoints as ep;
 
-use crate::output::{ago, call, json, table};
+use crate::output::{ago, call, json, local, table};
+use crate::watch::{self, WatchArg};
 use crate::Ctx;
 
 /// Arguments of `lullctl hosts`.
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct HostsArgs {
+    #[command(subcommand)]
+    cmd: Option<HostsCmd>,
     /// Show one host in detail.
     host: Option<String>,
+    #[command(flatten)]
+    watch: WatchArg,
+}
+
+/// `lullctl hosts` subcommands.
+#[derive(Debug, Subcommand)]
+enum HostsCmd {
+    /// Delete a decommissioned host from the coordinator's memory and
+    /// database. Refused while the host still reports or holds leases.
+    Forget {
+        /// The host.
+        host: String,
+    },
 }
 
 /// Runs the command; returns the exit code.
 pub async fn run(ctx: &Ctx, args: HostsArgs) -> anyhow::Result<i32> {
-    if let Some(host_id) = args.host {
-        let d: HostDetail = call(ctx, ep::HOSTS_GET, &HostGetRequest { host_id }).await?;
-        if ctx.json {
-            json(&d)?;
-        } else {
-            println!(
-                "{}  {}  score {:.1}  last seen {}{}",
-                d.snapshot.host_id,
-                d.quiet.state,
-                d.quiet.quiet_score,
-                ago(d.last_seen),
-                if d.stale { "  STALE" } else { "" }
-            );
-            for r in &d.quiet.reasons {
-                println!("  - {r}");
-            }
-            for l in agent_lines(&d.agent, ago) {
-                println!("{l}");
-            }
-        }
-        return Ok(0);
+    if let Some(HostsCmd::Forget { host }) = args.cmd {
+        return forget(ctx, host).await;
     }
+    let host = args.host.as_deref();
+    watch::repeat(args.watch, !ctx.json, || async move {
+        match host {
+            Some(h) => detail(ctx, h.to_string()).await,
+            None => list(ctx).await,
+        }
+    })
+    .await
+}
+
+/// `lullctl hosts forget HOST`: exit 0 when forgotten, 1 when refused.
+async fn forget(ctx: &Ctx, host_id: String) -> anyhow::Result<i32> {
+    let r: ForgetReply = call(ctx, ep::HOSTS_FORGET, &ForgetRequest { host_id }).await?;
+    if ctx.json {
+        json(&r)?;
+    } else if r.forgotten {
+        println!("forgot {}", r.host_id);
+    } else {
+        println!(
+            "not forgotten: {}",
+            r.reason.as_deref().unwrap_or("refused by the coordinator")
+        );
+    }
+    Ok(if r.forgotten { 0 } else { 1 })
+}
+
+async fn detail(ctx: &Ctx, host_id: String) -> anyhow::Result<i32> {
+    let d: HostDetail = call(ctx, ep::HOSTS_GET, &HostGetRequest { host_id }).await?;
+    if ctx.json {
+        json(&d)?;
+    } else {
+        println!(
+            "{}  {}  score {:.1}  last seen {}{}",
+            d.snapshot.host_id,
+            d.quiet.state,
+            d.quiet.quiet_score,
+            ago(d.last_seen),
+            if d.stale { "  STALE" } else { "" }
+        );
+        for r in &d.quiet.reasons {
+            println!("  - {r}");
+        }
+        for l in agent_lines(&d.agent, ago) {
+            println!("{l}");
+        }
+    }
+    Ok(0)
+}
+
+async fn list(ctx: &Ctx) -> anyhow::Result<i32> {
     let hosts: Vec<HostSummary> = crate::pages::hosts(ctx).await?;
     if ctx.json {
         json(&hosts)?;
     } else {
+        let wide = ctx.wide();
         let rows: Vec<Vec<String>> = hosts
             .iter()
             .map(|h| {
-                vec![
+                let mut row = vec![
                     h.host_id.clone(),
                     h.state.to_string(),
                     format!("{:.1}", h.quiet_score),
                     ago(h.last_seen),
-                    if h.stale {
-                        "stale".into()
-                    } else {
-                        String::new()
-                    },
-                    if h.blocked {
-                        "blocked".into()
-                    } else {
-                        String::new()
-                    },
-                ]
+                ];
+                if wide {
+                    row.push(local(h.last_seen));
+                }
+                row.push(if h.stale { "stale" } else { "" }.into());
+                row.push(if h.blocked { "blocked" } else { "" }.into());
+                row
             })
             .collect();
-        table(&["HOST", "STATE", "SCORE", "LAST SEEN", "", ""], &rows);
+        if wide {
+            table(
+                &["HOST", "STATE", "SCORE", "LAST SEEN", "AT", "", ""],
+                &rows,
+            );
+        } else {
+            table(&["HOST", "STATE", "SCORE", "LAST SEEN", "", ""], &rows);
+        }
     }
     Ok(0)
 }

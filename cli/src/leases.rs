@@ -1,20 +1,40 @@
-//! `lullctl leases` and `lullctl revoke`: the scheduler's leases and the
-//! operator's revoke; the lease rows `lullctl status` shows too.
+//! `lullctl leases` and `lullctl revoke`: the scheduler's leases (or, with
+//! `--denied`, recent denials) and the operator's revoke; the lease rows
+//! `lullctl status` shows too.
 
 use clap::Args;
-use lull_proto::msg::lease::{LeaseInfo, OkResponse, RevokeRequest, SchedulerStatus};
+use lull_proto::msg::lease::{LeaseInfo, LeaseLists, OkResponse, RevokeRequest, SchedulerStatus};
 use lull_proto::subjects::endpoints as ep;
 use lull_proto::validate::Validate;
 
-use crate::output::{ago, call, json, table};
+use crate::decisions::{self, DeniedQuery};
+use crate::output::{ago, call, json, table, until};
+use crate::watch::{self, WatchArg};
 use crate::Ctx;
 
 /// Arguments of `lullctl leases`.
 #[derive(Debug, Args)]
 pub struct LeasesArgs {
     /// Also list recently ended leases.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "denied")]
     pub recent: bool,
+    /// List recent denials (from the audit trail) instead, with reasons.
+    #[arg(long)]
+    pub denied: bool,
+    /// With --denied: only this addon's requests.
+    #[arg(long, requires = "denied")]
+    pub addon: Option<String>,
+    /// With --denied: only requests for this host.
+    #[arg(long, requires = "denied")]
+    pub host: Option<String>,
+    /// With --denied: how far back ("30m", "1h", "7d").
+    #[arg(long, default_value = "1h", requires = "denied")]
+    pub since: String,
+    /// With --denied: most rows (newest first; at most 1000).
+    #[arg(long, requires = "denied")]
+    pub limit: Option<u32>,
+    #[command(flatten)]
+    pub watch: WatchArg,
 }
 
 /// Arguments of `lullctl revoke`.
@@ -25,16 +45,6 @@ pub struct RevokeArgs {
     /// Why (shown to the holder).
     #[arg(long)]
     pub reason: Option<String>,
-}
-
-/// Seconds from now, for expiries: `in 12s`, or `ago` when past.
-pub fn until(t: f64) -> String {
-    let d = t - lull_common::runtime::now_unix();
-    if d >= 0.0 {
-        format!("in {:.0}s", d)
-    } else {
-        ago(t)
-    }
 }
 
 fn opt_pct(p: Option<f64>) -> String {
@@ -91,19 +101,42 @@ pub async fn fetch(ctx: &Ctx) -> anyhow::Result<SchedulerStatus> {
     crate::pages::status(ctx).await
 }
 
-/// `lullctl leases`: active leases (and recent ones with `--recent`).
+/// `lullctl leases`: active leases (and recent ones with `--recent`), or
+/// recent denials with `--denied`; `--watch` repeats it.
 pub async fn leases(ctx: &Ctx, args: LeasesArgs) -> anyhow::Result<i32> {
+    let denied = args.denied.then(|| DeniedQuery {
+        addon: args.addon.clone(),
+        host: args.host.clone(),
+        since: args.since.clone(),
+        limit: args.limit,
+    });
+    let (recent, a) = (args.recent, &denied);
+    watch::repeat(args.watch, !ctx.json, || async move {
+        match a {
+            Some(q) => decisions::denied(ctx, q).await,
+            None => once(ctx, recent).await,
+        }
+    })
+    .await
+}
+
+/// The JSON of `lullctl leases`: always `{"active": [...], "recent": [...]}`
+/// (`recent` is empty without `--recent`).
+pub fn json_shape(mut lists: LeaseLists, recent: bool) -> LeaseLists {
+    if !recent {
+        lists.recent.clear();
+    }
+    lists
+}
+
+async fn once(ctx: &Ctx, recent: bool) -> anyhow::Result<i32> {
     let st = fetch(ctx).await?;
     if ctx.json {
-        if args.recent {
-            json(&st.leases)?;
-        } else {
-            json(&st.leases.active)?;
-        }
+        json(&json_shape(st.leases, recent))?;
         return Ok(0);
     }
     table(&ACTIVE_HEADERS, &active_rows(&st.leases.active));
-    if args.recent {
+    if recent {
         println!("\nRECENT");
         table(&RECENT_HEADERS, &recent_rows(&st.leases.recent));
     }

@@ -17,7 +17,7 @@ use lull_proto::msg::region::{
 use lull_proto::subjects::endpoints as ep;
 use serde_json::{json, Value};
 
-use crate::output::{ago, call, json, table};
+use crate::output::{ago, call, json, json_raw, table};
 use crate::Ctx;
 
 /// Arguments of `lullctl regions`.
@@ -179,14 +179,7 @@ fn parse_weights(s: &str) -> anyhow::Result<SelectWeights> {
 }
 
 fn until(t: f64) -> String {
-    let d = t - lull_common::runtime::now_unix();
-    if d <= 0.0 {
-        "now".into()
-    } else if d < 7200.0 {
-        format!("in {:.0}m", d / 60.0)
-    } else {
-        format!("in {:.1}h", d / 3600.0)
-    }
+    crate::output::until(t)
 }
 
 fn opt(v: Option<f64>, digits: usize) -> String {
@@ -196,7 +189,7 @@ fn opt(v: Option<f64>, digits: usize) -> String {
 
 async fn overview(ctx: &Ctx) -> anyhow::Result<i32> {
     if ctx.json {
-        json(&export(ctx).await?)?;
+        json_raw(&export(ctx).await?)?;
         return Ok(0);
     }
     let doc: CampaignStats =
@@ -454,6 +447,7 @@ async fn import(ctx: &Ctx, file: &PathBuf) -> anyhow::Result<i32> {
     let slow = Ctx {
         client: ctx.client.clone(),
         subjects: ctx.subjects.clone(),
+        output: ctx.output,
         json: ctx.json,
         timeout: ctx.timeout.max(Duration::from_secs(60)),
     };

@@ -6,18 +6,27 @@ use clap::Args;
 use lull_proto::msg::lease::SchedulerStatus;
 
 use crate::coordinators::{self, Gathered};
-use crate::leases::{active_rows, fetch, until, ACTIVE_HEADERS};
-use crate::output::{json, table};
+use crate::leases::{active_rows, fetch, ACTIVE_HEADERS};
+use crate::output::{human_duration, json, table, until};
+use crate::watch::{self, WatchArg};
 use crate::Ctx;
 
 /// Arguments of `lullctl status`.
 #[derive(Debug, Args)]
-pub struct StatusArgs {}
+pub struct StatusArgs {
+    #[command(flatten)]
+    watch: WatchArg,
+}
 
-/// `lullctl status`. The instances are asked while the scheduler status is
-/// fetched; without a leader the scheduler status fails (no responders),
-/// and the instances are still printed before the error.
-pub async fn status(ctx: &Ctx, _args: StatusArgs) -> anyhow::Result<i32> {
+/// `lullctl status`, once or with `--watch`.
+pub async fn status(ctx: &Ctx, args: StatusArgs) -> anyhow::Result<i32> {
+    watch::repeat(args.watch, !ctx.json, || once(ctx)).await
+}
+
+/// One `lullctl status`. The instances are asked while the scheduler
+/// status is fetched; without a leader the scheduler status fails (no
+/// responders), and the instances are still printed before the error.
+async fn once(ctx: &Ctx) -> anyhow::Result<i32> {
     let (st, coords) = tokio::join!(fetch(ctx), coordinators::gather(ctx, coordinators::WINDOW));
     let coords = coords.unwrap_or_else(|e| Gathered {
         errors: vec![format!("{e:#}")],
@@ -69,8 +78,8 @@ fn print_scheduler(st: &SchedulerStatus) {
     );
     if let Some(g) = st.grace_until.filter(|g| *g > now) {
         head.push_str(&format!(
-            "; restart grace period: new grants refused for {:.0}s",
-            g - now
+            "; restart grace period: new grants refused for {}",
+            human_duration(g - now)
         ));
     }
     println!("{head}\n");

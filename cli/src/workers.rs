@@ -10,7 +10,7 @@ use lull_proto::msg::worker::{
 };
 use lull_proto::subjects::endpoints as ep;
 
-use crate::output::{ago, call, json, table, utc};
+use crate::output::{ago, call, human_duration, json, local, table};
 use crate::Ctx;
 
 /// Arguments of `lullctl workers`.
@@ -62,17 +62,20 @@ fn num(v: Option<f64>) -> String {
     v.map(|x| format!("{x:.1}")).unwrap_or_else(|| "-".into())
 }
 
+/// Milliseconds, humanised.
+fn ms(v: Option<f64>) -> String {
+    v.map(|x| human_duration(x / 1000.0))
+        .unwrap_or_else(|| "-".into())
+}
+
 fn pct(v: f64) -> String {
     format!("{:.1}%", v * 100.0)
 }
 
 fn period(s: &ScheduleStatus) -> String {
-    match s.expected_period_sec {
-        Some(p) if p >= 3600.0 => format!("{:.1}h", p / 3600.0),
-        Some(p) if p >= 60.0 => format!("{:.1}m", p / 60.0),
-        Some(p) => format!("{p:.0}s"),
-        None => "-".into(),
-    }
+    s.expected_period_sec
+        .map(human_duration)
+        .unwrap_or_else(|| "-".into())
 }
 
 async fn list(ctx: &Ctx) -> anyhow::Result<i32> {
@@ -106,7 +109,13 @@ async fn list(ctx: &Ctx) -> anyhow::Result<i32> {
         .collect();
     table(
         &[
-            "WORKER", "RUNS", "SCORE", "LEVEL", "SCHEDULE", "PERIOD", "LAST RUN",
+            "WORKER",
+            "RUNS",
+            "MEAN SCORE",
+            "LEVEL",
+            "SCHEDULE",
+            "PERIOD",
+            "LAST RUN",
         ],
         &rows,
     );
@@ -188,9 +197,9 @@ fn print_stats(s: &WorkerStatsReply) {
         vec![
             "duration".into(),
             format!(
-                "{} ms mean, {} ms rolling",
-                num(s.avg_duration_ms),
-                num(s.rolling_avg_duration_ms)
+                "{} mean, {} rolling",
+                ms(s.avg_duration_ms),
+                ms(s.rolling_avg_duration_ms)
             ),
         ],
         vec![
@@ -214,13 +223,13 @@ fn print_stats(s: &WorkerStatsReply) {
         vec![
             "last run".into(),
             s.last_run_at
-                .map(|t| format!("{} UTC ({}), {}", utc(t), ago(t), opt(s.last_outcome)))
+                .map(|t| format!("{} ({}), {}", local(t), ago(t), opt(s.last_outcome)))
                 .unwrap_or_else(|| "-".into()),
         ],
         vec![
             "last success".into(),
             s.last_success_at
-                .map(|t| format!("{} UTC ({})", utc(t), ago(t)))
+                .map(|t| format!("{} ({})", local(t), ago(t)))
                 .unwrap_or_else(|| "-".into()),
         ],
         vec![
@@ -250,17 +259,14 @@ fn print_stats(s: &WorkerStatsReply) {
             .iter()
             .map(|a| {
                 vec![
-                    utc(a.detected_at),
+                    local(a.detected_at),
                     a.kind.as_str().to_string(),
                     a.execution_id.clone(),
                     a.message.clone(),
                 ]
             })
             .collect();
-        table(
-            &["DETECTED (UTC)", "ANOMALY", "EXECUTION", "MESSAGE"],
-            &rows,
-        );
+        table(&["DETECTED", "ANOMALY", "EXECUTION", "MESSAGE"], &rows);
     }
 }
 
@@ -271,10 +277,10 @@ fn print_executions(r: &WorkerExecutionsReply) {
         .map(|e| {
             let dv = &e.report.data_verification;
             vec![
-                utc(e.report.started_at),
+                local(e.report.started_at),
                 e.report.execution_id.clone(),
                 e.report.outcome.to_string(),
-                format!("{:.0}", e.report.duration_ms),
+                human_duration(e.report.duration_ms / 1000.0),
                 opt(dv.records_processed.or(dv.records_fetched)),
                 format!("{:.1}", e.scores.reliability_score),
                 num(e.scores.performance_score),
@@ -292,10 +298,10 @@ fn print_executions(r: &WorkerExecutionsReply) {
         .collect();
     table(
         &[
-            "STARTED (UTC)",
+            "STARTED",
             "EXECUTION",
             "OUTCOME",
-            "MS",
+            "DURATION",
             "RECORDS",
             "REL",
             "PERF",
@@ -319,7 +325,9 @@ fn print_learning(l: &WorkerLearningReply) {
         opt(l.duration_trend.map(|t| format!("{t:?}").to_uppercase())),
         opt(l.data_volume_trend.map(|t| format!("{t:?}").to_uppercase())),
         num(l.recent_avg_records),
-        num(l.expected_period_sec),
+        l.expected_period_sec
+            .map(human_duration)
+            .unwrap_or_else(|| "-".into()),
     );
     let rows: Vec<Vec<String>> = l
         .hourly_performance
@@ -329,13 +337,13 @@ fn print_learning(l: &WorkerLearningReply) {
                 format!("{:02}:00", h.hour),
                 h.executions.to_string(),
                 pct(h.success_rate),
-                num(h.avg_duration_ms),
+                ms(h.avg_duration_ms),
                 format!("{:.1}", h.avg_score),
             ]
         })
         .collect();
     if !rows.is_empty() {
-        table(&["HOUR", "RUNS", "SUCCESS", "MS", "SCORE"], &rows);
+        table(&["HOUR", "RUNS", "SUCCESS", "DURATION", "SCORE"], &rows);
     }
     let rows: Vec<Vec<String>> = l
         .daily_performance
@@ -345,14 +353,14 @@ fn print_learning(l: &WorkerLearningReply) {
                 day_name(d.day).to_string(),
                 d.executions.to_string(),
                 pct(d.success_rate),
-                num(d.avg_duration_ms),
+                ms(d.avg_duration_ms),
                 format!("{:.1}", d.avg_score),
             ]
         })
         .collect();
     if !rows.is_empty() {
         println!();
-        table(&["DAY", "RUNS", "SUCCESS", "MS", "SCORE"], &rows);
+        table(&["DAY", "RUNS", "SUCCESS", "DURATION", "SCORE"], &rows);
     }
     for s in &l.suggestions {
         println!("- [{:?}] {}", s.kind, s.message);
@@ -361,6 +369,15 @@ fn print_learning(l: &WorkerLearningReply) {
 
 async fn system(ctx: &Ctx) -> anyhow::Result<i32> {
     let s: SystemLearningReply = call(ctx, ep::LEARNING_SYSTEM, &serde_json::json!({})).await?;
+    // The mean score is the one `lullctl workers` shows, so both agree.
+    let q: DataQualitySummaryReply =
+        call(ctx, ep::DATA_QUALITY_SUMMARY, &serde_json::json!({})).await?;
+    let mean = |name: &str| {
+        q.workers
+            .iter()
+            .find(|w| w.worker_name == name)
+            .and_then(|w| w.quality_score)
+    };
     if ctx.json {
         json(&s)?;
         return Ok(0);
@@ -388,6 +405,7 @@ async fn system(ctx: &Ctx) -> anyhow::Result<i32> {
             .map(|a| {
                 vec![
                     a.worker_name.clone(),
+                    num(mean(&a.worker_name)),
                     num(a.last_overall_score),
                     opt(a.last_quality_level),
                     a.schedule_state.as_str().to_string(),
@@ -396,7 +414,14 @@ async fn system(ctx: &Ctx) -> anyhow::Result<i32> {
             })
             .collect();
         table(
-            &["NEEDS ATTENTION", "SCORE", "LEVEL", "SCHEDULE", "WHY"],
+            &[
+                "NEEDS ATTENTION",
+                "MEAN SCORE",
+                "LAST SCORE",
+                "LAST LEVEL",
+                "SCHEDULE",
+                "WHY",
+            ],
             &rows,
         );
     }
@@ -466,7 +491,7 @@ async fn quality(ctx: &Ctx) -> anyhow::Result<i32> {
     table(
         &[
             "WORKER",
-            "SCORE",
+            "MEAN SCORE",
             "LEVEL",
             "DATA",
             "RUNS",

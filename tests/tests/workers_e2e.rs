@@ -1037,11 +1037,11 @@ async fn worker_reports_end_to_end() {
     assert!(out.contains("DURATION_SPIKE"), "{out}");
     assert!(out.contains("best hour"), "{out}");
     let out = ctl(vec!["--json", "workers", "sse_guardian"]).await;
-    let v: WorkerStatsReply = serde_json::from_str(&out).unwrap();
-    assert_eq!(v.total_executions, 120);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["total_executions"], 120);
     let out = ctl(vec!["--json", "workers", "system"]).await;
-    let v: SystemLearningReply = serde_json::from_str(&out).unwrap();
-    assert_eq!(v.workers, 6);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["workers"], 6);
     let out = ctl(vec!["workers", "system"]).await;
     assert!(out.contains("NEEDS ATTENTION"), "{out}");
     assert!(
@@ -1054,8 +1054,8 @@ async fn worker_reports_end_to_end() {
         "{out}"
     );
     let out = ctl(vec!["--json", "workers", "quality"]).await;
-    let v: DataQualitySummaryReply = serde_json::from_str(&out).unwrap();
-    assert_eq!(v.rate_limit_incidents, limited);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["rate_limit_incidents"], limited);
 }
 
 /// A large stream of runs of two workers, 10 s apart.
