@@ -1,4 +1,5 @@
-//! lullctl's connection flags: the client's part of the shared
+//! lullctl's global flags: the output format (`-o`), and the connection
+//! flags, the client's part of the shared
 //! configuration (NATS and the subject prefix). The servers' own settings
 //! (`--metrics-addr`, `--log`) have no flag here; a shared config file or
 //! `LULL_*` variable may still set them, and lullctl ignores them.
@@ -41,6 +42,18 @@ pub struct ClientArgs {
     #[arg(long, global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subject_prefix: Option<String>,
+}
+
+/// How a command prints its result (`-o`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Aligned columns for people.
+    #[default]
+    Table,
+    /// The table with more columns.
+    Wide,
+    /// One JSON document, the same shape every time (times as RFC 3339).
+    Json,
 }
 
 /// What `--print-config` shows: the settings lullctl uses.

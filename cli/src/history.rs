@@ -176,7 +176,7 @@ mod tests {
                 let i = f64::from(i);
                 let score = 100.0 - (i - 8.0).abs() * 10.0;
                 let mut vals = vec![("quiet_score", score), ("cpu_pct", 100.0 - score)];
-                if i < 4.0 || i > 11.0 {
+                if !(4.0..=11.0).contains(&i) {
                     vals.push(("io_pressure", 2.5));
                 }
                 point(t0 + i * 60.0, &vals)

@@ -30,8 +30,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 use lull_common::config::CommonConfig;
 use lull_proto::Subjects;
 
-use crate::args::ClientArgs;
-use crate::output::Format;
+use crate::args::{ClientArgs, Format};
 
 /// Global options.
 #[derive(Debug, Parser)]

@@ -1,4 +1,4 @@
-//! Output helpers: the `-o table|wide|json` format, aligned tables for
+//! Output helpers: aligned tables for
 //! humans, JSON for scripts (times as RFC 3339 in local time), times in
 //! local time, humanised durations, and the request helper that turns
 //! error replies into readable errors.
@@ -8,18 +8,6 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::Ctx;
-
-/// How a command prints its result (`-o`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    /// Aligned columns for people.
-    #[default]
-    Table,
-    /// The table with more columns.
-    Wide,
-    /// One JSON document, the same shape every time (times as RFC 3339).
-    Json,
-}
 
 /// Sends a request to `lull.v1.<endpoint>` and decodes the reply.
 pub async fn call<B: Serialize, R: DeserializeOwned>(
