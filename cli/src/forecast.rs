@@ -1,6 +1,7 @@
 //! `lullctl forecast HOST`: the host's quiet forecast as a 7×24 heatmap
 //! (day of week by hour, in local time, shaded by the mean quiet score of
-//! that hour over the lookback), and the next predicted quiet window.
+//! that hour over the lookback; `×` where an operator block or maintenance
+//! window covers the hour), and the next predicted quiet window.
 
 use clap::Args;
 use lull_engine::quiet::forecast::{ForecastReply, ForecastRequest, HOURS_PER_WEEK};
@@ -34,6 +35,9 @@ pub async fn run(ctx: &Ctx, a: ForecastArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+/// The mark of an hour an operator block or maintenance window covers.
+pub const BLOCKED: char = '×';
+
 const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
 
 /// The shade of one cell: `█` at or above the threshold (quiet), then
@@ -53,11 +57,12 @@ pub fn shade(score: Option<f64>, threshold: f64) -> char {
 /// zone's whole-hour offset at `generated_at`), two characters per hour.
 pub fn render(f: &ForecastReply, zone: Zone) -> String {
     let offset_h = i64::from(zone.offset_sec(f.generated_at)).div_euclid(3600);
-    let cell = |day: usize, hour: usize| -> Option<f64> {
+    let utc = |day: usize, hour: usize| -> usize {
         let local = (day * 24 + hour) as i64;
-        let utc = (local - offset_h).rem_euclid(HOURS_PER_WEEK as i64) as usize;
-        f.heatmap.get(utc).copied().flatten()
+        (local - offset_h).rem_euclid(HOURS_PER_WEEK as i64) as usize
     };
+    let cell = |i: usize| f.heatmap.get(i).copied().flatten();
+    let blocked = |i: usize| f.blocked.get(i).copied().unwrap_or(false);
     let t = f.threshold;
     let mut out = format!(
         "{}: mean quiet score by hour of the week (local time, UTC{}), threshold {}\n",
@@ -75,17 +80,27 @@ pub fn render(f: &ForecastReply, zone: Zone) -> String {
         out.push_str(name);
         out.push_str("  ");
         for h in 0..24 {
-            let c = shade(cell(d, h), t);
+            let i = utc(d, h);
+            let c = if blocked(i) {
+                BLOCKED
+            } else {
+                shade(cell(i), t)
+            };
             out.push(c);
             out.push(c);
         }
         out.push('\n');
     }
     out.push_str(&format!(
-        "     █ quiet (≥{})  ▓ ≥{}  ▒ ≥{}  ░ below  · no data\n",
+        "     █ quiet (≥{})  ▓ ≥{}  ▒ ≥{}  ░ below  · no data{}\n",
         fmt_num(t),
         fmt_num(t * 2.0 / 3.0),
-        fmt_num(t / 3.0)
+        fmt_num(t / 3.0),
+        if f.blocked.iter().any(|b| *b) {
+            "  × blocked (operator block or maintenance window)"
+        } else {
+            ""
+        }
     ));
     out.push_str(&next_window_line(f, zone));
     out.push('\n');
@@ -156,6 +171,7 @@ mod tests {
             threshold: 70.0,
             samples: vec![12; HOURS_PER_WEEK],
             heatmap,
+            blocked: vec![false; HOURS_PER_WEEK],
             next_window: Some(QuietWindow {
                 start_time: MONDAY + 4.0 * 86_400.0,
                 end_time: MONDAY + 4.0 * 86_400.0 + 6.0 * 3600.0,
@@ -177,6 +193,19 @@ mod tests {
         let got = render(&reply(), plus2);
         let want = include_str!("../tests/golden/forecast_utc+2.txt");
         assert_eq!(got, want, "got:\n{got}");
+    }
+
+    #[test]
+    fn blocked_hours_are_marked() {
+        let mut f = reply();
+        // Tuesday 02:00 and 03:00 UTC.
+        f.blocked[24 + 2] = true;
+        f.blocked[24 + 3] = true;
+        let got = render(&f, Zone::utc());
+        let tue = got.lines().find(|l| l.starts_with("Tue")).unwrap();
+        assert_eq!(tue.chars().skip(5 + 4).take(4).collect::<String>(), "××××");
+        assert!(got.contains("× blocked"), "{got}");
+        assert!(!render(&reply(), Zone::utc()).contains('×'));
     }
 
     #[test]
