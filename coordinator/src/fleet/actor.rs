@@ -24,11 +24,12 @@ use super::host_table::{dirty_rows, mark_dirty, row_of, write_hosts};
 use super::metrics as m;
 
 mod blocking;
+mod forget;
 use super::order::{self, Order};
 use super::roster::Roster;
 use super::views::ViewFilter;
-use super::{queries, Command, FleetHandle, ForgetStep};
-use crate::handoff::{Forget, Views};
+use super::{queries, Command, FleetHandle};
+use crate::handoff::Views;
 use crate::ingest::metrics::{AGENT_MESSAGES, STATS_MESSAGES};
 use crate::store::history::write::HistoryBatch;
 use crate::store::history::writer::run_writer;
@@ -250,55 +251,6 @@ impl Fleet {
                 let _ = reply.send(self.drop_host(&host, now_unix()));
             }
         }
-    }
-
-    /// `hosts.forget`, first step: refuse while the host reports, else ask
-    /// the lease book to let it go.
-    fn forget(&mut self, host: String, now: f64) -> ForgetStep {
-        if let Some(e) = self.hosts.get(&host) {
-            if !e.tracker.is_stale(now) {
-                return ForgetStep::Refused(format!(
-                    "host {host} still reports (last snapshot {:.0} s ago)",
-                    (now - e.last_seen).max(0.0)
-                ));
-            }
-        }
-        let Some(tx) = self.views.clone() else {
-            return ForgetStep::Asked(None);
-        };
-        let (reply, rx) = oneshot::channel();
-        let update = Views {
-            views: Vec::new(),
-            removed: Vec::new(),
-            applied: None,
-            forget: Some(Forget {
-                host_id: host,
-                reply,
-            }),
-        };
-        tokio::spawn(async move {
-            let _ = tx.send(update).await;
-        });
-        ForgetStep::Asked(Some(rx))
-    }
-
-    /// `hosts.forget`, last step: drops the host, unless it reported again
-    /// since the first step (then its view goes back to the book); `true`
-    /// when it was in memory.
-    fn drop_host(&mut self, host: &str, now: f64) -> Result<bool, String> {
-        if let Some(e) = self.hosts.get(host) {
-            if !e.tracker.is_stale(now) {
-                self.changed.insert(host.to_string());
-                return Err(format!("host {host} reported again"));
-            }
-        }
-        let Some(e) = self.hosts.remove(host) else {
-            return Ok(false);
-        };
-        self.roster.released(&e);
-        self.changed.remove(host);
-        tracing::info!(host, "host forgotten by the operator");
-        Ok(true)
     }
 
     fn apply_snapshot(&mut self, snap: Box<SystemStatsSnapshot>, at: f64) {

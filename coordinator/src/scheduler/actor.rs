@@ -35,6 +35,8 @@ use crate::scheduler::endpoints::{handle_as, status, DecisionLabels, LeaseOp, St
 use crate::service::{encode_reply, HandlerResult, Meter, Request};
 use lull_engine::lease::{Book, Effect, HostView};
 
+mod views;
+
 /// Tunables of the scheduler shell.
 #[derive(Debug, Clone)]
 pub struct SchedulerConfig {
@@ -388,38 +390,6 @@ impl Actor {
             unanswered = dropped,
             "stopped leading: lease endpoints unsubscribed"
         );
-    }
-
-    /// Takes host views from the fleet (kept in both roles), and answers
-    /// an operator change once the book decides with them.
-    async fn on_views(&mut self, mut update: Views) {
-        if let Some(f) = update.forget.take() {
-            self.forget(f);
-        }
-        update.keep_latest(&mut self.latest_views);
-        if self.still_leading() {
-            if let Some(l) = self.lead.as_mut() {
-                update.removed.iter().for_each(|id| l.book.remove_host(id));
-                let fx = l.book.on_hosts_changed(update.views, now_unix());
-                self.emit(fx).await;
-            }
-        }
-        if let Some(a) = update.applied {
-            let _ = a.send(());
-        }
-    }
-
-    /// Lets a host go (`hosts.forget`) unless the book holds leases on it.
-    fn forget(&mut self, f: crate::handoff::Forget) {
-        let leading = self.still_leading();
-        let r = match self.lead.as_mut().filter(|_| leading) {
-            Some(l) => l.book.forget_host(&f.host_id),
-            None => Ok(()),
-        };
-        if r.is_ok() {
-            self.latest_views.remove(&f.host_id);
-        }
-        let _ = f.reply.send(r);
     }
 
     async fn on_tick(&mut self) {
