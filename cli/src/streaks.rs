@@ -37,7 +37,7 @@ pub async fn run(ctx: &Ctx, a: StreaksArgs) -> anyhow::Result<i32> {
     let hosts = match a.host {
         Some(h) => vec![h],
         None => {
-            let list: Vec<HostSummary> = call(ctx, ep::HOSTS_LIST, &serde_json::json!({})).await?;
+            let list: Vec<HostSummary> = crate::pages::hosts(ctx).await?;
             list.into_iter().map(|h| h.host_id).collect()
         }
     };
