@@ -155,28 +155,9 @@ impl Default for AgentConfig {
     }
 }
 
-/// Turns a host name into a valid subject token: characters outside
-/// `A-Z a-z 0-9 - _ : @` become `_`, the result is cut to 128 bytes, and an
-/// empty name becomes `localhost`.
-pub fn sanitize_host_id(name: &str) -> String {
-    let s: String = name
-        .trim()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | ':' | '@') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(validate::MAX_ID_LEN)
-        .collect();
-    if s.is_empty() {
-        "localhost".into()
-    } else {
-        s
-    }
-}
+/// Turns a host name into a valid subject token (the SDK's rule, shared so
+/// that the agent and a report publisher on the same host agree).
+pub use lull_client::host::sanitize_host_id;
 
 /// The host name (`/proc/sys/kernel/hostname`, else `gethostname`),
 /// sanitised by [`sanitize_host_id`].
