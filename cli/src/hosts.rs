@@ -3,7 +3,8 @@
 
 use clap::{Args, Subcommand};
 use lull_proto::msg::hosts::{
-    AgentStatus, ForgetReply, ForgetRequest, HostDetail, HostGetRequest, HostSummary,
+    AgentStatus, BlockInfo, BlockScope, ForgetReply, ForgetRequest, HostDetail, HostGetRequest,
+    HostSummary,
 };
 use lull_proto::subjects::endpoints as ep;
 
@@ -78,6 +79,9 @@ async fn detail(ctx: &Ctx, host_id: String) -> anyhow::Result<i32> {
             ago(d.last_seen),
             if d.stale { "  STALE" } else { "" }
         );
+        if let Some(b) = &d.block {
+            println!("  {}", block_text(b));
+        }
         for r in &d.quiet.reasons {
             println!("  - {r}");
         }
@@ -107,7 +111,11 @@ async fn list(ctx: &Ctx) -> anyhow::Result<i32> {
                     row.push(local(h.last_seen));
                 }
                 row.push(if h.stale { "stale" } else { "" }.into());
-                row.push(if h.blocked { "blocked" } else { "" }.into());
+                row.push(match (&h.block, h.blocked) {
+                    (Some(b), _) => block_text(b),
+                    (None, true) => "blocked".into(),
+                    (None, false) => String::new(),
+                });
                 row
             })
             .collect();
@@ -121,6 +129,26 @@ async fn list(ctx: &Ctx) -> anyhow::Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// A block in force as one cell: `blocked until <local time> (reason)`,
+/// naming the fleet-wide block or the maintenance window it comes from.
+fn block_text(b: &BlockInfo) -> String {
+    let mut s = match b.scope {
+        BlockScope::Fleet => "blocked (fleet)".to_string(),
+        BlockScope::Host => "blocked".to_string(),
+    };
+    if let Some(w) = b.window_id {
+        s.push_str(&format!(" by window {w}"));
+    }
+    match b.until {
+        Some(u) => s.push_str(&format!(" until {}", local(u))),
+        None => s.push_str(" until unblocked"),
+    }
+    if let Some(r) = b.reason.as_deref().filter(|r| !r.is_empty()) {
+        s.push_str(&format!(" ({r})"));
+    }
+    s
 }
 
 /// The agent's loop health and its last failure (seed 004), as lines of

@@ -8,7 +8,7 @@ mod support;
 use std::time::Duration;
 
 use lull_client::lease::{LeaseClient, LeaseEnd};
-use lull_proto::msg::hosts::{BlockReply, QuietState};
+use lull_proto::msg::hosts::{DrainReport, QuietState};
 use lull_proto::msg::lease::HeavyLeaseRequest;
 use lull_proto::Subjects;
 use lull_tests::{wait_for, Infra, Service};
@@ -92,8 +92,33 @@ async fn drain_revokes_the_running_leases_and_the_holders_hear_it() {
     // Blocked: a new request is denied.
     let denied = lc.acquire(req("a3")).await.expect_err("blocked");
     assert!(denied.to_string().contains("blocked"), "{denied}");
+    // `lullctl hosts` and `lullctl hosts HOST` show the block and its reason.
+    for args in [&["hosts"][..], &["hosts", HOST][..]] {
+        let f = lullctl(&infra, args).await;
+        assert_eq!(f.status.code(), Some(0), "{}", f.stderr);
+        assert!(
+            f.stdout
+                .contains("blocked until unblocked (kernel upgrade)"),
+            "{args:?}:\n{}",
+            f.stdout
+        );
+    }
 
     // A drain with a timeout: a lease that ends in time is finished.
+    // A block with an end shows it in local time.
+    let f = lullctl(
+        &infra,
+        &["block", HOST, "--until", "2h", "--reason", "later"],
+    )
+    .await;
+    assert_eq!(f.status.code(), Some(0), "{}", f.stderr);
+    let f = lullctl(&infra, &["hosts"]).await;
+    assert!(
+        f.stdout.contains("blocked until ") && f.stdout.contains("(later)"),
+        "{}",
+        f.stdout
+    );
+    assert!(!f.stdout.contains("until unblocked"), "{}", f.stdout);
     let f = lullctl(&infra, &["unblock", HOST]).await;
     assert_eq!(f.status.code(), Some(0), "{}", f.stderr);
     let third = wait_for(Duration::from_secs(10), || {
@@ -118,8 +143,9 @@ async fn drain_revokes_the_running_leases_and_the_holders_hear_it() {
     assert!(third.release("done").await.unwrap().ok);
     let f = drain.await.unwrap();
     assert_eq!(f.status.code(), Some(0), "{}{}", f.stdout, f.stderr);
-    let r: BlockReply = serde_json::from_str(&f.stdout).expect("block --json");
-    let d = r.drain.expect("a drain report");
+    // -o json shows times in RFC 3339, so read it as plain JSON.
+    let r: serde_json::Value = serde_json::from_str(&f.stdout).expect("block --json");
+    let d: DrainReport = serde_json::from_value(r["drain"].clone()).expect("a drain report");
     assert_eq!(d.finished, vec![id]);
     assert!(d.revoked.is_empty(), "{d:?}");
 }

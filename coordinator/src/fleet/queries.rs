@@ -43,6 +43,7 @@ pub(super) fn list(
                 last_seen: e.last_seen,
                 stale: e.stale,
                 blocked: blocks.is_blocked(id, now),
+                block: blocks.of(id, now),
             })
         })
         .collect();

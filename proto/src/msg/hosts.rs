@@ -108,6 +108,9 @@ pub struct HostSummary {
     /// Blocked by an operator (host or fleet block).
     #[serde(default)]
     pub blocked: bool,
+    /// The block in force, when blocked: scope, reason, end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block: Option<BlockInfo>,
 }
 
 /// Request of `lull.v1.hosts.get`.
