@@ -4,7 +4,7 @@
 use clap::{Args, Subcommand};
 use lull_proto::msg::hosts::{
     AgentStatus, BlockInfo, BlockScope, ForgetReply, ForgetRequest, HostDetail, HostGetRequest,
-    HostSummary,
+    HostSummary, RejectedSenders,
 };
 use lull_proto::subjects::endpoints as ep;
 
@@ -127,8 +127,41 @@ async fn list(ctx: &Ctx) -> anyhow::Result<i32> {
         } else {
             table(&["HOST", "STATE", "SCORE", "LAST SEEN", "", ""], &rows);
         }
+        rejected_senders(ctx).await;
     }
     Ok(0)
+}
+
+/// The senders whose snapshots the coordinator rejects (so they are not in
+/// the list above), with the reason; nothing when there are none or the
+/// coordinator is older than `hosts.rejected`.
+async fn rejected_senders(ctx: &Ctx) {
+    let Ok(r) = call::<_, RejectedSenders>(ctx, ep::HOSTS_REJECTED, &serde_json::json!({})).await
+    else {
+        return;
+    };
+    if r.senders.is_empty() {
+        return;
+    }
+    println!();
+    println!(
+        "REJECTED SENDERS (snapshots dropped in the last {})",
+        crate::output::human_duration(r.window_sec)
+    );
+    let rows: Vec<Vec<String>> = r
+        .senders
+        .iter()
+        .map(|s| {
+            vec![
+                s.host_id.clone(),
+                s.result.clone(),
+                s.count.to_string(),
+                ago(s.last_at),
+                s.reason.clone(),
+            ]
+        })
+        .collect();
+    table(&["HOST", "RESULT", "COUNT", "LAST", "REASON"], &rows);
 }
 
 /// A block in force as one cell: `blocked until <local time> (reason)`,

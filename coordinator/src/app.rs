@@ -115,13 +115,17 @@ pub async fn run(cfg: CoordinatorConfig, stop: CancellationToken) -> anyhow::Res
 
     let intake = CancellationToken::new();
     let max = cfg.common.max_payload_bytes;
+    let (rejected_tx, rejected_rx) = tokio::sync::watch::channel(Default::default());
     let stats_task = tokio::spawn(ingest::stats::run(
         client.clone(),
         subjects.clone(),
         fleet.clone(),
-        max,
-        cfg.ingest.stats_times(),
-        cfg.ingest.stats_rejection_logs_per_min,
+        ingest::stats::Limits {
+            max_payload: max,
+            window: cfg.ingest.stats_times(),
+            rejection_logs_per_min: cfg.ingest.stats_rejection_logs_per_min,
+        },
+        rejected_tx,
         intake.clone(),
     ));
     let agent_task = tokio::spawn(ingest::agent_health::run(
@@ -193,6 +197,7 @@ pub async fn run(cfg: CoordinatorConfig, stop: CancellationToken) -> anyhow::Res
         actors.clone(),
     );
     let deps = endpoints::Deps {
+        rejected: rejected_rx,
         fleet: fleet.clone(),
         max_payload: max,
         lists: cfg.lists,

@@ -24,6 +24,8 @@ pub struct Deps {
     pub leadership: crate::leader::Leadership,
     /// The database (`coordinator.leader` reads the election row).
     pub pool: deadpool_postgres::Pool,
+    /// The senders whose snapshots stats ingest rejects.
+    pub rejected: crate::ingest::rejected::RejectedView,
 }
 
 /// Every endpoint every instance serves.
@@ -37,6 +39,10 @@ pub fn all(deps: &Deps) -> Vec<(&'static str, Handler)> {
     ));
     v.extend(crate::scheduler::decisions::endpoints(
         &deps.pool,
+        deps.max_payload,
+    ));
+    v.extend(crate::ingest::rejected::endpoints(
+        deps.rejected.clone(),
         deps.max_payload,
     ));
     v.extend(crate::leader::endpoint::endpoints(

@@ -115,6 +115,14 @@ fn types() -> BTreeMap<&'static str, Check> {
         inbound::<WorkerExecutionsRequest>,
     );
     m.insert("WorkerRequest", inbound::<WorkerRequest>);
+    m.insert(
+        "DecisionsRequest",
+        inbound::<lull_proto::msg::decisions::DecisionsRequest>,
+    );
+    m.insert(
+        "ForgetRequest",
+        inbound::<lull_proto::msg::hosts::ForgetRequest>,
+    );
     // Replies and events.
     m.insert("ErrorReply", reply::<ErrorReply>);
     m.insert("HeavyLeaseResponse", reply::<HeavyLeaseResponse>);
@@ -141,6 +149,15 @@ fn types() -> BTreeMap<&'static str, Check> {
     m.insert("WorkerLearningReply", reply::<WorkerLearningReply>);
     m.insert("SystemLearningReply", reply::<SystemLearningReply>);
     m.insert("DataQualitySummaryReply", reply::<DataQualitySummaryReply>);
+    m.insert(
+        "DecisionsReply",
+        reply::<lull_proto::msg::decisions::DecisionsReply>,
+    );
+    m.insert("ForgetReply", reply::<lull_proto::msg::hosts::ForgetReply>);
+    m.insert(
+        "RejectedSenders",
+        reply::<lull_proto::msg::hosts::RejectedSenders>,
+    );
     m
 }
 

@@ -213,6 +213,8 @@ pub mod endpoints {
     pub const HOSTS_BLOCKS: &str = "hosts.blocks";
     /// `lull.v1.hosts.forget` (delete a host that no longer reports).
     pub const HOSTS_FORGET: &str = "hosts.forget";
+    /// `lull.v1.hosts.rejected` (senders whose snapshots are rejected).
+    pub const HOSTS_REJECTED: &str = "hosts.rejected";
     /// `lull.v1.stats.history`.
     pub const STATS_HISTORY: &str = "stats.history";
     /// `lull.v1.stats.health`.

@@ -7,7 +7,7 @@ mod support;
 
 use std::time::Duration;
 
-use lull_proto::msg::hosts::{HostDetail, HostSummary};
+use lull_proto::msg::hosts::{HostDetail, HostSummary, RejectedSenders};
 use lull_proto::msg::stats::{example_snapshot, SystemStatsSnapshot};
 use lull_proto::subjects::endpoints as ep;
 use lull_proto::ErrorCode;
@@ -141,6 +141,45 @@ async fn agent_to_coordinator_end_to_end() {
             .unwrap_or_else(|| panic!("no warning for {host}:\n{logs}"));
         assert!(line.contains(&format!("lull.stats.{host}")), "{line}");
         assert!(line.contains("reason="), "{line}");
+    }
+    // ... and so can the operator: hosts.rejected and `lullctl hosts`.
+    let rejected = wait_for(Duration::from_secs(10), || {
+        let client = client.clone();
+        async move {
+            let r: RejectedSenders = call(&client, ep::HOSTS_REJECTED, &serde_json::json!({}))
+                .await
+                .ok()?;
+            (r.senders.len() == 3).then_some(r)
+        }
+    })
+    .await
+    .expect("three rejected senders");
+    let c = rejected
+        .senders
+        .iter()
+        .find(|s| s.host_id == "host-c")
+        .unwrap();
+    assert_eq!((c.result.as_str(), c.count), ("invalid", 1));
+    assert!(c.reason.contains("cpu_pct"), "{c:?}");
+    let f = Service::builder("lullctl")
+        .envs(infra.lull_env())
+        .arg("hosts")
+        .run(Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(f.stdout.contains("REJECTED SENDERS"), "{}", f.stdout);
+    for (host, result) in [
+        ("bad-host", "bad_json"),
+        ("host-a", "host_mismatch"),
+        ("host-c", "invalid"),
+    ] {
+        assert!(
+            f.stdout
+                .lines()
+                .any(|l| l.starts_with(host) && l.contains(result)),
+            "{host} {result} missing:\n{}",
+            f.stdout
+        );
     }
 
     // Still healthy and correct: only the real host is known, PING works,

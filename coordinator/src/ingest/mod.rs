@@ -4,6 +4,7 @@
 pub mod agent_health;
 pub mod conflicts;
 pub(crate) mod metrics;
+pub mod rejected;
 pub mod reports;
 pub mod stats;
 pub mod stream;

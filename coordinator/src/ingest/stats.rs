@@ -17,8 +17,10 @@ use lull_proto::{decode, Subjects};
 use tokio_util::sync::CancellationToken;
 
 use super::conflicts::ConflictLog;
+use super::rejected::Rejected;
 use super::Rejection;
 use crate::fleet::FleetHandle;
+use lull_proto::msg::hosts::RejectedSenders;
 
 /// Checks one message: the subject names a host, the payload is a valid
 /// snapshot collected within `window` around `now`, and both name the
@@ -45,21 +47,45 @@ pub fn classify(
     Ok(snap)
 }
 
-/// Runs until `shutdown`: every accepted snapshot goes to the fleet actor.
+/// The checks and budgets of stats ingest.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest accepted snapshot, bytes.
+    pub max_payload: usize,
+    /// The window a snapshot's `collected_at` must fall in.
+    pub window: TimeWindow,
+    /// Most rejection warnings a minute.
+    pub rejection_logs_per_min: u32,
+}
+
+/// Runs until `shutdown`: every accepted snapshot goes to the fleet actor;
+/// the senders of rejected ones are published on `rejected_view`.
 pub async fn run(
     client: async_nats::Client,
     subjects: Subjects,
     fleet: FleetHandle,
-    max_payload: usize,
-    window: TimeWindow,
-    rejection_logs_per_min: u32,
+    limits: Limits,
+    rejected_view: tokio::sync::watch::Sender<RejectedSenders>,
     shutdown: CancellationToken,
 ) -> Result<(), async_nats::SubscribeError> {
+    let Limits {
+        max_payload,
+        window,
+        rejection_logs_per_min,
+    } = limits;
     let mut sub = client.subscribe(subjects.stats_all()).await?;
     let mut budget = ConflictLog::new(rejection_logs_per_min);
+    let mut rejected = Rejected::default();
+    let mut dirty = false;
+    let mut publish = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
         let msg = tokio::select! {
             m = sub.next() => match m { Some(m) => m, None => break },
+            _ = publish.tick(), if dirty => {
+                dirty = false;
+                rejected_view.send_replace(rejected.list(now_unix()));
+                continue;
+            }
             _ = shutdown.cancelled() => break,
         };
         let now = now_unix();
@@ -81,8 +107,16 @@ pub async fn run(
                 "dropped"
             }
             Err(rejection) => {
+                let host = subjects.host_of_stats(msg.subject.as_str()).unwrap_or("?");
+                rejected.record(
+                    host,
+                    msg.subject.as_str(),
+                    rejection.label(),
+                    &rejection.to_string(),
+                    now,
+                );
+                dirty = true;
                 if let Some(unlogged) = budget.admit(std::time::Instant::now()) {
-                    let host = subjects.host_of_stats(msg.subject.as_str()).unwrap_or("?");
                     tracing::warn!(
                         host,
                         subject = %msg.subject,

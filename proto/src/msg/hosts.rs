@@ -113,6 +113,35 @@ pub struct HostSummary {
     pub block: Option<BlockInfo>,
 }
 
+/// A sender whose stats snapshots were rejected lately (one row per host
+/// named in the subject), in `lull.v1.hosts.rejected`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RejectedSender {
+    /// The host its subject names (`?` for a subject that names none).
+    pub host_id: String,
+    /// The subject of the last rejected snapshot.
+    pub subject: String,
+    /// The last rejection's result (`invalid`, `bad_json`, `too_large`,
+    /// `host_mismatch`, `bad_subject`, `host_limit`).
+    pub result: String,
+    /// Why, in words.
+    pub reason: String,
+    /// Snapshots rejected since it was first seen rejected.
+    pub count: u64,
+    /// Unix seconds of the last rejection.
+    pub last_at: f64,
+}
+
+/// Reply of `lull.v1.hosts.rejected` (request `{}`): the senders rejected
+/// in the last `window_sec`, most recent first.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RejectedSenders {
+    /// How far back the list looks, seconds.
+    pub window_sec: f64,
+    /// The senders.
+    pub senders: Vec<RejectedSender>,
+}
+
 /// Request of `lull.v1.hosts.get`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostGetRequest {
