@@ -280,8 +280,8 @@ async fn recurring_windows_from_lullctl() {
         .unwrap()
         .success());
     coord = start_coordinator(&infra, &ENV).await;
-    let out = lullctl(&infra, &["--json", "block"]).await;
-    let listed: BlockReply = serde_json::from_str(&out.stdout).unwrap();
+    // The wire reply (lullctl -o json shows times as RFC 3339).
+    let listed: BlockReply = call(&client, ep::HOSTS_BLOCKS, &json!({})).await.unwrap();
     assert_eq!(listed.windows.len(), 2, "{listed:?}");
     let daily = &listed.windows[0];
     let weekly = &listed.windows[1];

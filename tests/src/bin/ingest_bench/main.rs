@@ -12,6 +12,11 @@
 //!    (`--rates`); a step is sustained when the coordinator accepted at least
 //!    99 % of what was published and dropped none.
 //!
+//! 3. with `--fleet-check`: after the fleet phase, whether the whole fleet
+//!    still answers (`hosts.list` paged through, `scheduler.status`, a
+//!    `lease.request`) and the coordinator's RSS per host, e.g.
+//!    `--hosts 100000 --interval-sec 20 --fleet-check --no-steps`.
+//!
 //! Not a test: run it with `scripts/bench-ingest.sh` (release build). Every
 //! loop is bounded in count and time. See docs/quiet.md ("Ingest benchmark").
 
@@ -20,6 +25,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+
+mod fleet_check;
 use lull_proto::msg::stats::{example_snapshot, ApiStats, ProcessStats};
 use lull_tests::{free_port, scrape, wait_until, Infra, Service};
 
@@ -38,6 +45,7 @@ struct Args {
     step_sec: f64,
     publishers: usize,
     markdown: Option<std::path::PathBuf>,
+    fleet_check: bool,
 }
 
 impl Default for Args {
@@ -53,6 +61,7 @@ impl Default for Args {
             step_sec: 10.0,
             publishers: 4,
             markdown: None,
+            fleet_check: false,
         }
     }
 }
@@ -76,10 +85,13 @@ fn parse_args() -> anyhow::Result<Args> {
                     .collect::<Result<_, _>>()?
             }
             "--markdown" => a.markdown = Some(val()?.into()),
+            "--fleet-check" => a.fleet_check = true,
+            "--no-steps" => a.rates.clear(),
             "-h" | "--help" => {
                 println!(
                     "ingest_bench [--hosts N] [--interval-sec S] [--warmup-sec S] [--measure-sec S] \
-                     [--rates R1,R2,...] [--step-sec S] [--publishers N] [--markdown PATH]"
+                     [--rates R1,R2,...] [--step-sec S] [--publishers N] [--markdown PATH] \
+                     [--fleet-check] [--no-steps]"
                 );
                 std::process::exit(0);
             }
@@ -366,6 +378,7 @@ async fn main() -> anyhow::Result<()> {
     // The ingest subscription exists once the service is up; give it a beat.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let coord_pid = coord.pid();
+    let rss_start = fleet_check::rss_bytes(coord_pid);
     let nats_pid = infra.nats.pid();
     let mut clients = Vec::new();
     for _ in 0..args.publishers {
@@ -403,6 +416,28 @@ async fn main() -> anyhow::Result<()> {
         "fleet: offered {:.0}/s accepted {:.0}/s dropped {} lost {} coordinator {:.1}% nats {:.1}% generator {:.1}% machine {:.1}% (of one core) hosts {hosts_known}",
         fleet.offered, fleet.accepted, fleet.dropped, fleet.lost, fleet.coord_cpu_pct, fleet.nats_cpu_pct, fleet.bench_cpu_pct, fleet.machine_pct
     );
+
+    let mut md = String::new();
+    if args.fleet_check {
+        // Let the last snapshots land.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let rss = fleet_check::rss_bytes(coord_pid);
+        let c = fleet_check::run(&clients[0], "bench-000000").await?;
+        let per_host = rss.saturating_sub(rss_start) as f64 / c.listed.max(1) as f64;
+        let line = format!(
+            "| hosts listed | pages | hosts.list (all pages) | scheduler.status | lease.request | RSS at start | RSS with the fleet | per host |\n|---|---|---|---|---|---|---|---|\n| {} | {} | {:.2} s | {:.0} ms | {:.1} ms | {:.1} MB | {:.1} MB | {:.1} KB |\n\n",
+            c.listed,
+            c.pages,
+            c.list_time.as_secs_f64(),
+            c.status_time.as_secs_f64() * 1000.0,
+            c.lease_time.as_secs_f64() * 1000.0,
+            rss_start as f64 / 1e6,
+            rss as f64 / 1e6,
+            per_host / 1024.0
+        );
+        println!("fleet check:\n{line}");
+        md.push_str(&line);
+    }
 
     // 2. Stepped rates.
     let mut steps = Vec::new();
@@ -445,7 +480,6 @@ async fn main() -> anyhow::Result<()> {
         .map(|(rate, m, _, _)| (*rate, m.accepted))
         .fold((0.0, 0.0), |a, b| if b.0 > a.0 { b } else { a });
 
-    let mut md = String::new();
     md.push_str(&format!(
         "| hosts | interval | offered/s | accepted/s | coordinator CPU (% of one core) | µs CPU per snapshot | nats-server CPU | generator CPU | machine busy (all cores) | target |\n|---|---|---|---|---|---|---|---|---|---|\n| {} | {} s | {:.0} | {:.0} | **{:.1} %** | {:.1} | {:.1} % | {:.1} % | {:.1} % | ≤ {TARGET_CPU_PCT} % ({}) |\n\n",
         args.hosts,
