@@ -556,6 +556,44 @@ mod tests {
     use super::*;
 
     #[test]
+    fn drain_is_validated() {
+        let base = || BlockRequest {
+            host_id: Some("web-1".into()),
+            drain: true,
+            ..Default::default()
+        };
+        assert!(base().validate().is_ok());
+        let timed = BlockRequest {
+            drain_timeout_sec: Some(30.0),
+            ..base()
+        };
+        assert!(timed.validate().is_ok());
+        let too_long = BlockRequest {
+            drain_timeout_sec: Some(MAX_DRAIN_TIMEOUT_SEC + 1.0),
+            ..base()
+        };
+        assert!(too_long.validate().is_err());
+        let negative = BlockRequest {
+            drain_timeout_sec: Some(-1.0),
+            ..base()
+        };
+        assert!(negative.validate().is_err());
+        let no_drain = BlockRequest {
+            drain: false,
+            drain_timeout_sec: Some(5.0),
+            ..base()
+        };
+        let e = no_drain.validate().unwrap_err().to_string();
+        assert!(e.contains("drain_timeout_sec"), "{e}");
+        let window = BlockRequest {
+            from: Some(2e9),
+            ..base()
+        };
+        let e = window.validate().unwrap_err().to_string();
+        assert!(e.contains("drain"), "{e}");
+    }
+
+    #[test]
     fn states_are_uppercase_and_ordered() {
         assert_eq!(
             serde_json::to_string(&QuietState::Panic).unwrap(),
