@@ -10,7 +10,7 @@ use lull_proto::msg::hosts::{
 };
 use lull_proto::subjects::endpoints as ep;
 
-use crate::output::{call, json, table};
+use crate::output::{call, call_within, json, table};
 use crate::schedule::{self, Every};
 use crate::Ctx;
 
@@ -116,14 +116,7 @@ pub async fn block(ctx: &Ctx, a: BlockArgs) -> anyhow::Result<i32> {
     }
     // A drain answers once the leases have ended: wait that long too.
     let wait = ctx.timeout + std::time::Duration::from_secs_f64(drain_timeout_sec.unwrap_or(0.0));
-    let r: BlockReply = lull_client::request::request(
-        &ctx.client,
-        ctx.subjects.endpoint(ep::HOSTS_BLOCK),
-        &req,
-        wait,
-    )
-    .await
-    .map_err(|e| anyhow::Error::new(e).context(ep::HOSTS_BLOCK))?;
+    let r: BlockReply = call_within(ctx, ep::HOSTS_BLOCK, &req, wait).await?;
     if let (Some(d), false) = (&r.drain, ctx.json) {
         for id in &d.finished {
             println!("lease {id} finished");

@@ -15,8 +15,19 @@ pub async fn call<B: Serialize, R: DeserializeOwned>(
     endpoint: &str,
     body: &B,
 ) -> anyhow::Result<R> {
+    call_within(ctx, endpoint, body, ctx.timeout).await
+}
+
+/// [`call`] with its own timeout, for a request whose answer takes longer
+/// (a drain answers once the leases have ended).
+pub async fn call_within<B: Serialize, R: DeserializeOwned>(
+    ctx: &Ctx,
+    endpoint: &str,
+    body: &B,
+    timeout: std::time::Duration,
+) -> anyhow::Result<R> {
     let subject = ctx.subjects.endpoint(endpoint);
-    lull_client::request::request(&ctx.client, subject, body, ctx.timeout)
+    lull_client::request::request(&ctx.client, subject, body, timeout)
         .await
         .map_err(|e| anyhow::Error::new(e).context(endpoint.to_string()))
 }
