@@ -1029,20 +1029,8 @@ async fn setup(
         &example_report("tbl-x1", WORKER, now - 120.0, 1000.0),
     )
     .await;
-    wait_metric(
-        coord,
-        "lull_reports_total",
-        &[("kind", "build"), ("result", "accepted")],
-        1.0,
-    )
-    .await;
-    wait_metric(
-        coord,
-        "lull_reports_total",
-        &[("kind", "worker"), ("result", "accepted")],
-        1.0,
-    )
-    .await;
+    wait_reports(coord, "build", "accepted", 1.0).await;
+    wait_reports(coord, "worker", "accepted", 1.0).await;
     let ok = wait_until(Duration::from_secs(10), || async {
         let v = read(client, Watch::Agent(HOST)).await;
         v["health"].is_object() && read(client, Watch::Host(HOST)).await["seq"] == 10
@@ -1136,20 +1124,8 @@ async fn a_conflicting_duplicate_report_changes_nothing() {
         &example_report("dup-x1", WORKER, now - 120.0, 1000.0),
     )
     .await;
-    wait_metric(
-        &coord,
-        "lull_reports_total",
-        &[("kind", "build"), ("result", "accepted")],
-        1.0,
-    )
-    .await;
-    wait_metric(
-        &coord,
-        "lull_reports_total",
-        &[("kind", "worker"), ("result", "accepted")],
-        1.0,
-    )
-    .await;
+    wait_reports(&coord, "build", "accepted", 1.0).await;
+    wait_reports(&coord, "worker", "accepted", 1.0).await;
     let regions = read(&client, Watch::Regions).await;
     let runs = read(&client, Watch::Worker(WORKER)).await;
 
@@ -1172,20 +1148,8 @@ async fn a_conflicting_duplicate_report_changes_nothing() {
         body,
     )
     .await;
-    wait_metric(
-        &coord,
-        "lull_reports_total",
-        &[("kind", "build"), ("result", "conflict")],
-        1.0,
-    )
-    .await;
-    wait_metric(
-        &coord,
-        "lull_reports_total",
-        &[("kind", "worker"), ("result", "conflict")],
-        1.0,
-    )
-    .await;
+    wait_reports(&coord, "build", "conflict", 1.0).await;
+    wait_reports(&coord, "worker", "conflict", 1.0).await;
     assert_eq!(reports_count(&coord, "build", "accepted").await, 1.0);
     assert_eq!(read(&client, Watch::Regions).await, regions);
     assert_eq!(read(&client, Watch::Worker(WORKER)).await, runs);

@@ -197,20 +197,8 @@ async fn far_future_reports_are_invalid_and_change_no_aggregate() {
         &example_report("fut-run-ok", "fut-w", now - 600.0, 1000.0),
     )
     .await;
-    wait_metric(
-        &coord,
-        "lull_reports_total",
-        &[("kind", "build"), ("result", "accepted")],
-        1.0,
-    )
-    .await;
-    wait_metric(
-        &coord,
-        "lull_reports_total",
-        &[("kind", "worker"), ("result", "accepted")],
-        1.0,
-    )
-    .await;
+    wait_reports(&coord, "build", "accepted", 1.0).await;
+    wait_reports(&coord, "worker", "accepted", 1.0).await;
 
     report_fatigue(&client, &example_fatigue_event("fut-r", "fut-ev", 1e11)).await;
     report_build(&client, &example_build("fut-r", "fut-late", 1e11, true)).await;
@@ -223,13 +211,7 @@ async fn far_future_reports_are_invalid_and_change_no_aggregate() {
     report_build(&client, &inner).await;
     report_run(&client, &example_report("fut-run", "fut-w", 1e11, 1000.0)).await;
     for (kind, n) in [("fatigue", 1.0), ("build", 2.0), ("worker", 1.0)] {
-        wait_metric(
-            &coord,
-            "lull_reports_total",
-            &[("kind", kind), ("result", "invalid")],
-            n,
-        )
-        .await;
+        wait_reports(&coord, kind, "invalid", n).await;
     }
     let logs = coord.svc.logs();
     assert!(
@@ -277,13 +259,7 @@ async fn a_far_past_report_is_invalid_but_imports() {
 
     let b = example_build("past-r", "past-1", old, true);
     report_build(&client, &b).await;
-    wait_metric(
-        &coord,
-        "lull_reports_total",
-        &[("kind", "build"), ("result", "invalid")],
-        1.0,
-    )
-    .await;
+    wait_reports(&coord, "build", "invalid", 1.0).await;
     assert!(
         coord.svc.logs().contains("behind the receiver's clock"),
         "{}",

@@ -97,3 +97,14 @@ pub async fn reports_count(coord: &Coordinator, kind: &str, result: &str) -> f64
     )
     .await
 }
+
+/// Waits until `lull_reports_total{kind,result}` reaches `want`.
+pub async fn wait_reports(coord: &Coordinator, kind: &str, result: &str, want: f64) {
+    wait_metric(
+        coord,
+        "lull_reports_total",
+        &[("kind", kind), ("result", result)],
+        want,
+    )
+    .await
+}
