@@ -7,6 +7,7 @@
 //!   signed tokens and the book that applies them.
 //! - `region`: build-region aggregates, fatigue, selection and insights.
 //! - `worker`: execution scoring, learning, anomalies and missed runs.
+//! - `page`: keyset paging of the list endpoints.
 //!
 //! The crate depends on `lull-proto` and plain-data crates only; no tokio,
 //! NATS, Postgres, metrics or tracing, so the compiler keeps it pure. The
@@ -16,6 +17,7 @@
 #![warn(missing_docs)]
 
 pub mod lease;
+pub mod page;
 pub mod quiet;
 pub mod region;
 pub mod worker;

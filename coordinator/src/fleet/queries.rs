@@ -21,17 +21,9 @@ pub(super) fn list(
     limit: usize,
     now: f64,
 ) -> (Vec<HostSummary>, Option<String>) {
-    let limit = limit.max(1);
-    let mut ids: Vec<&String> = hosts
-        .keys()
-        .filter(|id| after.is_none_or(|a| id.as_str() > a))
-        .collect();
-    let more = ids.len() > limit;
-    if more {
-        ids.select_nth_unstable(limit);
-        ids.truncate(limit);
-    }
-    ids.sort_unstable();
+    let page = lull_engine::page::after(hosts.keys(), |id| id.as_str(), after.as_ref(), limit);
+    let more = page.more;
+    let ids = page.items;
     let out: Vec<HostSummary> = ids
         .into_iter()
         .filter_map(|id| {
