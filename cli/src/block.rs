@@ -77,7 +77,7 @@ pub async fn block(ctx: &Ctx, a: BlockArgs) -> anyhow::Result<i32> {
         if a.reason.is_some() || a.until.is_some() || a.at.is_some() {
             bail!("name a HOST or --all to block");
         }
-        let r: BlockReply = call(ctx, ep::HOSTS_BLOCKS, &serde_json::json!({})).await?;
+        let r = crate::pages::blocks(ctx).await?;
         return print(ctx, &r, None);
     }
     let now = lull_common::runtime::now_unix();

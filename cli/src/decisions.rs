@@ -3,10 +3,9 @@
 //! them, and how many of each code.
 
 use lull_engine::quiet::history::parse_duration;
-use lull_proto::msg::decisions::{DecisionKind, DecisionsReply, DecisionsRequest};
-use lull_proto::subjects::endpoints as ep;
+use lull_proto::msg::decisions::{DecisionKind, DecisionsReply, DecisionsRequest, DEFAULT_LIMIT};
 
-use crate::output::{call, json, render_table, Zone};
+use crate::output::{json, render_table, Zone};
 use crate::Ctx;
 
 /// What `leases --denied` asks for.
@@ -30,14 +29,16 @@ pub fn request(q: &DeniedQuery, now: f64) -> anyhow::Result<DecisionsRequest> {
         addon_id: q.addon.clone(),
         host_id: q.host.clone(),
         since: Some((now - back).max(0.0)),
-        limit: q.limit,
+        limit: None,
+        cursor: None,
     })
 }
 
 /// Lists the denials; returns the exit code.
 pub async fn denied(ctx: &Ctx, q: &DeniedQuery) -> anyhow::Result<i32> {
     let req = request(q, lull_common::runtime::now_unix())?;
-    let r: DecisionsReply = call(ctx, ep::LEASE_DECISIONS, &req).await?;
+    let want = q.limit.unwrap_or(DEFAULT_LIMIT).max(1) as usize;
+    let r = crate::pages::decisions(ctx, &req, want).await?;
     if ctx.json {
         json(&r)?;
     } else {
@@ -129,6 +130,7 @@ mod tests {
             counts: [("blocked".to_string(), 1), ("not_quiet".to_string(), 4)]
                 .into_iter()
                 .collect(),
+            next_cursor: None,
         }
     }
 

@@ -30,7 +30,8 @@ pub struct LeasesArgs {
     /// With --denied: how far back ("30m", "1h", "7d").
     #[arg(long, default_value = "1h", requires = "denied")]
     pub since: String,
-    /// With --denied: most rows (newest first; at most 1000).
+    /// With --denied: most rows (newest first; default 100; more than 1000
+    /// are read page by page).
     #[arg(long, requires = "denied")]
     pub limit: Option<u32>,
     #[command(flatten)]

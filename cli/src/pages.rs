@@ -1,14 +1,19 @@
-//! Paged list endpoints read whole: `hosts.list` and `scheduler.status`
-//! are asked page by page (`limit`, `cursor`) until no `next_cursor`
-//! comes back, so a large fleet never needs a reply over the NATS
-//! max_payload.
+//! Paged list endpoints read whole: each is asked page by page (`limit`,
+//! `cursor`) until no `next_cursor` comes back, so a large fleet never
+//! needs a reply over the NATS max_payload. [`walk`] is the loop; the
+//! functions below read one endpoint each.
 
 use std::collections::HashSet;
+use std::future::Future;
 
-use lull_proto::msg::hosts::HostSummary;
+use lull_engine::quiet::streaks::{ClosedStreak, StreaksPage, StreaksRequest};
+use lull_proto::msg::decisions::{DecisionsReply, DecisionsRequest, MAX_LIMIT};
+use lull_proto::msg::hosts::{BlockReply, HostSummary};
 use lull_proto::msg::lease::SchedulerStatus;
 use lull_proto::msg::page::{HostPage, PageRequest};
 use lull_proto::subjects::endpoints as ep;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 use crate::output::call;
 use crate::Ctx;
@@ -20,6 +25,79 @@ const PAGE: u32 = 1000;
 /// with a cursor would otherwise loop for ever).
 const MAX_PAGES: usize = 100_000;
 
+/// A reply that may continue on another page.
+pub trait Paged {
+    /// The reply's `next_cursor`, taken out of it.
+    fn take_cursor(&mut self) -> Option<String>;
+}
+
+macro_rules! paged {
+    ($($t:ty),*) => {
+        $(impl Paged for $t {
+            fn take_cursor(&mut self) -> Option<String> {
+                self.next_cursor.take()
+            }
+        })*
+    };
+}
+paged!(
+    HostPage,
+    BlockReply,
+    StreaksPage,
+    DecisionsReply,
+    SchedulerStatus
+);
+
+/// Asks `fetch(cursor)` for one page after another, from the first,
+/// handing each to `take`, until a page has no `next_cursor` or `take`
+/// returns false. A coordinator that hands back the same cursor twice is
+/// an error, not an endless loop.
+pub async fn walk<P, F, Fut>(
+    what: &str,
+    mut fetch: F,
+    mut take: impl FnMut(P) -> bool,
+) -> anyhow::Result<()>
+where
+    P: Paged,
+    F: FnMut(Option<String>) -> Fut,
+    Fut: Future<Output = anyhow::Result<P>>,
+{
+    let mut cursor: Option<String> = None;
+    for _ in 0..MAX_PAGES {
+        let mut page = fetch(cursor.clone()).await?;
+        let next = page.take_cursor();
+        if !take(page) {
+            return Ok(());
+        }
+        match next {
+            None => return Ok(()),
+            Some(n) if cursor.as_deref() == Some(n.as_str()) => {
+                anyhow::bail!("{what}: the coordinator repeated cursor {n:?}")
+            }
+            Some(n) => cursor = Some(n),
+        }
+    }
+    anyhow::bail!("{what}: more than {MAX_PAGES} pages")
+}
+
+/// [`walk`] over an endpoint whose request is `body(cursor)`.
+async fn walk_endpoint<B, P>(
+    ctx: &Ctx,
+    endpoint: &str,
+    body: impl Fn(Option<String>) -> B,
+    take: impl FnMut(P) -> bool,
+) -> anyhow::Result<()>
+where
+    B: Serialize,
+    P: Paged + DeserializeOwned,
+{
+    let fetch = |c| {
+        let b = body(c);
+        async move { call(ctx, endpoint, &b).await }
+    };
+    walk(endpoint, fetch, take).await
+}
+
 fn page(cursor: Option<String>) -> PageRequest {
     PageRequest {
         limit: Some(PAGE),
@@ -30,42 +108,104 @@ fn page(cursor: Option<String>) -> PageRequest {
 /// Every host of `hosts.list`, sorted by id.
 pub async fn hosts(ctx: &Ctx) -> anyhow::Result<Vec<HostSummary>> {
     let mut out = Vec::new();
-    let mut cursor = None;
-    for _ in 0..MAX_PAGES {
-        let p: HostPage = call(ctx, ep::HOSTS_LIST, &page(cursor)).await?;
+    walk_endpoint(ctx, ep::HOSTS_LIST, page, |p: HostPage| {
         out.extend(p.hosts);
-        match p.next_cursor {
-            Some(c) => cursor = Some(c),
-            None => return Ok(out),
+        true
+    })
+    .await?;
+    Ok(out)
+}
+
+/// Every block and window of `hosts.blocks`, in one reply.
+pub async fn blocks(ctx: &Ctx) -> anyhow::Result<BlockReply> {
+    let mut all: Option<BlockReply> = None;
+    walk_endpoint(ctx, ep::HOSTS_BLOCKS, page, |p: BlockReply| {
+        match &mut all {
+            Some(a) => {
+                a.blocks.extend(p.blocks);
+                a.windows.extend(p.windows);
+            }
+            None => all = Some(p),
         }
-    }
-    anyhow::bail!("hosts.list: more than {MAX_PAGES} pages")
+        true
+    })
+    .await?;
+    all.ok_or_else(|| anyhow::anyhow!("hosts.blocks: no reply"))
+}
+
+/// Every streak of `req` (its `limit` and `cursor` are set here).
+pub async fn streaks(ctx: &Ctx, req: &StreaksRequest) -> anyhow::Result<Vec<ClosedStreak>> {
+    let mut out = Vec::new();
+    let body = |cursor| StreaksRequest {
+        limit: Some(PAGE),
+        cursor,
+        ..req.clone()
+    };
+    walk_endpoint(ctx, ep::QUIET_STREAKS, body, |p: StreaksPage| {
+        out.extend(p.streaks);
+        true
+    })
+    .await?;
+    Ok(out)
+}
+
+/// The newest `want` decisions matching `req` (default: its `limit`, or
+/// 100), read a page of at most 1000 at a time; `truncated` and
+/// `next_cursor` come from the last page read.
+pub async fn decisions(
+    ctx: &Ctx,
+    req: &DecisionsRequest,
+    want: usize,
+) -> anyhow::Result<DecisionsReply> {
+    let mut all: Option<DecisionsReply> = None;
+    let per_page = want.clamp(1, MAX_LIMIT as usize) as u32;
+    let body = |cursor| DecisionsRequest {
+        limit: Some(per_page),
+        cursor,
+        ..req.clone()
+    };
+    walk_endpoint(ctx, ep::LEASE_DECISIONS, body, |mut p: DecisionsReply| {
+        let a = all.get_or_insert_with(|| DecisionsReply {
+            since: p.since,
+            counts: std::mem::take(&mut p.counts),
+            ..Default::default()
+        });
+        a.decisions.extend(p.decisions);
+        a.truncated = p.truncated;
+        let room = a.decisions.len() < want;
+        if !room {
+            a.truncated |= a.decisions.len() > want;
+            a.decisions.truncate(want);
+        }
+        room
+    })
+    .await?;
+    all.ok_or_else(|| anyhow::anyhow!("lease.decisions: no reply"))
 }
 
 /// The whole `scheduler.status`: every page's hosts and active leases, the
 /// rest from the first page.
 pub async fn status(ctx: &Ctx) -> anyhow::Result<SchedulerStatus> {
-    let mut st: SchedulerStatus = call(ctx, ep::SCHEDULER_STATUS, &page(None)).await?;
-    let mut cursor = st.next_cursor.take();
-    let mut leases: HashSet<String> = st
-        .leases
-        .active
-        .iter()
-        .map(|l| l.lease_id.clone())
-        .collect();
-    for _ in 0..MAX_PAGES {
-        let Some(c) = cursor else {
-            return Ok(st);
-        };
-        let p: SchedulerStatus = call(ctx, ep::SCHEDULER_STATUS, &page(Some(c))).await?;
-        st.hosts.extend(p.hosts);
-        // A lease granted between pages could show twice; keep it once.
-        for l in p.leases.active {
-            if leases.insert(l.lease_id.clone()) {
-                st.leases.active.push(l);
+    let mut all: Option<SchedulerStatus> = None;
+    let mut leases: HashSet<String> = HashSet::new();
+    walk_endpoint(ctx, ep::SCHEDULER_STATUS, page, |p: SchedulerStatus| {
+        match &mut all {
+            None => {
+                leases.extend(p.leases.active.iter().map(|l| l.lease_id.clone()));
+                all = Some(p);
+            }
+            Some(st) => {
+                st.hosts.extend(p.hosts);
+                // A lease granted between pages could show twice; keep it once.
+                for l in p.leases.active {
+                    if leases.insert(l.lease_id.clone()) {
+                        st.leases.active.push(l);
+                    }
+                }
             }
         }
-        cursor = p.next_cursor;
-    }
-    anyhow::bail!("scheduler.status: more than {MAX_PAGES} pages")
+        true
+    })
+    .await?;
+    all.ok_or_else(|| anyhow::anyhow!("scheduler.status: no reply"))
 }

@@ -4,10 +4,9 @@
 use clap::Args;
 use lull_engine::quiet::streaks::{ClosedStreak, StreaksRequest};
 use lull_proto::msg::hosts::HostSummary;
-use lull_proto::subjects::endpoints as ep;
 use serde::Serialize;
 
-use crate::output::{call, human_duration, json, render_table, Zone};
+use crate::output::{human_duration, json, render_table, Zone};
 use crate::Ctx;
 
 /// Arguments of `lullctl streaks`.
@@ -46,8 +45,10 @@ pub async fn run(ctx: &Ctx, a: StreaksArgs) -> anyhow::Result<i32> {
         let req = StreaksRequest {
             host_id: host_id.clone(),
             range: a.range.clone(),
+            limit: None,
+            cursor: None,
         };
-        let s: Vec<ClosedStreak> = call(ctx, ep::QUIET_STREAKS, &req).await?;
+        let s = crate::pages::streaks(ctx, &req).await?;
         all.extend(s.into_iter().map(|streak| HostStreak {
             host_id: host_id.clone(),
             duration_sec: streak.duration_sec(),

@@ -91,6 +91,7 @@ pub async fn run(cfg: CoordinatorConfig, stop: CancellationToken) -> anyhow::Res
             history: Some(history.clone()),
             blocks,
             hosts: cfg.hosts.clone(),
+            lists: cfg.lists,
         },
         Some(pool.clone()),
         Some(views_tx),

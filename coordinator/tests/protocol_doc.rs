@@ -137,6 +137,10 @@ fn types() -> BTreeMap<&'static str, Check> {
     m.insert("HistoryReply", reply::<HistoryReply>);
     m.insert("HealthReply", reply::<HealthReply>);
     m.insert("ClosedStreakList", reply::<Vec<ClosedStreak>>);
+    m.insert(
+        "StreaksPage",
+        reply::<lull_engine::quiet::streaks::StreaksPage>,
+    );
     m.insert("ForecastReply", reply::<ForecastReply>);
     m.insert("LeaderReply", reply::<LeaderReply>);
     m.insert("RegionSelectReply", reply::<RegionSelectReply>);

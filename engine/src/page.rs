@@ -30,10 +30,10 @@ pub fn after<T, K: Ord>(
         .collect();
     let more = v.len() > limit;
     if more {
-        v.select_nth_unstable_by(limit, |a, b| key(a).cmp(&key(b)));
+        v.select_nth_unstable_by_key(limit, &key);
         v.truncate(limit);
     }
-    v.sort_unstable_by(|a, b| key(a).cmp(&key(b)));
+    v.sort_unstable_by_key(&key);
     Page { items: v, more }
 }
 
@@ -45,7 +45,7 @@ mod tests {
     #[test]
     fn pages_join_to_the_whole_sorted_collection() {
         let all: Vec<u32> = (0..103).map(|i| (i * 37) % 103).collect();
-        let mut seen = Vec::new();
+        let mut seen: Vec<u32> = Vec::new();
         let mut cursor: Option<u32> = None;
         loop {
             let p = after(all.iter().copied(), |x| *x, cursor.as_ref(), 10);
@@ -65,7 +65,13 @@ mod tests {
         assert_eq!(p.items, [4, 3]);
         assert!(p.more);
         let p = after([1, 5, 3, 4], |x| Reverse(*x), Some(&Reverse(3)), 2);
-        assert_eq!(p, Page { items: vec![1], more: false });
+        assert_eq!(
+            p,
+            Page {
+                items: vec![1],
+                more: false
+            }
+        );
     }
 
     #[test]

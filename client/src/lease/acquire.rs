@@ -18,8 +18,15 @@ use lull_proto::msg::lease::{
     CancelRequest, HeartbeatResponse, HeavyLeaseRequest, HeavyLeaseResponse, LeaseEvent,
     LeaseHandle, OkResponse, SchedulerStatus,
 };
+use lull_proto::msg::page::PageRequest;
 use lull_proto::subjects::endpoints as ep;
 use lull_proto::validate::Validate;
+
+/// Leases asked for per `scheduler.status` page when looking one up.
+const HOST_OF_PAGE: u32 = 5000;
+
+/// Most `scheduler.status` pages read when looking a lease up.
+const HOST_OF_MAX_PAGES: usize = 1000;
 
 enum QueueResult {
     Granted(Box<LeaseGuard>),
@@ -267,18 +274,29 @@ impl LeaseClient {
         }
     }
 
-    /// The host of an active lease, from `scheduler.status` (used only when
-    /// a queued grant was learned from a probe rather than the event).
+    /// The host of an active lease, from `scheduler.status` read page by
+    /// page (used only when a queued grant was learned from a probe rather
+    /// than the event).
     async fn host_of(&self, lease_id: &str) -> Option<String> {
-        let st: SchedulerStatus = self
-            .call(ep::SCHEDULER_STATUS, &serde_json::json!({}))
-            .await
-            .ok()?;
-        st.leases
-            .active
-            .into_iter()
-            .find(|l| l.lease_id == lease_id)
-            .map(|l| l.host_id)
+        let mut cursor: Option<String> = None;
+        // Bounded: a coordinator repeating its cursor cannot loop us.
+        for _ in 0..HOST_OF_MAX_PAGES {
+            let page = PageRequest {
+                limit: Some(HOST_OF_PAGE),
+                cursor: cursor.take(),
+            };
+            let st: SchedulerStatus = self.call(ep::SCHEDULER_STATUS, &page).await.ok()?;
+            if let Some(l) = st
+                .leases
+                .active
+                .into_iter()
+                .find(|l| l.lease_id == lease_id)
+            {
+                return Some(l.host_id);
+            }
+            cursor = Some(st.next_cursor?);
+        }
+        None
     }
 
     async fn cancel_queued(&self, lease_id: &str, token: &str) {

@@ -112,10 +112,22 @@ impl LeaseClient {
         Ok(self.call(ep::LEASE_REVOKE, &body).await?)
     }
 
-    /// `scheduler.status`.
+    /// `scheduler.status`: its first page (`lists.default_limit` hosts and
+    /// active leases; `next_cursor` is set when there are more, see
+    /// [`LeaseClient::status_page`]).
     pub async fn status(&self) -> Result<SchedulerStatus, LeaseError> {
         Ok(self
             .call(ep::SCHEDULER_STATUS, &serde_json::json!({}))
             .await?)
+    }
+
+    /// One page of `scheduler.status`: `limit` hosts and active leases
+    /// after `cursor` (the previous page's `next_cursor`).
+    pub async fn status_page(
+        &self,
+        page: &lull_proto::msg::page::PageRequest,
+    ) -> Result<SchedulerStatus, LeaseError> {
+        page.validate()?;
+        Ok(self.call(ep::SCHEDULER_STATUS, page).await?)
     }
 }

@@ -142,3 +142,26 @@ def test_subjects_name_the_publisher() -> None:
 
     b = build_record("us-west2", True, None, None, {"duration_minutes": 3.0})
     assert b.prepare().subject(cfg) == f"acme.report.build.{default_host_id()}.us-west2"
+
+
+def test_paged_endpoints_are_read_whole() -> None:
+    import asyncio
+    from lull.queries import read_pages, _extend
+
+    pages = {None: {"hosts": [1, 2], "next_cursor": "b"}, "b": {"hosts": [3], "next_cursor": "c"},
+             "c": {"hosts": [4]}}
+    asked = []
+
+    async def request(endpoint: str, body: dict) -> dict:
+        asked.append((endpoint, body.get("cursor"), body["limit"]))
+        return dict(pages[body.get("cursor")])
+
+    r = asyncio.run(read_pages(request, "hosts.list", {}, _extend("hosts")))
+    assert r == {"hosts": [1, 2, 3, 4]}
+    assert [a[1] for a in asked] == [None, "b", "c"]
+
+    async def stuck(endpoint: str, body: dict) -> dict:
+        return {"hosts": [], "next_cursor": "same"}
+
+    with pytest.raises(lull.LullError, match="repeated cursor"):
+        asyncio.run(read_pages(stuck, "hosts.list", {}, _extend("hosts")))

@@ -63,6 +63,8 @@ pub struct FleetConfig {
     pub blocks: Blocks,
     /// Bounds on the hosts kept (cap, eviction, per-host series).
     pub hosts: crate::config::HostsConfig,
+    /// Page sizes (the block list an operator change answers with).
+    pub lists: crate::config::ListsConfig,
 }
 
 /// Most commands handled per wake-up of the actor.
@@ -234,7 +236,7 @@ impl Fleet {
             | Command::Unblock(..)
             | Command::AddWindow(..)
             | Command::RemoveWindow(..)
-            | Command::Blocks(_)
+            | Command::Blocks(..)
             | Command::BlocksNow(_)
             | Command::ReplaceBlocks(..)) => self.block_command(cmd),
             Command::HealthFacts(reply) => {
@@ -580,6 +582,7 @@ mod tests {
             history,
             blocks: Blocks::default(),
             hosts: crate::config::HostsConfig::default(),
+            lists: crate::config::ListsConfig::default(),
         }
     }
 
@@ -726,7 +729,7 @@ mod tests {
         assert!(v.blocked && now_unix() >= from);
         assert_eq!(v.blocked_until, Some(from + 0.3));
         assert_eq!(v.blocked_reason.as_deref(), Some("patch night"));
-        let listed = fleet.blocks().await.unwrap().blocks;
+        let listed = fleet.blocks(Default::default(), 100).await.unwrap().blocks;
         let ids: Vec<Option<i64>> = listed.iter().map(|b| b.window_id).collect();
         assert_eq!(ids, vec![None, Some(7)], "a's own block, then b's window");
         assert!(!next_view(&mut vrx, "b").await.blocked);

@@ -20,14 +20,14 @@ use crate::config::ListsConfig;
 use crate::service::{err, gone, typed, Empty, Handler};
 use crate::store::history::{read, HistoryStore};
 use crate::store::StoreError;
-use lull_engine::quiet::blocks::{Block, Target};
+use lull_engine::quiet::blocks::{Block, BlockCursor, Target};
 
 use super::drain::Drainer;
 use lull_engine::quiet::forecast::{ForecastReply, ForecastRequest};
 use lull_engine::quiet::health::{rollup, HealthReply, SystemFacts};
 use lull_engine::quiet::history::{parse_duration, plan, HistoryReply, HistoryRequest};
 use lull_engine::quiet::maintenance::{Weekly, Window, LOOKAHEAD_SEC};
-use lull_engine::quiet::streaks::{ClosedStreak, StreaksRequest};
+use lull_engine::quiet::streaks::{encode_cursor, StreaksPage, StreaksReply, StreaksRequest};
 use lull_proto::msg::page::{HostListReply, PageRequest};
 
 fn db(e: StoreError) -> ErrorReply {
@@ -55,24 +55,60 @@ async fn history(
 
 /// `quiet.streaks`: stored streaks that end within the range, plus the one
 /// in progress when it is already long enough to count.
+/// `quiet.streaks`: stored streaks by start time, then the open one. A
+/// request without `limit` and `cursor` gets up to `max_streaks` as a bare
+/// array; one with either gets a page and `next_cursor` (the last start
+/// time) while stored streaks remain.
 async fn streaks(
     store: &HistoryStore,
     fleet: &FleetHandle,
+    lists: ListsConfig,
     req: StreaksRequest,
-) -> Result<Vec<ClosedStreak>, ErrorReply> {
+) -> Result<StreaksReply, ErrorReply> {
     let cfg = &store.quiet.streaks;
     let range = req.range.as_deref().unwrap_or(&cfg.default_range);
     let range = parse_duration(range).map_err(|e| ErrorReply::from(&e.into_validation("range")))?;
     let from = now_unix() - range;
-    let mut out = read::streaks(store, &req.host_id, from).await.map_err(db)?;
-    let live = fleet.live_quiet(req.host_id.clone()).await.map_err(gone)?;
-    if let Some(open) = live.and_then(|l| l.open_streak) {
-        let stored = out.iter().any(|s| s.start_time == open.start_time);
-        if !stored && open.duration_sec() >= cfg.min_streak_sec && open.end_time >= from {
-            out.push(open);
+    let after = req.after().map_err(|e| ErrorReply::from(&e))?;
+    let page = req.page();
+    let limit = if page.is_paged() {
+        page.size(lists.default_limit, lists.max_limit)
+    } else {
+        usize::try_from(store.cfg.max_streaks).unwrap_or(usize::MAX)
+    };
+    // One more than the page, to know whether another page follows.
+    let ask = i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1);
+    let mut out = read::streaks(store, &req.host_id, from, after, ask)
+        .await
+        .map_err(db)?;
+    let more = out.len() > limit;
+    out.truncate(limit);
+    if !more {
+        let live = fleet.live_quiet(req.host_id.clone()).await.map_err(gone)?;
+        if let Some(open) = live.and_then(|l| l.open_streak) {
+            let stored = out.iter().any(|s| s.start_time == open.start_time);
+            let fresh = after.is_none_or(|a| open.start_time > a);
+            if !stored
+                && fresh
+                && open.duration_sec() >= cfg.min_streak_sec
+                && open.end_time >= from
+            {
+                out.push(open);
+            }
         }
     }
-    Ok(out)
+    if !page.is_paged() {
+        return Ok(StreaksReply::Plain(out));
+    }
+    let next_cursor = if more {
+        out.last().map(encode_cursor)
+    } else {
+        None
+    };
+    Ok(StreaksReply::Page(StreaksPage {
+        streaks: out,
+        next_cursor,
+    }))
 }
 
 /// `quiet.forecast`.
@@ -316,7 +352,7 @@ pub fn endpoints(
     max: usize,
 ) -> Vec<(&'static str, Handler)> {
     let mut v = host_endpoints(fleet, lists, max);
-    v.extend(quiet_endpoints(fleet, store, max));
+    v.extend(quiet_endpoints(fleet, store, lists, max));
     v
 }
 
@@ -341,7 +377,25 @@ async fn list(
     })
 }
 
-/// `hosts.list` and `hosts.get`, answered by the fleet actor.
+/// `hosts.blocks`: a page of the blocks in force, then of the maintenance
+/// windows (`limit` items, a host's blocks kept together).
+async fn blocks(
+    fleet: &FleetHandle,
+    lists: ListsConfig,
+    req: PageRequest,
+) -> Result<BlockReply, ErrorReply> {
+    let cursor = match &req.cursor {
+        Some(c) => {
+            BlockCursor::decode(c).map_err(|e| err(ErrorCode::InvalidRequest, e.to_string()))?
+        }
+        None => BlockCursor::Start,
+    };
+    let limit = req.size(lists.default_limit, lists.max_limit);
+    fleet.blocks(cursor, limit).await.map_err(gone)
+}
+
+/// `hosts.list`, `hosts.get` and `hosts.blocks`, answered by the fleet
+/// actor.
 fn host_endpoints(
     fleet: &FleetHandle,
     lists: ListsConfig,
@@ -365,7 +419,16 @@ fn host_endpoints(
             }
         }
     });
-    vec![(ep::HOSTS_LIST, list), (ep::HOSTS_GET, get)]
+    let f = fleet.clone();
+    let blocks = typed(max, move |req: PageRequest| {
+        let fleet = f.clone();
+        async move { blocks(&fleet, lists, req).await }
+    });
+    vec![
+        (ep::HOSTS_LIST, list),
+        (ep::HOSTS_GET, get),
+        (ep::HOSTS_BLOCKS, blocks),
+    ]
 }
 
 /// The operator's changes, `hosts.block`, `hosts.unblock` and
@@ -421,6 +484,7 @@ pub fn operator_endpoints(
 fn quiet_endpoints(
     fleet: &FleetHandle,
     store: &HistoryStore,
+    lists: ListsConfig,
     max: usize,
 ) -> Vec<(&'static str, Handler)> {
     let store = store.clone();
@@ -447,15 +511,11 @@ fn quiet_endpoints(
         ),
         (
             ep::QUIET_STREAKS,
-            handler!(StreaksRequest, |s, f, r| streaks(&s, &f, r).await),
+            handler!(StreaksRequest, |s, f, r| streaks(&s, &f, lists, r).await),
         ),
         (
             ep::QUIET_FORECAST,
             handler!(ForecastRequest, |s, f, r| forecast(&s, &f, r).await),
-        ),
-        (
-            ep::HOSTS_BLOCKS,
-            handler!(Empty, |_s, f, _r| f.blocks().await.map_err(gone)),
         ),
     ]
 }

@@ -26,7 +26,7 @@ use lull_proto::msg::stats::SystemStatsSnapshot;
 use lull_proto::msg::telemetry::{LoopFailure, LoopHealth};
 use tokio::sync::{mpsc, oneshot};
 
-use lull_engine::quiet::blocks::{Block, Blocks, Target};
+use lull_engine::quiet::blocks::{Block, BlockCursor, Blocks, Target};
 use lull_engine::quiet::health::HostFacts;
 use lull_engine::quiet::maintenance::Window;
 use lull_engine::quiet::streaks::ClosedStreak;
@@ -65,7 +65,7 @@ pub enum Command {
     /// Remove a maintenance window (already deleted).
     RemoveWindow(i64, oneshot::Sender<Applied<BlockReply>>),
     /// The blocks in force and the windows.
-    Blocks(oneshot::Sender<BlockReply>),
+    Blocks(BlockCursor, usize, oneshot::Sender<BlockReply>),
     /// A copy of every block and window (for forecasts).
     BlocksNow(oneshot::Sender<Blocks>),
     /// Replace every block (already persisted).
@@ -202,9 +202,10 @@ impl FleetHandle {
         Ok(in_force(self.ask(|tx| Command::ReplaceBlocks(blocks, tx)).await?).await)
     }
 
-    /// The blocks in force and the maintenance windows.
-    pub async fn blocks(&self) -> Result<BlockReply, FleetGone> {
-        self.ask(Command::Blocks).await
+    /// A page of the blocks in force and the maintenance windows: at most
+    /// `limit` items after `cursor` (a host's blocks are never split).
+    pub async fn blocks(&self, cursor: BlockCursor, limit: usize) -> Result<BlockReply, FleetGone> {
+        self.ask(|tx| Command::Blocks(cursor, limit, tx)).await
     }
 
     /// A copy of every block and maintenance window.

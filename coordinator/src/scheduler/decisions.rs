@@ -8,8 +8,10 @@
 use deadpool_postgres::Pool;
 use lull_common::runtime::now_unix;
 use lull_proto::error::ErrorCode;
+use lull_proto::error::ValidationError;
 use lull_proto::msg::decisions::{
-    DecisionKind, DecisionsReply, DecisionsRequest, DEFAULT_LIMIT, DEFAULT_LOOKBACK_SEC,
+    DecisionCursor, DecisionKind, DecisionsReply, DecisionsRequest, DEFAULT_LIMIT,
+    DEFAULT_LOOKBACK_SEC,
 };
 use lull_proto::subjects::endpoints as ep;
 use lull_proto::ErrorReply;
@@ -17,8 +19,9 @@ use lull_proto::ErrorReply;
 use crate::service::{err, typed, Handler};
 use crate::store::leases::{decisions, DecisionFilter};
 
-/// The filter a request asks for, at `now`.
-pub fn filter(req: &DecisionsRequest, now: f64) -> DecisionFilter {
+/// The filter a request asks for, at `now` (a cursor it did not make is
+/// refused).
+pub fn filter(req: &DecisionsRequest, now: f64) -> Result<DecisionFilter, ValidationError> {
     let kinds = match req.kind {
         Some(k) => vec![k.as_str()],
         None => [
@@ -30,25 +33,41 @@ pub fn filter(req: &DecisionsRequest, now: f64) -> DecisionFilter {
         .map(|k| k.as_str())
         .collect(),
     };
-    DecisionFilter {
+    Ok(DecisionFilter {
         kinds,
         addon_id: req.addon_id.clone(),
         host_id: req.host_id.clone(),
         since: req.since.unwrap_or(now - DEFAULT_LOOKBACK_SEC),
         limit: i64::from(req.limit.unwrap_or(DEFAULT_LIMIT)),
-    }
+        before: req
+            .cursor
+            .as_deref()
+            .map(DecisionCursor::decode)
+            .transpose()?,
+    })
 }
 
 async fn answer(pool: &Pool, req: DecisionsRequest) -> Result<DecisionsReply, ErrorReply> {
-    let f = filter(&req, now_unix());
-    let (rows, counts) = decisions(pool, &f).await.map_err(|e| {
+    let mut f = filter(&req, now_unix()).map_err(|e| ErrorReply::from(&e))?;
+    let page = usize::try_from(f.limit).unwrap_or(0);
+    // One row more than the page says whether an older page follows.
+    f.limit = f.limit.saturating_add(1);
+    let (mut rows, counts) = decisions(pool, &f).await.map_err(|e| {
         tracing::warn!(error = %e, "lease decisions query failed");
         err(ErrorCode::Unavailable, format!("lease audit: {e}"))
     })?;
-    let total: i64 = counts.iter().map(|c| c.1).sum();
+    let more = rows.len() > page;
+    rows.truncate(page);
+    let next_cursor = if more {
+        let at: Vec<f64> = rows.iter().map(|d| d.at).collect();
+        DecisionCursor::after(f.before, &at).map(|c| c.encode())
+    } else {
+        None
+    };
     Ok(DecisionsReply {
         since: f.since,
-        truncated: total > rows.len() as i64,
+        truncated: more,
+        next_cursor,
         decisions: rows,
         counts: counts
             .into_iter()
@@ -73,7 +92,7 @@ mod tests {
 
     #[test]
     fn defaults_look_back_an_hour_at_every_decision() {
-        let f = filter(&DecisionsRequest::default(), 10_000.0);
+        let f = filter(&DecisionsRequest::default(), 10_000.0).unwrap();
         assert_eq!(f.kinds, ["granted", "denied", "queued"]);
         assert_eq!(f.since, 10_000.0 - 3600.0);
         assert_eq!(f.limit, 100);
@@ -86,9 +105,25 @@ mod tests {
                 ..Default::default()
             },
             10_000.0,
-        );
+        )
+        .unwrap();
         assert_eq!(f.kinds, ["denied"]);
         assert_eq!((f.since, f.limit), (5.0, 7));
         assert_eq!(f.addon_id.as_deref(), Some("indexer"));
+        assert_eq!(f.before, None);
+        let f = filter(
+            &DecisionsRequest {
+                cursor: Some("9.5|3".into()),
+                ..Default::default()
+            },
+            10_000.0,
+        )
+        .unwrap();
+        assert_eq!(f.before, Some(DecisionCursor { at: 9.5, skip: 3 }));
+        let bad = DecisionsRequest {
+            cursor: Some("web-1".into()),
+            ..Default::default()
+        };
+        assert!(filter(&bad, 10_000.0).is_err());
     }
 }

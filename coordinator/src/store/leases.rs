@@ -3,7 +3,7 @@
 //! coordinator must still refuse.
 
 use deadpool_postgres::Pool;
-use lull_proto::msg::decisions::{Decision, DecisionKind};
+use lull_proto::msg::decisions::{Decision, DecisionCursor, DecisionKind};
 use lull_proto::msg::lease::LeaseState;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
@@ -182,6 +182,8 @@ pub struct DecisionFilter {
     pub since: f64,
     /// Most rows.
     pub limit: i64,
+    /// Where the page starts (the rows after this cursor).
+    pub before: Option<DecisionCursor>,
 }
 
 /// A wire enum from its stored name (`None` when unknown).
@@ -205,9 +207,21 @@ pub async fn decisions(
             &format!(
                 "SELECT at, kind, addon_id, job_type, host_id, cost_units, priority,
                         lease_id, reason_code, reason
-                 FROM lease_events {WHERE} ORDER BY at DESC LIMIT $5"
+                 FROM lease_events {WHERE}
+                   AND ($6::float8 IS NULL OR at <= $6)
+                 ORDER BY at DESC, kind, addon_id, job_type, host_id, lease_id,
+                          reason_code, reason, cost_units, priority
+                 LIMIT $5 OFFSET $7"
             ),
-            &[&f.since, &kinds, &f.addon_id, &f.host_id, &f.limit],
+            &[
+                &f.since,
+                &kinds,
+                &f.addon_id,
+                &f.host_id,
+                &f.limit,
+                &f.before.map(|c| c.at),
+                &f.before.map_or(0, |c| i64::from(c.skip)),
+            ],
         )
         .await?;
     let counts = client

@@ -31,8 +31,8 @@ pub enum StoreError {
     /// This coordinator runs without a database.
     #[error("database pool: no database configured")]
     NoDatabase,
-    /// A statement failed.
-    #[error("database: {0}")]
+    /// A statement failed (the server's message, when it sent one).
+    #[error("database: {}", db_detail(.0))]
     Db(#[from] tokio_postgres::Error),
     /// A value could not be encoded for a JSON column.
     #[error("encoding a stored document: {0}")]
@@ -58,6 +58,15 @@ pub enum StoreError {
         /// The epoch in the election row.
         current: u64,
     },
+}
+
+/// A driver error with the server's own message (`db error` alone says
+/// nothing): `<severity> <code>: <message>`.
+fn db_detail(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(d) => format!("{} {}: {}", d.severity(), d.code().code(), d.message()),
+        None => e.to_string(),
+    }
 }
 
 impl StoreError {

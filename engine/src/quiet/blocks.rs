@@ -11,6 +11,9 @@ use lull_proto::msg::hosts::{BlockInfo, BlockScope, WindowInfo};
 
 use super::maintenance::{merge, Span, Window, LOOKAHEAD_SEC};
 
+mod page;
+pub use page::{BadBlockCursor, BlockCursor, BlocksPage};
+
 /// One block.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Block {
@@ -266,28 +269,32 @@ impl Blocks {
     /// Every maintenance window, by id, as seen at `now`.
     pub fn windows(&self, now: f64) -> Vec<WindowInfo> {
         self.windows
-            .values()
-            .map(|(t, w)| {
-                let next = w.current_or_next(now);
-                WindowInfo {
-                    id: w.id,
-                    scope: if t.is_some() {
-                        BlockScope::Host
-                    } else {
-                        BlockScope::Fleet
-                    },
-                    host_id: t.clone(),
-                    reason: w.reason.clone(),
-                    from: w.from,
-                    until: w.until,
-                    recurrence: w.weekly.as_ref().map(|r| r.recurrence()),
-                    created_at: w.created_at,
-                    open: next.is_some_and(|(s, _)| s <= now),
-                    next_start: next.map(|(s, _)| s),
-                    next_end: next.map(|(_, e)| e).filter(|e| e.is_finite()),
-                }
-            })
+            .keys()
+            .filter_map(|id| self.window_info(*id, now))
             .collect()
+    }
+
+    /// The window `id` as seen at `now`, if there is one.
+    fn window_info(&self, id: i64, now: f64) -> Option<WindowInfo> {
+        let (t, w) = self.windows.get(&id)?;
+        let next = w.current_or_next(now);
+        Some(WindowInfo {
+            id: w.id,
+            scope: if t.is_some() {
+                BlockScope::Host
+            } else {
+                BlockScope::Fleet
+            },
+            host_id: t.clone(),
+            reason: w.reason.clone(),
+            from: w.from,
+            until: w.until,
+            recurrence: w.weekly.as_ref().map(|r| r.recurrence()),
+            created_at: w.created_at,
+            open: next.is_some_and(|(s, _)| s <= now),
+            next_start: next.map(|(s, _)| s),
+            next_end: next.map(|(_, e)| e).filter(|e| e.is_finite()),
+        })
     }
 }
 

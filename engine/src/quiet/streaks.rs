@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use lull_proto::error::ValidationError;
 use lull_proto::msg::hosts::QuietState;
+use lull_proto::msg::page::PageRequest;
 use lull_proto::validate::{self as v, Validate};
 
 pub use super::config::StreakConfig;
@@ -166,6 +167,44 @@ pub struct StreaksRequest {
     /// How far back ("24h", "7d"); the configured default when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub range: Option<String>,
+    /// Most streaks in the reply (1..=100000); with `limit` or `cursor`
+    /// the reply is a [`StreaksPage`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+}
+
+impl StreaksRequest {
+    /// The paging fields.
+    pub fn page(&self) -> PageRequest {
+        PageRequest {
+            limit: self.limit,
+            cursor: self.cursor.clone(),
+        }
+    }
+
+    /// The start time the cursor names: the page holds streaks that start
+    /// after it.
+    pub fn after(&self) -> Result<Option<f64>, ValidationError> {
+        self.cursor.as_deref().map(decode_cursor).transpose()
+    }
+}
+
+/// The cursor after a streak: its start time, as text.
+pub fn encode_cursor(s: &ClosedStreak) -> String {
+    s.start_time.to_string()
+}
+
+fn decode_cursor(c: &str) -> Result<f64, ValidationError> {
+    c.parse::<f64>()
+        .ok()
+        .filter(|t| t.is_finite())
+        .ok_or_else(|| ValidationError::Invalid {
+            field: "cursor".into(),
+            reason: "is not one this coordinator made (pass next_cursor back unchanged)".into(),
+        })
 }
 
 impl Validate for StreaksRequest {
@@ -174,8 +213,31 @@ impl Validate for StreaksRequest {
         if let Some(r) = &self.range {
             parse_duration(r).map_err(|e| e.into_validation("range"))?;
         }
-        Ok(())
+        self.page().validate()?;
+        self.after().map(drop)
     }
+}
+
+/// A page of `lull.v1.quiet.streaks`, the answer to a request that names
+/// `limit` or `cursor`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StreaksPage {
+    /// Streaks by start time.
+    pub streaks: Vec<ClosedStreak>,
+    /// Pass it as `cursor` for the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// The reply of `lull.v1.quiet.streaks`: a bare array to a request without
+/// `limit` and `cursor` (the original shape), a [`StreaksPage`] otherwise.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum StreaksReply {
+    /// `[ClosedStreak…]`.
+    Plain(Vec<ClosedStreak>),
+    /// `{streaks, next_cursor}`.
+    Page(StreaksPage),
 }
 
 #[cfg(test)]
@@ -282,5 +344,38 @@ mod tests {
             serde_json::from_str(r#"{"host_id":"web-1","range":"forever"}"#).unwrap();
         assert!(r.validate().unwrap_err().to_string().contains("range"));
         assert!(serde_json::from_str::<StreaksRequest>("{}").is_err());
+    }
+
+    #[test]
+    fn cursors_are_start_times_that_read_back() {
+        let st = ClosedStreak {
+            start_time: 1_796_312_000.123_456_7,
+            end_time: 1_796_312_600.0,
+            avg_score: 90.0,
+            min_score: 80.0,
+        };
+        let r = StreaksRequest {
+            host_id: "web-1".into(),
+            range: None,
+            limit: Some(5),
+            cursor: Some(encode_cursor(&st)),
+        };
+        assert!(r.validate().is_ok());
+        assert_eq!(r.after().unwrap(), Some(st.start_time));
+        for bad in ["x", "NaN", "inf", ""] {
+            let r = StreaksRequest {
+                cursor: Some(bad.into()),
+                ..r.clone()
+            };
+            assert!(
+                r.validate().unwrap_err().to_string().contains("cursor"),
+                "{bad}"
+            );
+        }
+        let r = StreaksRequest {
+            limit: Some(0),
+            ..r
+        };
+        assert!(r.validate().is_err());
     }
 }

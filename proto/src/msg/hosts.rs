@@ -497,8 +497,8 @@ pub struct WindowInfo {
 }
 
 /// Reply of `lull.v1.hosts.block`, `lull.v1.hosts.unblock` and
-/// `lull.v1.hosts.blocks`: whether something changed, and every block now
-/// in force.
+/// `lull.v1.hosts.blocks`: whether something changed, and the blocks now
+/// in force (a page of them: see `next_cursor`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BlockReply {
     /// The request was applied (always true for a reply that is not an error).
@@ -513,6 +513,10 @@ pub struct BlockReply {
     /// What a drain did (`hosts.block` with `drain`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drain: Option<DrainReport>,
+    /// Set when more blocks or windows follow: pass it as `cursor` to
+    /// `hosts.blocks` for the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 /// The leases a drain ended.

@@ -9,11 +9,54 @@ endpoint). The functions here are coroutines run on the client's loop; the
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, TypedDict, cast
+from typing import Any, Awaitable, Callable, Dict, List, Optional, TypedDict, cast
 
 from . import _validate as v
 from ._core import Core
-from .errors import ValidationError
+from .errors import LullError, ValidationError
+
+#: Items asked for per page of a paged list endpoint.
+PAGE_SIZE = 1000
+
+#: Most pages read before giving up (a coordinator that keeps answering
+#: with a cursor would otherwise loop for ever).
+MAX_PAGES = 100_000
+
+Request = Callable[[str, Any], Awaitable[Any]]
+
+
+async def read_pages(request: Request, endpoint: str, body: Dict[str, Any],
+                     merge: Callable[[Dict[str, Any], Dict[str, Any]], None]) -> Dict[str, Any]:
+    """Reads a paged endpoint whole: asks ``endpoint`` with ``body`` plus
+    ``limit`` and ``cursor`` page after page until a reply has no
+    ``next_cursor``, and folds each later page into the first with
+    ``merge(first, page)``. The result has no ``next_cursor``."""
+    first: Optional[Dict[str, Any]] = None
+    cursor: Optional[str] = None
+    for _ in range(MAX_PAGES):
+        req = dict(body, limit=PAGE_SIZE)
+        if cursor is not None:
+            req["cursor"] = cursor
+        page = cast(Dict[str, Any], await request(endpoint, req))
+        nxt = page.pop("next_cursor", None)
+        if first is None:
+            first = page
+        else:
+            merge(first, page)
+        if nxt is None:
+            return first
+        if nxt == cursor:
+            raise LullError(f"{endpoint}: the coordinator repeated cursor {nxt!r}")
+        cursor = nxt
+    raise LullError(f"{endpoint}: more than {MAX_PAGES} pages")
+
+
+def _extend(*keys: str) -> Callable[[Dict[str, Any], Dict[str, Any]], None]:
+    """A ``merge`` that appends the lists under ``keys``."""
+    def merge(first: Dict[str, Any], page: Dict[str, Any]) -> None:
+        for k in keys:
+            first.setdefault(k, []).extend(page.get(k) or [])
+    return merge
 
 __all__ = [
     "HostSummary",
@@ -121,8 +164,9 @@ class WorkerStats(TypedDict, total=False):
 
 
 async def hosts(core: Core) -> List[HostSummary]:
-    """``hosts.list``."""
-    return cast(List[HostSummary], await core.request("hosts.list", {}))
+    """``hosts.list``: every host, sorted by id (read page by page)."""
+    r = await read_pages(core.request, "hosts.list", {}, _extend("hosts"))
+    return cast(List[HostSummary], r.get("hosts", []))
 
 
 async def host(core: Core, host_id: str) -> Dict[str, Any]:
@@ -195,9 +239,20 @@ async def data_quality_summary(core: Core) -> Dict[str, Any]:
     return cast(Dict[str, Any], await core.request("data_quality.summary", {}))
 
 
+def _merge_status(first: Dict[str, Any], page: Dict[str, Any]) -> None:
+    first.setdefault("hosts", []).extend(page.get("hosts") or [])
+    active = first.setdefault("leases", {}).setdefault("active", [])
+    seen = {a.get("lease_id") for a in active}
+    # A lease granted between pages could show twice; keep it once.
+    for a in (page.get("leases") or {}).get("active") or []:
+        if a.get("lease_id") not in seen:
+            active.append(a)
+
+
 async def scheduler_status(core: Core) -> Dict[str, Any]:
-    """``scheduler.status``: active and recent leases, hosts, addons, queue."""
-    return cast(Dict[str, Any], await core.request("scheduler.status", {}))
+    """``scheduler.status``: active and recent leases, hosts, addons, queue
+    (every page's hosts and active leases, the rest from the first page)."""
+    return await read_pages(core.request, "scheduler.status", {}, _merge_status)
 
 
 async def revoke(core: Core, lease_id: str, reason: Optional[str] = None) -> bool:

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use lull_engine::quiet::blocks::BlockCursor;
 use lull_proto::msg::hosts::BlockReply;
 
 use super::super::metrics as m;
@@ -66,8 +67,8 @@ impl Fleet {
                 tracing::info!(window = id, changed, "maintenance window removed");
                 let _ = reply.send(self.blocks_changed(changed, now));
             }
-            Command::Blocks(reply) => {
-                let _ = reply.send(self.block_reply(false, now));
+            Command::Blocks(cursor, limit, reply) => {
+                let _ = reply.send(self.block_page(false, now, &cursor, limit));
             }
             Command::BlocksNow(reply) => {
                 let _ = reply.send(self.blocks.clone());
@@ -81,13 +82,27 @@ impl Fleet {
         }
     }
 
+    /// The reply to an operator change: the first page of blocks.
     fn block_reply(&self, changed: bool, now: f64) -> BlockReply {
+        let limit = self.cfg.lists.default_limit;
+        self.block_page(changed, now, &BlockCursor::Start, limit)
+    }
+
+    fn block_page(
+        &self,
+        changed: bool,
+        now: f64,
+        cursor: &BlockCursor,
+        limit: usize,
+    ) -> BlockReply {
+        let page = self.blocks.page(now, cursor, limit);
         BlockReply {
             ok: true,
             changed,
-            blocks: self.blocks.list(now),
-            windows: self.blocks.windows(now),
+            blocks: page.blocks,
+            windows: page.windows,
             drain: None,
+            next_cursor: page.next.and_then(|c| c.encode()),
         }
     }
 

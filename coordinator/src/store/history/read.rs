@@ -174,18 +174,23 @@ pub async fn points(
     Ok(b.finish())
 }
 
-/// Stored streaks of `host` that end at or after `from`, oldest first.
+/// Stored streaks of `host` that end at or after `from` and start after
+/// `after`, oldest first, at most `limit`.
 pub async fn streaks(
     store: &HistoryStore,
     host: &str,
     from: f64,
+    after: Option<f64>,
+    limit: i64,
 ) -> Result<Vec<ClosedStreak>, StoreError> {
     let client = store.pool.get().await?;
     let rows = client
         .query(
             "SELECT start_time, end_time, avg_score, min_score FROM quiet_streaks
-             WHERE host_id = $1 AND end_time >= $2 ORDER BY start_time LIMIT $3",
-            &[&host, &from, &store.cfg.max_streaks],
+             WHERE host_id = $1 AND end_time >= $2
+               AND ($4::float8 IS NULL OR start_time > $4)
+             ORDER BY start_time LIMIT $3",
+            &[&host, &from, &limit, &after],
         )
         .await?;
     Ok(rows
