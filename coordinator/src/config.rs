@@ -78,6 +78,9 @@ pub struct HostsConfig {
     /// beyond it are counted in the fleet-wide gauges only. Series of a
     /// forgotten host keep their last value until a restart. Default 5000.
     pub host_metrics_max: usize,
+    /// Most maintenance windows not yet over, fleet and hosts together; a
+    /// `hosts.block` that would add one more is refused. Default 10000.
+    pub max_windows: usize,
 }
 
 impl Default for HostsConfig {
@@ -86,6 +89,7 @@ impl Default for HostsConfig {
             max_hosts: 200_000,
             evict_after_sec: 86_400.0,
             host_metrics_max: 5000,
+            max_windows: 10_000,
         }
     }
 }

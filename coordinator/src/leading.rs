@@ -89,8 +89,13 @@ impl Duties {
             client: self.client.clone(),
             subjects: self.subjects.clone(),
         };
-        let mut eps =
-            fleet::endpoints::operator_endpoints(&self.fleet, &self.history, drainer, max);
+        let mut eps = fleet::endpoints::operator_endpoints(
+            &self.fleet,
+            &self.history,
+            drainer,
+            &cfg.hosts,
+            max,
+        );
         eps.extend(builds::endpoints::endpoints(&regions, max));
         eps.extend(executions::endpoints::endpoints(workers.clone(), max));
         let served = service::serve_on(

@@ -2,8 +2,8 @@
 //! `hosts.blocks` (blocks, then windows), `quiet.streaks` and
 //! `lease.decisions` read page by page add up to the whole list, in order,
 //! with nothing twice; a reply to `hosts.block` is a first page; a cursor
-//! the coordinator did not make is `invalid_request`; and `lullctl` reads
-//! every page by itself.
+//! the coordinator did not make is `invalid_request`; `lullctl` reads
+//! every page by itself; and maintenance windows are bounded.
 
 mod support;
 
@@ -21,8 +21,9 @@ use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use support::*;
 
-const ENV: [(&str, &str); 4] = [
+const ENV: [(&str, &str); 5] = [
     ("LULL_LISTS__DEFAULT_LIMIT", "2"),
+    ("LULL_HOSTS__MAX_WINDOWS", "3"),
     ("LULL_LISTS__MAX_LIMIT", "2"),
     ("LULL_LEASE__RATE_PER_SEC", "1000"),
     ("LULL_LEASE__BURST", "1000"),
@@ -93,6 +94,15 @@ async fn blocks_page_blocks_then_windows() {
         .await
         .unwrap();
     }
+    // A fourth window is past hosts.max_windows: refused, nothing stored.
+    let e = call::<_, BlockReply>(
+        &client,
+        ep::HOSTS_BLOCK,
+        &json!({"host_id": "h2", "from": from, "until": from + 60.0}),
+    )
+    .await
+    .expect_err("past the window limit");
+    assert!(e.to_string().contains("hosts.max_windows"), "{e}");
     // The reply to a change is the first page, with the cursor of the rest.
     let last = last.unwrap();
     assert_eq!(last.blocks.len(), 2, "{last:?}");

@@ -746,6 +746,7 @@ mod tests {
             max_hosts: 3,
             evict_after_sec: 0.5,
             host_metrics_max: 1,
+            ..Default::default()
         };
         let stop = CancellationToken::new();
         let (fleet, task) = spawn(cfg, None, Some(vtx), stop.clone());

@@ -171,6 +171,7 @@ async fn block(
     fleet: &FleetHandle,
     lock: &tokio::sync::Mutex<()>,
     drainer: &Drainer,
+    max_windows: usize,
     req: BlockRequest,
 ) -> Result<BlockReply, ErrorReply> {
     let now = now_unix();
@@ -183,7 +184,7 @@ async fn block(
         }
     }
     if req.is_window() {
-        return add_window(store, fleet, lock, req, now).await;
+        return add_window(store, fleet, lock, req, now, max_windows).await;
     }
     let t = target(req.host_id);
     let b = Block {
@@ -232,6 +233,7 @@ async fn add_window(
     lock: &tokio::sync::Mutex<()>,
     req: BlockRequest,
     now: f64,
+    max_windows: usize,
 ) -> Result<BlockReply, ErrorReply> {
     let invalid = |m: String| err(ErrorCode::InvalidRequest, m);
     let weekly = match &req.recurrence {
@@ -257,6 +259,20 @@ async fn add_window(
     }
     let t = target(req.host_id);
     let _g = lock.lock().await;
+    let live = crate::store::blocks::live_window_count(&store.pool, now)
+        .await
+        .map_err(db)?;
+    if usize::try_from(live).unwrap_or(usize::MAX) >= max_windows {
+        tracing::warn!(
+            live,
+            max_windows,
+            "maintenance window refused: the limit is reached"
+        );
+        return Err(invalid(format!(
+            "{live} maintenance windows are already scheduled, the limit (hosts.max_windows) is \
+             {max_windows}: remove some first (lullctl unblock --window ID)"
+        )));
+    }
     w.id = crate::store::blocks::insert_window(&store.pool, &t, &w)
         .await
         .map_err(db)?;
@@ -439,8 +455,10 @@ pub fn operator_endpoints(
     fleet: &FleetHandle,
     store: &HistoryStore,
     drainer: Drainer,
+    hosts: &crate::config::HostsConfig,
     max: usize,
 ) -> Vec<(&'static str, Handler)> {
+    let max_windows = hosts.max_windows;
     let lock = Arc::new(tokio::sync::Mutex::new(()));
     let lock_b = lock.clone();
     let block_h = {
@@ -453,7 +471,7 @@ pub fn operator_endpoints(
                 lock_b.clone(),
                 drainer.clone(),
             );
-            async move { block(&s, &f, &l, &d, r).await }
+            async move { block(&s, &f, &l, &d, max_windows, r).await }
         })
     };
     let lock_u = lock.clone();

@@ -96,6 +96,19 @@ pub async fn insert_window(pool: &Pool, target: &Target, w: &Window) -> Result<i
     Ok(row.get(0))
 }
 
+/// The stored windows not over at `now` (those with no end or an end
+/// after it).
+pub async fn live_window_count(pool: &Pool, now: f64) -> Result<i64, StoreError> {
+    let client = pool.get().await?;
+    let row = client
+        .query_one(
+            "SELECT count(*) FROM maintenance_windows WHERE until IS NULL OR until > $1",
+            &[&now],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
 /// Removes the window `id`; returns whether a row existed.
 pub async fn delete_window(pool: &Pool, id: i64) -> Result<bool, StoreError> {
     let client = pool.get().await?;

@@ -5,7 +5,7 @@
 //! and asks it whether a host is blocked, until when, and when the answer
 //! next changes; the clock is passed in, nothing here does I/O.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use lull_proto::msg::hosts::{BlockInfo, BlockScope, WindowInfo};
 
@@ -42,6 +42,9 @@ pub struct Blocks {
     fleet: Option<Block>,
     hosts: BTreeMap<String, Block>,
     windows: BTreeMap<i64, (Target, Window)>,
+    /// The ids in `windows` by target (`None`: the fleet's), so that a
+    /// host's question never scans every window.
+    by_target: BTreeMap<Target, BTreeSet<i64>>,
 }
 
 impl Blocks {
@@ -92,28 +95,65 @@ impl Blocks {
     /// Adds (or replaces, by id) a maintenance window on `target`.
     /// Returns whether anything changed.
     pub fn add_window(&mut self, target: Target, w: Window) -> bool {
+        let id = w.id;
         let entry = (target, w);
-        let old = self.windows.insert(entry.1.id, entry.clone());
-        old.as_ref() != Some(&entry)
+        let old = self.windows.insert(id, entry.clone());
+        if let Some((t, _)) = &old {
+            self.unindex(t, id);
+        }
+        self.by_target.entry(entry.0).or_default().insert(id);
+        old.as_ref() != Some(&self.windows[&id])
     }
 
     /// Removes the window `id`; returns whether there was one.
     pub fn remove_window(&mut self, id: i64) -> bool {
-        self.windows.remove(&id).is_some()
+        match self.windows.remove(&id) {
+            Some((t, _)) => {
+                self.unindex(&t, id);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn unindex(&mut self, target: &Target, id: i64) {
+        if let Some(ids) = self.by_target.get_mut(target) {
+            ids.remove(&id);
+            if ids.is_empty() {
+                self.by_target.remove(target);
+            }
+        }
     }
 
     /// Removes every window of `target`; returns their ids.
     pub fn remove_windows_of(&mut self, target: &Target) -> Vec<i64> {
         let ids: Vec<i64> = self
-            .windows
-            .iter()
-            .filter(|(_, (t, _))| t == target)
-            .map(|(id, _)| *id)
-            .collect();
+            .by_target
+            .remove(target)
+            .map(|s| s.into_iter().collect())
+            .unwrap_or_default();
         for id in &ids {
             self.windows.remove(id);
         }
         ids
+    }
+
+    /// The windows of `target`, by id.
+    fn windows_of<'a>(&'a self, target: &Target) -> impl Iterator<Item = &'a Window> + 'a {
+        self.by_target
+            .get(target)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.windows.get(id).map(|(_, w)| w))
+    }
+
+    /// The hosts that have a block or a window, sorted.
+    fn blocked_hosts(&self) -> Vec<&str> {
+        let mut hosts: Vec<&str> = self.hosts.keys().map(String::as_str).collect();
+        hosts.extend(self.by_target.keys().filter_map(|t| t.as_deref()));
+        hosts.sort_unstable();
+        hosts.dedup();
+        hosts
     }
 
     /// The target of the window `id`, if there is such a window.
@@ -135,15 +175,13 @@ impl Blocks {
                 scope,
                 source: Source::Block(b),
             }));
-            out.extend(
-                self.windows
-                    .values()
-                    .filter(|(t, _)| t.as_deref() == target)
-                    .map(|(_, w)| Candidate {
-                        scope,
-                        source: Source::Window(w),
-                    }),
-            );
+            if !self.by_target.is_empty() {
+                let key: Target = target.map(str::to_string);
+                out.extend(self.windows_of(&key).map(|w| Candidate {
+                    scope,
+                    source: Source::Window(w),
+                }));
+            }
         };
         if let Some(h) = host {
             push(BlockScope::Host, Some(h));
@@ -210,7 +248,15 @@ impl Blocks {
             self.hosts.remove(&h);
             gone.push(Some(h));
         }
-        self.windows.retain(|_, (_, w)| !w.over(now));
+        let over: Vec<i64> = self
+            .windows
+            .iter()
+            .filter(|(_, (_, w))| w.over(now))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in over {
+            self.remove_window(id);
+        }
         gone
     }
 
@@ -237,19 +283,17 @@ impl Blocks {
 
     /// Number of maintenance windows of the fleet (`None`) or of hosts.
     pub fn window_count(&self, fleet: bool) -> usize {
-        self.windows
-            .values()
+        self.by_target
+            .iter()
             .filter(|(t, _)| t.is_none() == fleet)
-            .count()
+            .map(|(_, ids)| ids.len())
+            .sum()
     }
 
     /// Every block in force at `now`, the fleet's first, then hosts by id;
     /// windows open now are listed as blocks with their `window_id`.
     pub fn list(&self, now: f64) -> Vec<BlockInfo> {
-        let mut hosts: Vec<&str> = self.hosts.keys().map(String::as_str).collect();
-        hosts.extend(self.windows.values().filter_map(|(t, _)| t.as_deref()));
-        hosts.sort_unstable();
-        hosts.dedup();
+        let hosts = self.blocked_hosts();
         let mut out: Vec<BlockInfo> = self
             .candidates(None)
             .iter()

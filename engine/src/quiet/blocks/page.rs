@@ -102,10 +102,7 @@ impl Blocks {
             BlockCursor::AfterWindow(id) => (None, Some(*id)),
         };
         let targets_done = after_window.is_some();
-        let mut hosts: Vec<&str> = self.hosts.keys().map(String::as_str).collect();
-        hosts.extend(self.windows.values().filter_map(|(t, _)| t.as_deref()));
-        hosts.sort_unstable();
-        hosts.dedup();
+        let hosts = self.blocked_hosts();
         let targets = std::iter::once("")
             .chain(hosts)
             .filter(move |t| !targets_done && after_target.as_deref().is_none_or(|a| *t > a));
@@ -214,6 +211,35 @@ mod tests {
         let p = b.page(10.0, &p.next.unwrap(), 1);
         assert_eq!(p.windows.iter().map(|w| w.id).collect::<Vec<_>>(), [7]);
         assert_eq!(p.next, None);
+    }
+
+    #[test]
+    fn the_window_index_follows_every_change() {
+        let w = |id, until| crate::quiet::maintenance::Window {
+            id,
+            reason: None,
+            from: 0.0,
+            until: Some(until),
+            weekly: None,
+            created_at: 0.0,
+        };
+        let mut b = Blocks::default();
+        b.add_window(Some("a".into()), w(1, 100.0));
+        b.add_window(Some("a".into()), w(2, 20.0));
+        b.add_window(None, w(3, 100.0));
+        assert_eq!((b.window_count(false), b.window_count(true)), (2, 1));
+        // Window 1 moves to host b: a keeps only window 2.
+        assert!(b.add_window(Some("b".into()), w(1, 100.0)));
+        assert_eq!(b.of("a", 10.0).unwrap().window_id, Some(2));
+        assert_eq!(b.of("b", 10.0).unwrap().window_id, Some(1));
+        // Window 2 ends at 20: a is left with the fleet's window 3.
+        b.expire(30.0);
+        assert_eq!(b.of("a", 30.0).unwrap().window_id, Some(3));
+        assert_eq!(b.remove_windows_of(&Some("b".into())), [1]);
+        assert!(b.remove_window(3));
+        assert_eq!((b.window_count(false), b.window_count(true)), (0, 0));
+        assert!(b.of("b", 30.0).is_none());
+        assert_eq!(b, Blocks::default(), "nothing left behind in the index");
     }
 
     #[test]
