@@ -143,6 +143,36 @@ async fn blocks_page_blocks_then_windows() {
     let listed: Value = serde_json::from_str(&out.stdout).expect("JSON");
     let n = |k: &str| listed[k].as_array().map_or(0, Vec::len);
     assert_eq!((n("blocks"), n("windows")), (5, 3), "{listed}");
+
+    // `--watch` lists again every interval (each round reads every page)
+    // until Ctrl-C, which ends it with 0.
+    let mut watch = Service::builder("lullctl")
+        .envs(infra.lull_env())
+        .args(["-o", "json", "hosts", "--watch", "0.3"])
+        .start()
+        .expect("lullctl --watch starts");
+    let docs = |s: &Service| -> Vec<Value> {
+        serde_json::Deserializer::from_str(&s.stdout())
+            .into_iter::<Value>()
+            .map_while(Result::ok)
+            .collect()
+    };
+    lull_tests::wait_until(Duration::from_secs(20), || async {
+        docs(&watch).len() >= 3
+    })
+    .await
+    .unwrap_or_else(|_| panic!("fewer than 3 rounds: {}", watch.logs()));
+    watch.signal(nix::sys::signal::Signal::SIGINT);
+    let st = watch
+        .wait(Duration::from_secs(10))
+        .await
+        .expect("exits on Ctrl-C");
+    assert!(st.success(), "{st:?}: {}", watch.logs());
+    let all = docs(&watch);
+    assert!(
+        all.len() >= 3 && all.iter().all(|d| d == &all[0]),
+        "{all:?}"
+    );
     drop(coord);
 }
 
