@@ -95,6 +95,13 @@ pub struct ThresholdRule {
     /// Workers the rule applies to; empty is every worker. Default empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub workers: Vec<String>,
+    /// `[numerator, denominator]`: two metrics whose ratio stands in for
+    /// `metric` when a run does not report it (seed 003's `orphan_rate` is
+    /// "the ratio of orphans to active": `["orphaned_streams",
+    /// "active_streams"]`). Not evaluated when the denominator is 0.
+    /// Default none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ratio_of: Option<[String; 2]>,
 }
 
 impl ThresholdRule {
@@ -107,7 +114,18 @@ impl ThresholdRule {
             threshold,
             severity,
             workers: Vec::new(),
+            ratio_of: None,
         }
+    }
+
+    /// The run's value for this rule: its metric, else the ratio that
+    /// stands in for it.
+    pub fn value(&self, custom: &serde_json::Map<String, serde_json::Value>) -> Option<f64> {
+        metric_value(custom, &self.metric).or_else(|| {
+            let [num, den] = self.ratio_of.as_ref()?;
+            let d = metric_value(custom, den).filter(|d| *d != 0.0)?;
+            Some(metric_value(custom, num)? / d).filter(|r| r.is_finite())
+        })
     }
 
     /// The rule's name: `name`, or the metric when it has none.
@@ -130,7 +148,10 @@ pub fn default_rules() -> Vec<ThresholdRule> {
     vec![
         ThresholdRule::new("stale_streams", Comparison::Gt, 10.0, Severity::Warning),
         ThresholdRule::new("orphaned_streams", Comparison::Gt, 5.0, Severity::Warning),
-        ThresholdRule::new("orphan_rate", Comparison::Gt, 0.1, Severity::Warning),
+        ThresholdRule {
+            ratio_of: Some(["orphaned_streams".into(), "active_streams".into()]),
+            ..ThresholdRule::new("orphan_rate", Comparison::Gt, 0.1, Severity::Warning)
+        },
     ]
 }
 
@@ -176,7 +197,7 @@ pub fn evaluate<'a>(
         .iter()
         .filter(|r| r.applies_to(&report.worker_name))
         .filter_map(|rule| {
-            let value = metric_value(&report.custom_metrics, &rule.metric)?;
+            let value = rule.value(&report.custom_metrics)?;
             Some(Evaluation {
                 rule,
                 value,
@@ -246,6 +267,12 @@ pub fn validate(rules: &[ThresholdRule]) -> Result<(), RuleError> {
         if r.metric.trim().is_empty() {
             return Err(err(format!("{at}.metric"), "must not be empty"));
         }
+        if r.ratio_of
+            .as_ref()
+            .is_some_and(|p| p.iter().any(|m| m.trim().is_empty()))
+        {
+            return Err(err(format!("{at}.ratio_of"), "must name two metrics"));
+        }
         if !r.threshold.is_finite() {
             return Err(err(
                 format!("{at}.threshold"),
@@ -288,6 +315,28 @@ mod tests {
             .into_iter()
             .map(|a| (a.rule.unwrap(), a.evidence["value"]))
             .collect()
+    }
+
+    #[test]
+    fn orphan_rate_is_derived_when_not_reported() {
+        // 3 orphans of 20 active: 0.15 > 0.1, derived from the counts.
+        assert_eq!(
+            fired(json!({"orphaned_streams": 3, "active_streams": 20})),
+            vec![("orphan_rate".into(), 0.15)]
+        );
+        // 2 of 20 is 0.1: at the threshold, not over it.
+        assert!(fired(json!({"orphaned_streams": 2, "active_streams": 20})).is_empty());
+        // A reported rate wins over the counts.
+        assert!(
+            fired(json!({"orphaned_streams": 3, "active_streams": 20, "orphan_rate": 0.05}))
+                .is_empty()
+        );
+        // No active streams: no rate to judge (the orphan count rule still applies).
+        assert_eq!(
+            fired(json!({"orphaned_streams": 6, "active_streams": 0})),
+            vec![("orphaned_streams".into(), 6.0)]
+        );
+        assert!(fired(json!({"orphaned_streams": 1})).is_empty());
     }
 
     #[test]
@@ -378,6 +427,7 @@ mod tests {
             threshold: 3.0,
             severity: Severity::Critical,
             workers: vec!["sse_guardian".into()],
+            ratio_of: None,
         };
         let rules = [rule];
         let r = guardian(json!({"orphaned_by_type": {"generation": 3, "coach_start": 0}}));
