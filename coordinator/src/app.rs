@@ -178,6 +178,7 @@ pub async fn run(cfg: CoordinatorConfig, stop: CancellationToken) -> anyhow::Res
             drain: secs(cfg.scheduler.drain_sec),
             takeover_settle: Duration::from_secs_f64(cfg.ha.takeover_settle_sec.max(0.0)),
             batch_max: cfg.scheduler.batch_max,
+            host_metrics_max: cfg.hosts.host_metrics_max,
             queue: scheduler::QueueConfig {
                 backlog: cfg.scheduler.queue_backlog.max(1),
                 write_rows: cfg.scheduler.queue_write_rows.max(1),

@@ -1,5 +1,5 @@
 //! Bounded label values for the metrics whose labels come from publishers
-//! (region and worker names): the first `max` distinct values get series of
+//! (region, worker and host names): the first `max` distinct values get series of
 //! their own; the rest fold into `other`, counted in
 //! `lull_metric_label_overflow_total{label}`, with one warning when the cap
 //! is first reached. The APIs still answer for every region and worker;
@@ -15,7 +15,7 @@ pub const OTHER: &str = "other";
 /// Counter `{label}`: metric updates folded into `other` or skipped.
 pub(crate) static OVERFLOW: Metric = Metric::counter(
     "lull_metric_label_overflow_total",
-    "Metric updates whose region or worker label was beyond its configured cap, so they were folded into label value \"other\" (histograms, increments) or skipped (gauges, totals), by label.",
+    "Metric updates whose region, worker or host label was beyond its configured cap, so they were folded into label value \"other\" (histograms, increments) or skipped (gauges, totals), by label.",
 );
 
 /// Every metric of this module.

@@ -14,7 +14,7 @@
 //! changes go to the queue writer, and the outputs of a batch that changed
 //! the queue wait for its commit (see [`super::queue`]).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use futures::stream::{SelectAll, StreamExt};
@@ -62,6 +62,8 @@ pub struct SchedulerConfig {
     pub queue: QueueConfig,
     /// Page sizes of `scheduler.status`.
     pub lists: crate::config::ListsConfig,
+    /// Most hosts with per-host lease gauges (`hosts.host_metrics_max`).
+    pub host_metrics_max: usize,
 }
 
 /// Opens a fresh book for a leadership epoch (keys, tombstones), with the
@@ -130,7 +132,7 @@ pub fn spawn(cfg: SchedulerConfig, io: SchedulerIo, shutdown: CancellationToken)
         decisions: HashMap::new(),
         events,
         audit,
-        host_gauges: HashSet::new(),
+        gauges: super::gauges::LeaseGauges::new(cfg.host_metrics_max),
         pool,
         queue_log,
         held: Held::default(),
@@ -183,7 +185,7 @@ struct Actor {
     events: EventSink,
     audit: AuditSink,
     /// Hosts with gauges set, so vanished ones can be zeroed.
-    host_gauges: HashSet<String>,
+    gauges: super::gauges::LeaseGauges,
     /// Where the wait queue is loaded from at a takeover.
     pool: Option<deadpool_postgres::Pool>,
     /// The queue writer.
@@ -565,7 +567,7 @@ impl Actor {
 
     fn gauges(&mut self) {
         let book = self.lead.as_ref().map(|l| &l.book);
-        super::metrics::gauges(book, &mut self.host_gauges);
+        self.gauges.update(book, lull_common::runtime::now_unix());
     }
 }
 

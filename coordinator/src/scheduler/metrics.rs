@@ -24,10 +24,26 @@ pub(crate) static EFFECTS_DROPPED: Metric = Metric::counter(
     "lull_lease_effects_dropped_total",
     "Lease events (effect=event) or audit records (effect=audit) dropped because their queue was full.",
 );
-/// Gauge `{host}`: active leases on a host (the fleet's: `sum(lull_lease_active)`).
+/// Gauge `{host}`: active leases on a host (at most
+/// `hosts.host_metrics_max` hosts; the fleet's: `lull_lease_fleet_active`).
 pub(crate) static HOST_ACTIVE: Metric = Metric::gauge(
     "lull_lease_active",
-    "Active leases on each host; sum() for the fleet.",
+    "Active leases on each host (the first hosts.host_metrics_max hosts; lull_lease_fleet_active for the fleet).",
+);
+/// Gauge: active leases on the whole fleet.
+pub(crate) static FLEET_ACTIVE: Metric = Metric::gauge(
+    "lull_lease_fleet_active",
+    "Active leases on the whole fleet.",
+);
+/// Gauge: cost units held on the whole fleet.
+pub(crate) static FLEET_USED_UNITS: Metric = Metric::gauge(
+    "lull_lease_fleet_used_units",
+    "Cost units held by active leases on the whole fleet.",
+);
+/// Gauge: capacity of the whole fleet in cost units.
+pub(crate) static FLEET_CAPACITY_UNITS: Metric = Metric::gauge(
+    "lull_lease_fleet_capacity_units",
+    "Lease capacity of the whole fleet for an unconstrained job, in cost units.",
 );
 /// Gauge `{host}`: capacity of a host in cost units.
 pub(crate) static CAPACITY_UNITS: Metric = Metric::gauge(
@@ -114,6 +130,9 @@ pub(crate) static METRICS: &[&Metric] = &[
     &EVENTS,
     &EFFECTS_DROPPED,
     &HOST_ACTIVE,
+    &FLEET_ACTIVE,
+    &FLEET_USED_UNITS,
+    &FLEET_CAPACITY_UNITS,
     &CAPACITY_UNITS,
     &USED_UNITS,
     &QUEUE_LENGTH,
@@ -122,45 +141,3 @@ pub(crate) static METRICS: &[&Metric] = &[
     &QUEUE_ROWS,
     &QUEUE_WRITE_SECONDS,
 ];
-
-/// Sets the lease gauges from the book while leading, or zeroes them
-/// (`book` is `None`); `host_gauges` remembers the hosts with gauges set,
-/// so vanished ones can be zeroed.
-pub(crate) fn gauges(
-    book: Option<&lull_engine::lease::Book>,
-    host_gauges: &mut std::collections::HashSet<String>,
-) {
-    let Some(book) = book else {
-        for gone in host_gauges.drain() {
-            metrics::gauge!(HOST_ACTIVE.name, "host" => gone.clone()).set(0.0);
-            metrics::gauge!(USED_UNITS.name, "host" => gone).set(0.0);
-        }
-        metrics::gauge!(QUEUE_LENGTH.name).set(0.0);
-        metrics::gauge!(GRACE_REMAINING.name).set(0.0);
-        return;
-    };
-    let cfg = book.config();
-    let mut active: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
-    for l in book.active_leases() {
-        *active.entry(l.host_id.as_str()).or_default() += 1;
-    }
-    let mut seen = std::collections::HashSet::with_capacity(book.hosts().len());
-    for (id, view) in book.hosts() {
-        let used = book.used_units(id);
-        metrics::gauge!(CAPACITY_UNITS.name, "host" => id.clone()).set(view.capacity(cfg) as f64);
-        metrics::gauge!(USED_UNITS.name, "host" => id.clone()).set(used as f64);
-        metrics::gauge!(HOST_ACTIVE.name, "host" => id.clone())
-            .set(active.get(id.as_str()).copied().unwrap_or(0) as f64);
-        seen.insert(id.clone());
-    }
-    for gone in host_gauges.difference(&seen) {
-        metrics::gauge!(HOST_ACTIVE.name, "host" => gone.clone()).set(0.0);
-        metrics::gauge!(USED_UNITS.name, "host" => gone.clone()).set(0.0);
-    }
-    *host_gauges = seen;
-    metrics::gauge!(QUEUE_LENGTH.name).set(book.queue_len() as f64);
-    let grace_left = book
-        .grace_until()
-        .map_or(0.0, |g| (g - lull_common::runtime::now_unix()).max(0.0));
-    metrics::gauge!(GRACE_REMAINING.name).set(grace_left);
-}

@@ -16,6 +16,7 @@ pub mod decisions;
 pub mod endpoints;
 pub mod events;
 mod follow;
+mod gauges;
 pub(crate) mod metrics;
 pub mod queue;
 pub mod replica;
