@@ -15,6 +15,7 @@
 pub mod app;
 pub mod builds;
 pub mod config;
+pub mod deprecated;
 pub mod endpoints;
 pub mod executions;
 pub mod fleet;

@@ -28,6 +28,7 @@ pub static ALL: &[&[&Metric]] = &[
     crate::leader::metrics::METRICS,
     crate::supervise::METRICS,
     crate::label_cap::METRICS,
+    crate::deprecated::METRICS,
 ];
 
 /// Histograms with buckets of their own, for

@@ -90,6 +90,14 @@ async fn a_lease_request_under_another_addons_id_is_refused_and_counted() {
         .await
         .expect("decided");
     assert_eq!(own.reason_code, Some(DenyReason::UnknownHost), "{own:?}");
+    let deprecated = || {
+        metric_now(
+            &coord,
+            "lull_deprecated_subject_messages_total",
+            &[("subject", "lease.request")],
+        )
+    };
+    let before = deprecated().await;
     let legacy: HeavyLeaseResponse = call(&client, ep::LEASE_REQUEST, &ask("indexer"))
         .await
         .expect("the bare subject still works");
@@ -98,6 +106,8 @@ async fn a_lease_request_under_another_addons_id_is_refused_and_counted() {
         Some(DenyReason::UnknownHost),
         "{legacy:?}"
     );
+    // The bare subject is counted as deprecated.
+    assert_eq!(deprecated().await, before + 1.0);
     // Its third is rate limited: the bucket is real.
     let third = request_on(&client, s.lease_request_as("indexer"), &ask("indexer"))
         .await
@@ -181,6 +191,16 @@ async fn a_report_for_another_host_is_rejected_and_counted() {
     })
     .await;
     assert!(counted.is_ok(), "{}", coord.svc.logs());
+    assert_eq!(
+        metric_now(
+            &coord,
+            "lull_deprecated_subject_messages_total",
+            &[("subject", "report.worker")]
+        )
+        .await,
+        1.0,
+        "only the legacy-subject run counts as deprecated"
+    );
     assert_eq!(
         metric_now(
             &coord,

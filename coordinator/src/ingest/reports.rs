@@ -259,6 +259,11 @@ async fn process(
             metrics::histogram!(super::metrics::REPORTS_INGEST_LAG.name)
                 .record((now_unix() - published).max(0.0));
         }
+        if let Some(a) = subjects.report_address(m.subject.as_str()) {
+            if let (None, Some(old)) = (a.host, crate::deprecated::Old::report(a.kind)) {
+                crate::deprecated::seen(old, m.subject.as_str());
+            }
+        }
         match classify(
             subjects,
             m.subject.as_str(),

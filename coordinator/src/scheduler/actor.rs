@@ -457,6 +457,10 @@ impl Actor {
             let addon = self
                 .subjects
                 .addon_of_lease_request(request.message.subject.as_str());
+            if op == LeaseOp::Request && addon.is_none() {
+                let old = crate::deprecated::Old::LeaseRequest;
+                crate::deprecated::seen(old, request.message.subject.as_str());
+            }
             let h = handle_as(
                 &mut l.book,
                 op,
