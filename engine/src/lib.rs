@@ -8,6 +8,7 @@
 //! - `region`: build-region aggregates, fatigue, selection and insights.
 //! - `worker`: execution scoring, learning, anomalies and missed runs.
 //! - `page`: keyset paging of the list endpoints.
+//! - `cap`: bounds on the regions and workers kept in memory.
 //!
 //! The crate depends on `lull-proto` and plain-data crates only; no tokio,
 //! NATS, Postgres, metrics or tracing, so the compiler keeps it pure. The
@@ -16,6 +17,7 @@
 
 #![warn(missing_docs)]
 
+pub mod cap;
 pub mod lease;
 pub mod page;
 pub mod quiet;

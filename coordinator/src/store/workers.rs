@@ -251,19 +251,39 @@ fn decode_row(r: &Row) -> Result<ScoredExecution, StoreError> {
 const SELECT_SCORED: &str = "SELECT execution_id, report, scores, learning, anomalies
      FROM worker_executions WHERE worker_name = $1 AND scores IS NOT NULL";
 
-/// The newest `limit` scored executions of a worker, newest first.
+/// The newest `limit` scored executions of a worker, newest first, that
+/// come after `after` (a run's start and id) in that order: a keyset
+/// page, read by the `(worker_name, started_at, execution_id)` order.
 pub async fn recent_executions(
     pool: &Pool,
     worker_name: &str,
     limit: u32,
+    after: Option<(f64, &str)>,
 ) -> Result<Vec<ScoredExecution>, StoreError> {
     let client = pool.get().await?;
-    let rows = client
-        .query(
-            &format!("{SELECT_SCORED} ORDER BY started_at DESC, execution_id DESC LIMIT $2"),
-            &[&worker_name, &i64::from(limit)],
-        )
-        .await?;
+    let rows = match after {
+        None => {
+            client
+                .query(
+                    &format!(
+                        "{SELECT_SCORED} ORDER BY started_at DESC, execution_id DESC LIMIT $2"
+                    ),
+                    &[&worker_name, &i64::from(limit)],
+                )
+                .await?
+        }
+        Some((started_at, id)) => {
+            client
+                .query(
+                    &format!(
+                        "{SELECT_SCORED} AND (started_at, execution_id) < ($3::float8, $4::text)
+                         ORDER BY started_at DESC, execution_id DESC LIMIT $2"
+                    ),
+                    &[&worker_name, &i64::from(limit), &started_at, &id],
+                )
+                .await?
+        }
+    };
     rows.iter().map(decode_row).collect()
 }
 

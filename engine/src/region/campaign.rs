@@ -142,6 +142,16 @@ impl Campaign {
         self.regions.iter()
     }
 
+    /// Number of regions.
+    pub fn len(&self) -> usize {
+        self.regions.len()
+    }
+
+    /// Whether no region is known.
+    pub fn is_empty(&self) -> bool {
+        self.regions.is_empty()
+    }
+
     /// Imported history (persist it after an import).
     pub fn baselines(&self) -> &Baselines {
         &self.baselines

@@ -29,6 +29,51 @@ pub fn campaign_stats(c: &Campaign) -> CampaignStats {
         last_updated: c.last_updated(),
         total_builds_all_regions: c.total_builds(),
         regions: c.regions().map(|(n, a)| (n.clone(), a.stats())).collect(),
+        next_cursor: None,
+    }
+}
+
+/// The part of the campaign document a `regions.stats` request asks for.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StatsPage<'a> {
+    /// Only these regions (empty: every region).
+    pub only: &'a [String],
+    /// At most this many `recent_builds` per region.
+    pub recent_builds: usize,
+    /// The regions after this name (the previous page's cursor).
+    pub after: Option<&'a str>,
+    /// At most this many regions.
+    pub limit: usize,
+}
+
+/// One page of the seed 000 document: the regions named after `after`, in
+/// name order, at most `limit` of them, and `next_cursor` (the page's last
+/// name) when more remain. The campaign fields describe the whole campaign
+/// on every page.
+pub fn campaign_stats_page(c: &Campaign, p: &StatsPage) -> CampaignStats {
+    let wanted = c
+        .regions()
+        .filter(|(n, _)| p.only.is_empty() || p.only.contains(n))
+        .map(|(n, a)| (n.as_str(), a));
+    let page = crate::page::after(wanted, |(n, _)| *n, p.after.as_ref(), p.limit);
+    let next_cursor = page
+        .more
+        .then(|| page.items.last().map(|(n, _)| n.to_string()))
+        .flatten();
+    CampaignStats {
+        campaign_start: c.campaign_start(),
+        last_updated: c.last_updated(),
+        total_builds_all_regions: c.total_builds(),
+        regions: page
+            .items
+            .into_iter()
+            .map(|(n, a)| {
+                let mut s = a.stats();
+                s.recent_builds.truncate(p.recent_builds);
+                (n.to_string(), s)
+            })
+            .collect(),
+        next_cursor,
     }
 }
 
@@ -181,6 +226,47 @@ mod tests {
         let plan = plan_import(&doc(v), &c);
         apply_import(&mut c, &plan, &cfg);
         (c, plan.report)
+    }
+
+    #[test]
+    fn stats_pages_join_to_the_whole_document() {
+        let (c, _) = imported(&serde_json::from_str(SEED001).unwrap());
+        assert!(c.len() >= 2, "{}", c.len());
+        let whole = campaign_stats(&c);
+        let mut joined = BTreeMap::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let p = StatsPage {
+                only: &[],
+                recent_builds: 100,
+                after: cursor.as_deref(),
+                limit: 1,
+            };
+            let page = campaign_stats_page(&c, &p);
+            assert!(page.regions.len() <= 1);
+            assert_eq!(page.total_builds_all_regions, whole.total_builds_all_regions);
+            assert_eq!(page.campaign_start, whole.campaign_start);
+            for (k, v) in page.regions {
+                assert!(joined.insert(k, v).is_none(), "a region on two pages");
+            }
+            match page.next_cursor {
+                Some(n) => cursor = Some(n),
+                None => break,
+            }
+        }
+        assert_eq!(joined, whole.regions);
+        let first = whole.regions.keys().next().unwrap().clone();
+        let only = [first.clone()];
+        let p = StatsPage {
+            only: &only,
+            recent_builds: 0,
+            after: None,
+            limit: 5,
+        };
+        let page = campaign_stats_page(&c, &p);
+        assert_eq!(page.regions.keys().collect::<Vec<_>>(), [&first]);
+        assert!(page.regions[&first].recent_builds.is_empty());
+        assert!(page.next_cursor.is_none());
     }
 
     fn export(c: &Campaign) -> Value {

@@ -40,6 +40,12 @@ pub struct RegionConfig {
     pub unknown_component_score: f64,
     /// Length of the insights lists. Default 5.
     pub insights_top_n: usize,
+    /// Most regions in each insights list that would otherwise name every
+    /// region (`problematic`, `trends`, `cost_per_success`,
+    /// `fatigue.regions`); each keeps its first ones in its own order
+    /// (worst, cheapest, most fatigued; trends: the largest changes),
+    /// so the reply stays within a NATS message. Default 100.
+    pub insights_list_max: usize,
     /// Builds a region needs to compete for best/speed lists and badges. Default 3.
     pub insights_min_builds: u64,
     /// A region under this success rate (percent) is problematic. Default 80.
@@ -74,6 +80,7 @@ impl Default for RegionConfig {
             success_prior_builds: 2.0,
             unknown_component_score: 0.5,
             insights_top_n: 5,
+            insights_list_max: 100,
             insights_min_builds: 3,
             problematic_success_rate_below: 80.0,
             trend_window_days: 7.0,
@@ -156,6 +163,9 @@ impl RegionConfig {
         }
         if self.default_weights.total() <= 0.0 {
             return Err(bad("default_weights", "must have a positive weight".into()));
+        }
+        if self.insights_list_max == 0 {
+            return Err(bad("insights_list_max", "must be >= 1".into()));
         }
         if self.escalate_at == 0 {
             return Err(bad("escalate_at", "must be >= 1".into()));

@@ -7,6 +7,8 @@
 //! problematic when outlawed, resting, or under
 //! `problematic_success_rate_below` percent success. Trends compare the last
 //! `trend_window_days` with the same span before, from hourly buckets.
+//! Lists that would name every region hold at most `insights_list_max`
+//! (the most relevant ones; `fatigue.total` still counts every region).
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
@@ -70,16 +72,41 @@ pub fn insights(
         })
         .collect();
     let speed = speed_champions(&views, cfg);
+    let max = cfg.insights_list_max.max(1);
+    let mut problematic = problematic_regions(&views, cfg);
+    problematic.truncate(max);
+    let mut cost = cost_per_success(&views);
+    cost.truncate(max);
+    let mut fatigue = fatigue_window(&views, cfg, now, fatigue_window_hours);
+    fatigue.regions.truncate(max);
     RegionInsights {
         generated_at: now,
         best: best_regions(&views, cfg),
-        problematic: problematic_regions(&views, cfg),
+        problematic,
         badges: badges(&views, speed.first(), cfg),
         speed_champions: speed,
-        trends: trends(&views, cfg, now),
-        cost_per_success: cost_per_success(&views),
-        fatigue: fatigue_window(&views, cfg, now, fatigue_window_hours),
+        trends: most_changed(trends(&views, cfg, now), max),
+        cost_per_success: cost,
+        fatigue,
     }
+}
+
+/// At most `max` trends, by region name: when there are more, the called
+/// ones (IMPROVING, DECLINING) and then the largest changes are kept.
+fn most_changed(mut trends: Vec<RegionTrend>, max: usize) -> Vec<RegionTrend> {
+    if trends.len() > max {
+        let change = |t: &RegionTrend| t.delta_success_rate.map_or(-1.0, f64::abs);
+        trends.sort_by(|a, b| {
+            let called = |t: &RegionTrend| t.enough_data && t.trend != Trend::Stable;
+            called(b)
+                .cmp(&called(a))
+                .then(change(b).total_cmp(&change(a)))
+                .then(a.region.cmp(&b.region))
+        });
+        trends.truncate(max);
+        trends.sort_by(|a, b| a.region.cmp(&b.region));
+    }
+    trends
 }
 
 fn best_regions(views: &[View], cfg: &RegionConfig) -> Vec<RegionSummary> {
@@ -592,6 +619,31 @@ mod tests {
         assert_eq!(short.fatigue.total, 0);
         let clamped = run(&c, Some(10_000.0));
         assert_eq!(clamped.fatigue.window_hours, 30.0 * 24.0);
+    }
+
+    #[test]
+    fn lists_of_every_region_are_bounded() {
+        let c = fleet();
+        let whole = run(&c, None);
+        let cfg = RegionConfig {
+            insights_list_max: 1,
+            ..RegionConfig::default()
+        };
+        let i = insights(&c, &BTreeMap::new(), &cfg, NOW, None);
+        assert_eq!(i.problematic, whole.problematic[..1]);
+        assert_eq!(i.cost_per_success, whole.cost_per_success[..1]);
+        assert_eq!(i.fatigue.regions, whole.fatigue.regions[..1]);
+        assert_eq!(i.fatigue.total, whole.fatigue.total);
+        assert_eq!(i.trends.len(), 1);
+        assert!(whole.trends.len() > 1);
+        let called = whole
+            .trends
+            .iter()
+            .filter(|t| t.enough_data && t.trend != Trend::Stable)
+            .count();
+        if called > 0 {
+            assert_ne!(i.trends[0].trend, Trend::Stable, "{:?}", i.trends);
+        }
     }
 
     #[test]

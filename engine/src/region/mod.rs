@@ -20,7 +20,8 @@ pub mod select;
 pub use aggregate::RegionAggregate;
 pub use campaign::{recompute, Applied, Baselines, Campaign, CampaignBaseline};
 pub use campaign_json::{
-    apply_import, campaign_stats, plan_import, plan_import_with, ImportPlan, ImportReport,
+    apply_import, campaign_stats, campaign_stats_page, plan_import, plan_import_with, ImportPlan,
+    ImportReport, StatsPage,
 };
 pub use config::RegionConfig;
 pub use fatigue::{region_health, Pardon, RegionHealth};

@@ -14,6 +14,7 @@ use lull_proto::msg::worker::{
 
 use super::aggregate::{mean, ratio, RunSample, WorkerAggregate};
 use super::config::WorkerConfig;
+use super::fleet_page::WorkerPage;
 use super::missed;
 use super::score::{duration_baseline, round1};
 
@@ -227,6 +228,20 @@ pub fn system_learning(
     now: f64,
     cfg: &WorkerConfig,
 ) -> SystemLearningReply {
+    system_learning_page(aggs, &WorkerPage::all(), quiet_hours, now, cfg)
+}
+
+/// `learning.system` whose per-worker lists (`schedules`,
+/// `workers_needing_attention`, `optimization_opportunities`) hold the
+/// workers of `page` only; the totals and hours count every worker.
+pub fn system_learning_page(
+    aggs: &[WorkerAggregate],
+    page: &WorkerPage,
+    quiet_hours: &BTreeMap<String, Vec<u8>>,
+    now: f64,
+    cfg: &WorkerConfig,
+) -> SystemLearningReply {
+    let listed = page.select(aggs);
     let l = &cfg.learning;
     let mut executions = 0u64;
     let mut score_tenths = 0u64;
@@ -241,6 +256,9 @@ pub fn system_learning(
         }
         for (h, s) in agg.by_hour.iter().enumerate() {
             load[h] += s.executions;
+        }
+        if !listed.has(&agg.worker_name) {
+            continue;
         }
         let schedule = missed::schedule_status(agg, now, cfg);
         let reasons = attention_reasons(agg, schedule.state, now, cfg);
@@ -300,6 +318,7 @@ pub fn system_learning(
         workers_needing_attention: attention,
         optimization_opportunities: opportunities,
         schedules,
+        next_cursor: listed.next_cursor,
     }
 }
 
@@ -309,6 +328,19 @@ pub fn data_quality_summary(
     now: f64,
     cfg: &WorkerConfig,
 ) -> DataQualitySummaryReply {
+    data_quality_page(aggs, &WorkerPage::all(), now, cfg)
+}
+
+/// `data_quality.summary` whose `workers` list holds the workers of `page`
+/// only; the totals, the overall score and `workers_breaching` count every
+/// worker.
+pub fn data_quality_page(
+    aggs: &[WorkerAggregate],
+    page: &WorkerPage,
+    now: f64,
+    cfg: &WorkerConfig,
+) -> DataQualitySummaryReply {
+    let listed = page.select(aggs);
     let mut workers: Vec<WorkerQuality> = Vec::with_capacity(aggs.len());
     let (mut records_24h, mut vfail_24h, mut limited_24h) = (0u64, 0u64, 0u64);
     let mut breaches_24h = 0u64;
@@ -350,7 +382,7 @@ pub fn data_quality_summary(
     });
     let scores: Vec<f64> = workers.iter().filter_map(|w| w.quality_score).collect();
     let overall = mean(&scores).map(round1);
-    DataQualitySummaryReply {
+    let mut reply = DataQualitySummaryReply {
         generated_at: now,
         overall_quality_level: overall.map(QualityLevel::from_score),
         overall_score: overall,
@@ -368,8 +400,12 @@ pub fn data_quality_summary(
             .iter()
             .filter(|w| !w.active_breaches.is_empty())
             .count() as u64,
-        workers,
-    }
+        workers: Vec::new(),
+        next_cursor: listed.next_cursor.clone(),
+    };
+    workers.retain(|w| listed.has(&w.worker_name));
+    reply.workers = workers;
+    reply
 }
 
 #[cfg(test)]
@@ -671,6 +707,35 @@ mod tests {
             .iter()
             .any(|r| r.worker_name == "coach_cleanup_worker"
                 && r.kind == RecommendationKind::BatchSize));
+
+        // Paged by name: one worker a page, the totals stay fleet-wide.
+        let first = WorkerPage {
+            after: None,
+            limit: 1,
+        };
+        let p1 = system_learning_page(&aggs, &first, &BTreeMap::new(), now, &cfg);
+        assert_eq!(p1.next_cursor.as_deref(), Some("coach_cleanup_worker"));
+        assert_eq!(p1.schedules.len(), 1);
+        assert_eq!(p1.workers_needing_attention.len(), 1);
+        assert_eq!(
+            (p1.workers, p1.total_executions_24h, p1.average_score),
+            (2, 28, sys.average_score)
+        );
+        let second = WorkerPage {
+            after: Some("coach_cleanup_worker"),
+            limit: 1,
+        };
+        let p2 = system_learning_page(&aggs, &second, &BTreeMap::new(), now, &cfg);
+        assert_eq!(p2.next_cursor, None);
+        assert_eq!(p2.schedules[0].worker_name, "intel_aggregation_hourly");
+        assert!(p2.workers_needing_attention.is_empty());
+        let q1 = data_quality_page(&aggs, &first, now, &cfg);
+        let q2 = data_quality_page(&aggs, &second, now, &cfg);
+        let whole = data_quality_summary(&aggs, now, &cfg);
+        assert_eq!(q1.total_records_processed, whole.total_records_processed);
+        assert_eq!(q2.overall_score, whole.overall_score);
+        let joined: Vec<_> = q1.workers.iter().chain(&q2.workers).cloned().collect();
+        assert_eq!(joined, whole.workers);
 
         let dq = data_quality_summary(&aggs, now, &cfg);
         assert_eq!(dq.workers[0].worker_name, "coach_cleanup_worker");

@@ -14,12 +14,14 @@
 //!
 //! The queries are then `learning::worker_stats`, `learning::worker_learning`,
 //! `learning::system_learning`, `learning::data_quality_summary` and
-//! `missed::schedule_status` over the stored aggregates.
+//! `missed::schedule_status` over the stored aggregates; the fleet-wide
+//! ones list one [`WorkerPage`] of workers at a time.
 
 pub mod aggregate;
 pub mod anomaly;
 pub mod calendar;
 pub mod config;
+pub mod fleet_page;
 pub mod learning;
 pub mod missed;
 pub mod recommend;
@@ -32,6 +34,7 @@ use lull_proto::msg::worker::{ScoredExecution, WorkerExecutionReport};
 
 pub use aggregate::{RunSample, WorkerAggregate};
 pub use config::{WorkerConfig, WorkerConfigError};
+pub use fleet_page::WorkerPage;
 
 /// A report cannot be applied to this aggregate.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

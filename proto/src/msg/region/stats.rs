@@ -264,6 +264,11 @@ pub struct CampaignStats {
     /// Per-region aggregates keyed by region name.
     #[serde(default)]
     pub regions: BTreeMap<String, RegionStats>,
+    /// In a `regions.stats` reply with more regions after this page: pass
+    /// it as `cursor` for the next page. Absent on the last page; ignored
+    /// by `regions.import`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 impl Validate for CampaignStats {

@@ -24,6 +24,10 @@ pub struct WorkerExecutionsRequest {
         deserialize_with = "crate::int::opt"
     )]
     pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page (opaque); absent: the newest
+    /// runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
 }
 
 impl WorkerExecutionsRequest {
@@ -39,7 +43,46 @@ impl Validate for WorkerExecutionsRequest {
         if let Some(l) = self.limit {
             v::int_range("limit", i64::from(l), 1, i64::from(MAX_EXECUTIONS_LIMIT))?;
         }
-        Ok(())
+        match &self.cursor {
+            Some(c) => ExecutionCursor::parse(c).map(|_| ()),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The position of a run in `workers.executions`' order (newest first):
+/// its start and id, written `<started_at>|<execution_id>` in a cursor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecutionCursor {
+    /// Unix seconds: the run's start.
+    pub started_at: f64,
+    /// The run's id.
+    pub execution_id: String,
+}
+
+impl ExecutionCursor {
+    /// The cursor text of a run.
+    pub fn encode(started_at: f64, execution_id: &str) -> String {
+        format!("{started_at:?}|{execution_id}")
+    }
+
+    /// Reads a cursor made by [`ExecutionCursor::encode`]; anything else is
+    /// an invalid `cursor`.
+    pub fn parse(text: &str) -> Result<ExecutionCursor, ValidationError> {
+        let bad = || ValidationError::Invalid {
+            field: "cursor".into(),
+            reason: "is not a cursor of workers.executions; pass next_cursor unchanged".into(),
+        };
+        v::text("cursor", text, crate::msg::page::MAX_CURSOR_LEN)?;
+        let (t, id) = text.split_once('|').ok_or_else(bad)?;
+        let started_at: f64 = t.parse().map_err(|_| bad())?;
+        if !started_at.is_finite() || started_at < 0.0 || v::id("cursor", id).is_err() {
+            return Err(bad());
+        }
+        Ok(ExecutionCursor {
+            started_at,
+            execution_id: id.to_string(),
+        })
     }
 }
 
@@ -63,6 +106,9 @@ pub struct WorkerExecutionsReply {
     pub worker_name: String,
     /// Runs, newest first.
     pub executions: Vec<ScoredExecution>,
+    /// More (older) runs remain: pass it as `cursor` for the next page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 /// Runs per outcome.
@@ -267,8 +313,11 @@ pub struct SystemLearningReply {
     pub workers_needing_attention: Vec<AttentionItem>,
     /// Suggestions across all workers.
     pub optimization_opportunities: Vec<Recommendation>,
-    /// Schedule status of every worker.
+    /// Schedule status of every worker (of this page's workers).
     pub schedules: Vec<ScheduleStatus>,
+    /// More workers after this page (by name): pass it as `cursor`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 /// Data quality of one worker.
@@ -331,4 +380,7 @@ pub struct DataQualitySummaryReply {
     /// Workers whose latest run breaches a threshold rule.
     #[serde(default)]
     pub workers_breaching: u64,
+    /// More workers after this page (by name): pass it as `cursor`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
