@@ -94,7 +94,8 @@ impl Default for HostsConfig {
     }
 }
 
-/// Page sizes of the list endpoints (`hosts.list`, `scheduler.status`).
+/// Page sizes of the list endpoints (`hosts.list`, `scheduler.status`,
+/// `regions.stats`, `learning.system`, `data_quality.summary`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ListsConfig {
@@ -317,6 +318,13 @@ pub struct IngestConfig {
     /// durations, anomalies) or are not exported (scores, schedule state).
     /// Default 500.
     pub workers_max_metric_labels: usize,
+    /// Most workers kept in memory. A report that would add a worker past
+    /// it is not stored: it is terminated and counted
+    /// (`lull_reports_total{result="worker_limit"}`,
+    /// `lull_workers_rejected_total`), with one warning when the cap is
+    /// reached. Workers already stored are all loaded at a start. Default
+    /// 10000.
+    pub max_workers: usize,
     /// A snapshot's `collected_at` must be within this many seconds of the
     /// coordinator's clock, either way; others are rejected as invalid.
     /// Default 300.
@@ -385,6 +393,7 @@ impl Default for IngestConfig {
             reports_queue: 4,
             workers_schedule_eval_sec: 15.0,
             workers_max_metric_labels: 500,
+            max_workers: 10_000,
             stats_clock_skew_sec: 300.0,
             reports_future_skew_sec: 300.0,
             reports_max_age_days: 400.0,

@@ -64,6 +64,10 @@ pub struct Committed {
     /// already stored, or came earlier in the batch, with other content.
     /// They were dropped; the first record of the id stays.
     pub conflicts: Vec<usize>,
+    /// Positions in `items` of records refused because they would add a
+    /// region or worker past its cap (`max_regions`, `max_workers`): not
+    /// stored, to be terminated and counted.
+    pub over_limit: Vec<usize>,
 }
 
 /// The records of a batch with one id each: the position of the first

@@ -97,7 +97,7 @@ impl Duties {
             max,
         );
         eps.extend(builds::endpoints::endpoints(&regions, max));
-        eps.extend(executions::endpoints::endpoints(workers.clone(), max));
+        eps.extend(executions::endpoints::endpoints(workers.clone(), cfg.lists, max));
         let served = service::serve_on(
             &self.client,
             &self.group,
@@ -164,6 +164,7 @@ async fn start_regions(
         loaded,
         batches,
         client.server_info().max_payload,
+        cfg.lists,
         shutdown,
     ))
 }
@@ -187,6 +188,7 @@ async fn start_workers(
             engine,
             schedule_eval: secs(cfg.ingest.workers_schedule_eval_sec),
             max_metric_workers: cfg.ingest.workers_max_metric_labels,
+            max_workers: cfg.ingest.max_workers,
         },
         pool.clone(),
         loaded,

@@ -29,9 +29,11 @@ use crate::store::metrics as store_metrics;
 use crate::store::regions as db;
 use crate::store::StoreError;
 use lull_engine::region::fatigue::{pardon, Pardon};
+use crate::config::ListsConfig;
+use lull_engine::cap::{over_cap, CapLatch};
 use lull_engine::region::{
-    campaign_stats, insights, region_health, select, Campaign, ImportReport, RegionAggregate,
-    RegionConfig,
+    campaign_stats_page, insights, region_health, select, Campaign, ImportReport,
+    RegionAggregate, RegionConfig, StatsPage,
 };
 
 /// A mutation waiting for the database.
@@ -63,11 +65,15 @@ enum Done {
     ),
 }
 
-/// Where a batch's answer goes, with the kind of each of its records in
-/// order (`true` for a build), to map the job's positions back to the batch.
+/// Where a batch's answer goes, with the kind of each of its kept records
+/// in order (`true` for a build) and their positions in the batch, to map
+/// the job's positions back to the batch, and the positions refused by
+/// `max_regions`.
 struct BatchReply {
     done: oneshot::Sender<Result<Committed, String>>,
     is_build: Vec<bool>,
+    kept: Vec<usize>,
+    over_limit: Vec<usize>,
 }
 
 impl BatchReply {
@@ -82,7 +88,7 @@ impl BatchReply {
                 (&mut e, events)
             };
             if list.contains(n) {
-                out.push(i);
+                out.push(self.kept[i]);
             }
             *n += 1;
         }
@@ -103,10 +109,15 @@ struct Regions {
     /// A job is running.
     busy: bool,
     pending: VecDeque<Mutation>,
-    /// The full stats document of the current campaign, once asked for.
-    stats_cache: Option<Bytes>,
+    /// The first page (of this many regions) of the whole stats document
+    /// of the current campaign, once asked for.
+    stats_cache: Option<(usize, Bytes)>,
     gauges: RegionGauges,
     done_tx: mpsc::Sender<Done>,
+    /// Page sizes of `regions.stats`.
+    lists: ListsConfig,
+    /// Whether `max_regions` has refused a region (warned once).
+    full: CapLatch,
 }
 
 /// Starts the actor on a loaded state. `batches` is the regions receiver of
@@ -120,6 +131,7 @@ pub fn spawn(
     loaded: LoadedState,
     batches: mpsc::Receiver<Batch<RegionReport>>,
     max_reply: usize,
+    lists: ListsConfig,
     shutdown: CancellationToken,
 ) -> (RegionsHandle, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(tun.queue.max(16));
@@ -138,6 +150,8 @@ pub fn spawn(
         stats_cache: None,
         gauges: RegionGauges::new(tun.max_metric_regions),
         done_tx,
+        lists,
+        full: CapLatch::default(),
     };
     actor.all_gauges();
     let task = tokio::spawn(actor.run(rx, batches, done_rx, shutdown));
@@ -246,12 +260,14 @@ impl Regions {
     fn start_batch(&mut self, batch: Batch<RegionReport>) {
         let mut builds: Vec<BuildRecord> = Vec::new();
         let mut events: Vec<FatigueEventReport> = Vec::new();
-        let is_build: Vec<bool> = batch
-            .items
-            .iter()
-            .map(|i| matches!(i, RegionReport::Build(_)))
-            .collect();
-        for item in batch.items {
+        let over_limit = self.over_limit(&batch.items);
+        let (mut is_build, mut kept) = (Vec::new(), Vec::new());
+        for (i, item) in batch.items.into_iter().enumerate() {
+            if over_limit.contains(&i) {
+                continue;
+            }
+            is_build.push(matches!(item, RegionReport::Build(_)));
+            kept.push(i);
             match item {
                 RegionReport::Build(b) => builds.push(*b),
                 RegionReport::Fatigue(e) => events.push(*e),
@@ -275,8 +291,33 @@ impl Regions {
         let reply = BatchReply {
             done: batch.done,
             is_build,
+            kept,
+            over_limit,
         };
         self.run_reports(job, Some(reply));
+    }
+
+    /// Positions of the reports that would add a region past
+    /// `max_regions`: counted, warned about once, and left out of the job.
+    fn over_limit(&mut self, items: &[RegionReport]) -> Vec<usize> {
+        let names = items.iter().map(|i| match i {
+            RegionReport::Build(b) => b.region.as_str(),
+            RegionReport::Fatigue(e) => e.region.as_str(),
+        });
+        let c = &self.campaign;
+        let max = self.tun.max_regions;
+        let over = over_cap(names, |n| c.region(n).is_some(), c.len(), max);
+        if !over.is_empty() {
+            metrics::counter!(super::metrics::REGIONS_REJECTED.name).increment(over.len() as u64);
+        }
+        if self.full.crossed(!over.is_empty()) {
+            tracing::warn!(
+                max_regions = max,
+                "region limit reached: reports of new regions are dropped and counted \
+                 (lull_regions_rejected_total); raise region_service.max_regions to keep more"
+            );
+        }
+        over
     }
 
     fn start_snapshot(&mut self) {
@@ -347,6 +388,14 @@ impl Regions {
         doc: Box<CampaignStats>,
         reply: oneshot::Sender<Result<ImportReport, RegionsError>>,
     ) {
+        let c = &self.campaign;
+        let new = doc.regions.keys().filter(|n| c.region(n).is_none());
+        let would = c.len() + new.count();
+        if would > self.tun.max_regions && would > c.len() {
+            let max = self.tun.max_regions;
+            let _ = reply.send(Err(RegionsError::TooManyRegions { would, max }));
+            return;
+        }
         self.busy = true;
         let (pool, cfg, tx) = (self.pool.clone(), self.cfg.clone(), self.done_tx.clone());
         let campaign = self.campaign.clone();
@@ -384,7 +433,11 @@ impl Regions {
                 }
                 if let Some(reply) = reply {
                     let conflicts = reply.conflicts(&d.conflict_builds, &d.conflict_events);
-                    let _ = reply.done.send(Ok(Committed { conflicts }));
+                    let over_limit = reply.over_limit;
+                    let _ = reply.done.send(Ok(Committed {
+                        conflicts,
+                        over_limit,
+                    }));
                 }
             }
             Done::Reports(Err(e), reply) => {
@@ -436,39 +489,30 @@ impl Regions {
         }
     }
 
-    /// The seed 000 document, whole (cached until the campaign changes) or
-    /// narrowed by the request.
+    /// A page of the seed 000 document (`lists` sizes it). The first page
+    /// of a request for everything is cached until the campaign changes.
     fn stats(&mut self, req: &RegionStatsRequest) -> Result<Bytes, RegionsError> {
-        let whole = req.regions.is_empty()
-            && req
-                .recent_builds_limit
-                .is_none_or(|n| n >= RECENT_BUILDS_LIMIT);
-        let bytes = if whole {
-            match &self.stats_cache {
-                Some(b) => b.clone(),
-                None => {
-                    let b = encode(&campaign_stats(&self.campaign))?;
-                    self.stats_cache = Some(b.clone());
-                    b
+        let page = req.page();
+        let limit = page.size(self.lists.default_limit, self.lists.max_limit);
+        let recent_builds = req.recent_builds_limit.unwrap_or(RECENT_BUILDS_LIMIT);
+        let first_of_all =
+            req.regions.is_empty() && recent_builds >= RECENT_BUILDS_LIMIT && req.cursor.is_none();
+        let cached = first_of_all && self.stats_cache.as_ref().is_some_and(|(l, _)| *l == limit);
+        let bytes = match &self.stats_cache {
+            Some((_, b)) if cached => b.clone(),
+            _ => {
+                let p = StatsPage {
+                    only: &req.regions,
+                    recent_builds,
+                    after: req.cursor.as_deref(),
+                    limit,
+                };
+                let b = encode(&campaign_stats_page(&self.campaign, &p))?;
+                if first_of_all {
+                    self.stats_cache = Some((limit, b.clone()));
                 }
+                b
             }
-        } else {
-            let limit = req.recent_builds_limit.unwrap_or(RECENT_BUILDS_LIMIT);
-            let c = &self.campaign;
-            let mut doc = CampaignStats {
-                campaign_start: c.campaign_start(),
-                last_updated: c.last_updated(),
-                total_builds_all_regions: c.total_builds(),
-                regions: BTreeMap::new(),
-            };
-            for (name, agg) in c.regions() {
-                if req.regions.is_empty() || req.regions.contains(name) {
-                    let mut s = agg.stats();
-                    s.recent_builds.truncate(limit);
-                    doc.regions.insert(name.clone(), s);
-                }
-            }
-            encode(&doc)?
         };
         if bytes.len() > self.max_reply {
             return Err(RegionsError::TooLarge {

@@ -69,7 +69,9 @@ fn reply_error(e: RegionsError) -> ErrorReply {
     let code = match &e {
         RegionsError::Gone | RegionsError::Store(_) => ErrorCode::Unavailable,
         RegionsError::NotFound(_) => ErrorCode::NotFound,
-        RegionsError::TooLarge { .. } => ErrorCode::InvalidRequest,
+        RegionsError::TooLarge { .. } | RegionsError::TooManyRegions { .. } => {
+            ErrorCode::InvalidRequest
+        }
     };
     err(code, e.to_string())
 }

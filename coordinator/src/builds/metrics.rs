@@ -64,9 +64,15 @@ pub(crate) static REPORTS: Metric = Metric::counter(
     "lull_region_reports_total",
     "Stored region reports by kind (build, fatigue) and result (new, duplicate).",
 );
+/// Counter: reports of new regions refused at the cap.
+pub(crate) static REGIONS_REJECTED: Metric = Metric::counter(
+    "lull_regions_rejected_total",
+    "Build and fatigue reports refused because they would add a region past region_service.max_regions (terminated, not stored).",
+);
 
 /// Every metric of the build regions.
 pub(crate) static METRICS: &[&Metric] = &[
+    &REGIONS_REJECTED,
     &BUILDS,
     &SUCCESS_RATIO,
     &STREAK,

@@ -31,6 +31,7 @@ use lull_proto::msg::region::{
     BuildRecord, CampaignStats, FatigueEventReport, RegionInsights, RegionInsightsRequest,
     RegionSelectReply, RegionSelectRequest, RegionState, MAX_CANDIDATES, RECENT_BUILDS_LIMIT,
 };
+use lull_proto::msg::page::PageRequest;
 use lull_proto::validate::{self as v, Validate};
 use lull_proto::ValidationError;
 use serde::{Deserialize, Serialize};
@@ -71,6 +72,13 @@ pub struct RegionsTunables {
     /// publishers); later ones are not exported individually, and their
     /// builds' durations go to `region="other"`. Default 500.
     pub max_metric_regions: usize,
+    /// Most regions kept in memory. A report that would add a region past
+    /// it is not stored: it is terminated and counted
+    /// (`lull_reports_total{result="region_limit"}`,
+    /// `lull_regions_rejected_total`), with one warning when the cap is
+    /// reached; an import that would pass it is refused. Regions already
+    /// stored are all loaded at a start. Default 1024.
+    pub max_regions: usize,
 }
 
 impl Default for RegionsTunables {
@@ -83,11 +91,13 @@ impl Default for RegionsTunables {
             upload_ttl_sec: 300.0,
             max_uploads: 4,
             max_metric_regions: 500,
+            max_regions: lull_proto::msg::region::MAX_REGIONS,
         }
     }
 }
 
-/// `lull.v1.regions.stats` request (an empty body asks for everything).
+/// `lull.v1.regions.stats` request (an empty body asks for the first page
+/// of every region).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RegionStatsRequest {
     /// Only these regions (empty: every region). The campaign fields always
@@ -97,6 +107,27 @@ pub struct RegionStatsRequest {
     /// At most this many `recent_builds` per region (default and maximum 100).
     #[serde(default, deserialize_with = "lull_proto::int::opt")]
     pub recent_builds_limit: Option<usize>,
+    /// Most regions in the reply (1..=100000, lowered to `lists.max_limit`);
+    /// absent: `lists.default_limit`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lull_proto::int::opt"
+    )]
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page: the regions named after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+}
+
+impl RegionStatsRequest {
+    /// The paging fields.
+    pub fn page(&self) -> PageRequest {
+        PageRequest {
+            limit: self.limit,
+            cursor: self.cursor.clone(),
+        }
+    }
 }
 
 impl Validate for RegionStatsRequest {
@@ -113,7 +144,12 @@ impl Validate for RegionStatsRequest {
                 RECENT_BUILDS_LIMIT as f64,
             )?;
         }
-        Ok(())
+        self.page().validate()?;
+        match &self.cursor {
+            // A cursor is the last region name of a page.
+            Some(c) => v::subject_token("cursor", c),
+            None => Ok(()),
+        }
     }
 }
 
@@ -198,10 +234,22 @@ pub enum RegionsError {
     /// The database write failed; nothing changed.
     #[error("storing failed: {0}")]
     Store(String),
+    /// The import would keep more regions than `max_regions`.
+    #[error(
+        "the import would keep {would} regions, over the limit of {max} \
+         (region_service.max_regions)"
+    )]
+    TooManyRegions {
+        /// Regions after the import.
+        would: usize,
+        /// The limit.
+        max: usize,
+    },
     /// The reply would not fit in one NATS message.
     #[error(
         "the reply is {size} bytes, over the {max}-byte message limit; ask for fewer regions \
-         ({{\"regions\": [...]}}) or fewer recent builds ({{\"recent_builds_limit\": N}})"
+         ({{\"limit\": N}} and page with cursor = next_cursor, or {{\"regions\": [...]}}) \
+         or fewer recent builds ({{\"recent_builds_limit\": N}})"
     )]
     TooLarge {
         /// Size of the reply.
@@ -307,6 +355,16 @@ mod tests {
         assert_eq!(r.recent_builds_limit, Some(0));
         assert!(decode::<RegionStatsRequest>(br#"{"recent_builds_limit": 101}"#, 1024).is_err());
         assert!(decode::<RegionStatsRequest>(br#"{"regions": ["a.b"]}"#, 1024).is_err());
+        let r: RegionStatsRequest = decode(br#"{"limit": 2, "cursor": "us-west2"}"#, 1024).unwrap();
+        assert_eq!(r.page().size(1000, 5000), 2);
+        for bad in [
+            r#"{"limit": 0}"#,
+            r#"{"limit": 100001}"#,
+            r#"{"cursor": "a b"}"#,
+            r#"{"cursor": ""}"#,
+        ] {
+            assert!(decode::<RegionStatsRequest>(bad.as_bytes(), 1024).is_err(), "{bad}");
+        }
     }
 
     #[test]

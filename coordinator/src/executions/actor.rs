@@ -21,6 +21,7 @@ use super::{score_new, QuietHours, View, WorkersHandle};
 use crate::handoff::{first_of_each, Batch, Committed};
 use crate::label_cap::LabelCap;
 use crate::store::{self, StoreError};
+use lull_engine::cap::{over_cap, CapLatch};
 use lull_engine::worker::{missed, WorkerAggregate, WorkerConfig};
 
 /// Tunables of the workers shell.
@@ -32,6 +33,9 @@ pub struct WorkersShellConfig {
     pub schedule_eval: Duration,
     /// Workers with metric series of their own (see [`LabelCap`]).
     pub max_metric_workers: usize,
+    /// Most workers kept in memory (`ingest.max_workers`): reports that
+    /// would add one past it are not stored.
+    pub max_workers: usize,
 }
 
 /// Loads the stored aggregates. An aggregate whose document does not
@@ -112,6 +116,7 @@ pub fn spawn(
         schedule: HashMap::new(),
         labels,
         breach_gauges,
+        full: CapLatch::default(),
     };
     let task = tokio::spawn(actor.run(batches, shutdown));
     (handle, task)
@@ -128,6 +133,8 @@ struct Actor {
     labels: LabelCap,
     /// Threshold-breach gauges of each worker's latest run.
     breach_gauges: BreachGauges,
+    /// Whether `max_workers` has refused a worker (warned once).
+    full: CapLatch,
 }
 
 /// What a committed batch changed.
@@ -136,6 +143,8 @@ struct Stored {
     duplicates: usize,
     /// Positions in the batch of conflicting duplicates.
     conflicts: Vec<usize>,
+    /// Positions in the batch of reports refused by `max_workers`.
+    over_limit: Vec<usize>,
 }
 
 impl Actor {
@@ -187,6 +196,7 @@ impl Actor {
                 );
                 Ok(Committed {
                     conflicts: c.conflicts,
+                    over_limit: c.over_limit,
                 })
             }
             Err(e) => {
@@ -201,7 +211,13 @@ impl Actor {
 
     /// One transaction: insert the new ids, score them on copies, complete
     /// the rows, save the aggregates, commit; then swap the copies in.
-    async fn commit(&mut self, items: Vec<WorkerExecutionReport>) -> Result<Stored, StoreError> {
+    async fn commit(&mut self, batch: Vec<WorkerExecutionReport>) -> Result<Stored, StoreError> {
+        let over_limit = self.over_limit(&batch);
+        let (positions, items): (Vec<usize>, Vec<WorkerExecutionReport>) = batch
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| !over_limit.contains(i))
+            .unzip();
         let total = items.len();
         let (kept, mut conflicts) = first_of_each(&items, |r| r.execution_id.as_str());
         let now = now_unix();
@@ -283,8 +299,29 @@ impl Actor {
         Ok(Stored {
             stored,
             duplicates,
-            conflicts,
+            conflicts: conflicts.into_iter().map(|i| positions[i]).collect(),
+            over_limit,
         })
+    }
+
+    /// Positions of the reports that would add a worker past
+    /// `max_workers`: counted, warned about once, and not stored.
+    fn over_limit(&mut self, items: &[WorkerExecutionReport]) -> Vec<usize> {
+        let names = items.iter().map(|r| r.worker_name.as_str());
+        let known = &self.view.aggregates;
+        let max = self.cfg.max_workers;
+        let over = over_cap(names, |n| known.contains_key(n), known.len(), max);
+        if !over.is_empty() {
+            metrics::counter!(super::metrics::WORKERS_REJECTED.name).increment(over.len() as u64);
+        }
+        if self.full.crossed(!over.is_empty()) {
+            tracing::warn!(
+                max_workers = max,
+                "worker limit reached: reports of new workers are dropped and counted \
+                 (lull_workers_rejected_total); raise ingest.max_workers to keep more"
+            );
+        }
+        over
     }
 
     fn evaluate_schedules(&mut self, now: f64) {

@@ -1,15 +1,31 @@
-//! Worker endpoints (seed 003): `workers.executions` (from Postgres),
-//! `workers.stats`, `workers.learning`, `learning.system` and
-//! `data_quality.summary` (from the latest committed aggregates).
+//! Worker endpoints (seed 003): `workers.executions` (from Postgres, paged
+//! newest first by an opaque cursor), `workers.stats`, `workers.learning`,
+//! `learning.system` and `data_quality.summary` (from the latest committed
+//! aggregates; their per-worker lists paged by worker name).
 
 use lull_common::runtime::now_unix;
+use lull_engine::worker::WorkerPage;
 use lull_proto::error::ErrorCode;
+use lull_proto::msg::page::PageRequest;
 use lull_proto::msg::worker::{WorkerExecutionsRequest, WorkerRequest};
 use lull_proto::subjects::endpoints as ep;
 use lull_proto::ErrorReply;
 
-use super::WorkersHandle;
-use crate::service::{err, typed, Empty, Handler};
+use super::{ExecutionsError, WorkersHandle};
+use crate::config::ListsConfig;
+use crate::service::{err, typed, Handler};
+
+/// The workers of one page of `learning.system` or `data_quality.summary`
+/// (by name after the cursor, a worker name), sized by `lists`.
+fn worker_page(req: &PageRequest, lists: ListsConfig) -> Result<WorkerPage<'_>, ErrorReply> {
+    if let Some(c) = &req.cursor {
+        lull_proto::validate::subject_token("cursor", c).map_err(|e| ErrorReply::from(&e))?;
+    }
+    Ok(WorkerPage {
+        after: req.cursor.as_deref(),
+        limit: req.size(lists.default_limit, lists.max_limit),
+    })
+}
 
 fn unknown(worker_name: &str) -> ErrorReply {
     err(
@@ -19,15 +35,20 @@ fn unknown(worker_name: &str) -> ErrorReply {
 }
 
 /// The worker endpoints with their handlers.
-pub fn endpoints(workers: WorkersHandle, max: usize) -> Vec<(&'static str, Handler)> {
+pub fn endpoints(
+    workers: WorkersHandle,
+    lists: ListsConfig,
+    max: usize,
+) -> Vec<(&'static str, Handler)> {
     let w = workers.clone();
     let executions = typed(max, move |req: WorkerExecutionsRequest| {
         let w = w.clone();
         async move {
-            match w.executions(&req.worker_name, req.effective_limit()).await {
+            match w.executions(&req).await {
                 Ok(Some(reply)) => Ok(reply),
                 Ok(None) => Err(unknown(&req.worker_name)),
-                Err(e) => {
+                Err(ExecutionsError::Cursor(e)) => Err(ErrorReply::from(&e)),
+                Err(ExecutionsError::Store(e)) => {
                     tracing::warn!(error = %e, "reading worker executions failed");
                     Err(err(
                         ErrorCode::Unavailable,
@@ -54,14 +75,14 @@ pub fn endpoints(workers: WorkersHandle, max: usize) -> Vec<(&'static str, Handl
         }
     });
     let w = workers.clone();
-    let system = typed(max, move |_: Empty| {
+    let system = typed(max, move |req: PageRequest| {
         let w = w.clone();
-        async move { Ok::<_, ErrorReply>(w.system(now_unix())) }
+        async move { Ok::<_, ErrorReply>(w.system(now_unix(), &worker_page(&req, lists)?)) }
     });
     let w = workers;
-    let quality = typed(max, move |_: Empty| {
+    let quality = typed(max, move |req: PageRequest| {
         let w = w.clone();
-        async move { Ok::<_, ErrorReply>(w.quality(now_unix())) }
+        async move { Ok::<_, ErrorReply>(w.quality(now_unix(), &worker_page(&req, lists)?)) }
     });
     vec![
         (ep::WORKERS_EXECUTIONS, executions),

@@ -72,9 +72,15 @@ pub(crate) static MISSED_RUNS: Metric = Metric::gauge(
 /// Gauge: workers that have reported.
 pub(crate) static WORKERS: Metric =
     Metric::gauge("lull_workers", "Number of workers that have reported.");
+/// Counter: reports of new workers refused at the cap.
+pub(crate) static WORKERS_REJECTED: Metric = Metric::counter(
+    "lull_workers_rejected_total",
+    "Worker reports refused because they would add a worker past ingest.max_workers (terminated, not stored).",
+);
 
 /// Every metric of worker executions.
 pub(crate) static METRICS: &[&Metric] = &[
+    &WORKERS_REJECTED,
     &EXECUTIONS,
     &DUPLICATE_REPORTS,
     &LAST_OVERALL_SCORE,

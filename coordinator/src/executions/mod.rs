@@ -22,13 +22,14 @@ use std::sync::Arc;
 
 use deadpool_postgres::Pool;
 use lull_proto::msg::worker::{
-    DataQualitySummaryReply, ScoredExecution, SystemLearningReply, WorkerExecutionReport,
-    WorkerExecutionsReply, WorkerLearningReply, WorkerStatsReply,
+    DataQualitySummaryReply, ExecutionCursor, ScoredExecution, SystemLearningReply,
+    WorkerExecutionReport, WorkerExecutionsReply, WorkerExecutionsRequest, WorkerLearningReply,
+    WorkerStatsReply,
 };
 use tokio::sync::watch;
 
 use crate::store::StoreError;
-use lull_engine::worker::{self, learning, WorkerAggregate, WorkerConfig};
+use lull_engine::worker::{self, learning, WorkerAggregate, WorkerConfig, WorkerPage};
 
 /// Every worker's aggregate as of the last commit.
 #[derive(Debug, Clone, Default)]
@@ -129,37 +130,66 @@ impl WorkersHandle {
         Some(learning::worker_learning(agg, hours, &self.cfg))
     }
 
-    /// `learning.system` at `now`.
-    pub fn system(&self, now: f64) -> SystemLearningReply {
+    /// `learning.system` at `now`, its per-worker lists holding `page`.
+    pub fn system(&self, now: f64, page: &WorkerPage) -> SystemLearningReply {
         let view = self.view();
         let quiet = quiet_hours_by_worker(&view, &self.quiet_hours());
-        learning::system_learning(&view.list(), &quiet, now, &self.cfg)
+        learning::system_learning_page(&view.list(), page, &quiet, now, &self.cfg)
     }
 
-    /// `data_quality.summary` at `now`.
-    pub fn quality(&self, now: f64) -> DataQualitySummaryReply {
-        learning::data_quality_summary(&self.view().list(), now, &self.cfg)
+    /// `data_quality.summary` at `now`, its `workers` holding `page`.
+    pub fn quality(&self, now: f64, page: &WorkerPage) -> DataQualitySummaryReply {
+        learning::data_quality_page(&self.view().list(), page, now, &self.cfg)
     }
 
     /// `workers.executions`: the newest `limit` runs of a worker with their
-    /// scores, from Postgres; `None` for an unknown worker.
+    /// scores (older than the request's cursor), from Postgres, and the
+    /// cursor of the next page when older runs remain; `None` for an
+    /// unknown worker.
     pub async fn executions(
         &self,
-        worker_name: &str,
-        limit: u32,
-    ) -> Result<Option<WorkerExecutionsReply>, StoreError> {
+        req: &WorkerExecutionsRequest,
+    ) -> Result<Option<WorkerExecutionsReply>, ExecutionsError> {
         let Some(pool) = &self.pool else {
-            return Err(StoreError::NoDatabase);
+            return Err(StoreError::NoDatabase.into());
         };
-        let executions = crate::store::workers::recent_executions(pool, worker_name, limit).await?;
-        if executions.is_empty() && !self.knows(worker_name) {
+        let after = req
+            .cursor
+            .as_deref()
+            .map(ExecutionCursor::parse)
+            .transpose()?;
+        let limit = req.effective_limit();
+        let key = after.as_ref().map(|c| (c.started_at, c.execution_id.as_str()));
+        let name = &req.worker_name;
+        let mut executions =
+            crate::store::workers::recent_executions(pool, name, limit.saturating_add(1), key)
+                .await?;
+        if executions.is_empty() && !self.knows(name) {
             return Ok(None);
         }
+        let more = executions.len() > limit as usize;
+        executions.truncate(limit as usize);
+        let next_cursor = executions
+            .last()
+            .filter(|_| more)
+            .map(|e| ExecutionCursor::encode(e.report.started_at, &e.report.execution_id));
         Ok(Some(WorkerExecutionsReply {
-            worker_name: worker_name.to_string(),
+            worker_name: name.clone(),
             executions,
+            next_cursor,
         }))
     }
+}
+
+/// Why `workers.executions` could not be answered.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecutionsError {
+    /// The cursor is not one this endpoint made.
+    #[error(transparent)]
+    Cursor(#[from] lull_proto::ValidationError),
+    /// Reading Postgres failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// The outcome of scoring a batch of new reports against the aggregates.
@@ -282,10 +312,10 @@ mod tests {
         let s = h.stats("sse_guardian", t0 + 100.0).unwrap();
         assert_eq!(s.total_executions, 10);
         assert!(h.learning("sse_guardian").is_some());
-        let sys = h.system(t0 + 100.0);
+        let sys = h.system(t0 + 100.0, &WorkerPage::all());
         assert_eq!(sys.workers, 1);
         assert_eq!(sys.total_executions_24h, 10);
-        let q = h.quality(t0 + 100.0);
+        let q = h.quality(t0 + 100.0, &WorkerPage::all());
         assert_eq!(q.workers.len(), 1);
 
         h.set_quiet_hours([("web-1".to_string(), vec![3, 4])].into());

@@ -26,7 +26,7 @@ pub(crate) static AGENT_MESSAGES: Metric = Metric::counter(
 /// Counter `{kind,result}`: durable reports consumed.
 pub(crate) static REPORTS: Metric = Metric::counter(
     "lull_reports_total",
-    "Durable reports consumed, by kind (build, fatigue, worker, unknown) and result (accepted (identical duplicates included), conflict (a stored id with other content: dropped), invalid (timestamps outside the ingest window included), host_mismatch (a worker report whose host_id is not the publishing host named by the subject), retried).",
+    "Durable reports consumed, by kind (build, fatigue, worker, unknown) and result (accepted (identical duplicates included), conflict (a stored id with other content: dropped), invalid (timestamps outside the ingest window included), host_mismatch (a worker report whose host_id is not the publishing host named by the subject), region_limit and worker_limit (would add a region or worker past region_service.max_regions or ingest.max_workers: terminated, not stored), retried).",
 );
 /// Histogram: publication-to-consumption delay of reports.
 pub(crate) static REPORTS_INGEST_LAG: Metric = Metric::histogram(

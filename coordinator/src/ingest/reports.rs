@@ -6,7 +6,9 @@
 //! commit, and nak'ed for redelivery when it fails, so a crash anywhere
 //! loses nothing; the actors upsert by record id, so nothing counts twice.
 //! A record whose id is stored with other content is a conflict: dropped,
-//! counted as `conflict` and logged with its id (rate-limited).
+//! counted as `conflict` and logged with its id (rate-limited). A record
+//! that would add a region or worker past its cap is not stored: counted
+//! as `region_limit` or `worker_limit` and terminated.
 
 use std::time::Duration;
 
@@ -347,7 +349,15 @@ async fn deliver<T>(
     match outcome {
         Ok(committed) => {
             for (i, (m, kind)) in messages.iter().zip(kinds).enumerate() {
-                let result = if committed.conflicts.contains(&i) {
+                let over = committed.over_limit.contains(&i);
+                let result = if over {
+                    // Not stored: terminated, so it is not redelivered.
+                    if kind == "worker" {
+                        "worker_limit"
+                    } else {
+                        "region_limit"
+                    }
+                } else if committed.conflicts.contains(&i) {
                     conflicts.push((kind, record_id(&m.payload)));
                     "conflict"
                 } else {
@@ -355,7 +365,12 @@ async fn deliver<T>(
                 };
                 metrics::counter!(super::metrics::REPORTS.name, "kind" => kind, "result" => result)
                     .increment(1);
-                if let Err(e) = m.ack().await {
+                let acked = if over {
+                    m.ack_with(AckKind::Term).await
+                } else {
+                    m.ack().await
+                };
+                if let Err(e) = acked {
                     // The commit stands; a redelivery is an idempotent no-op.
                     tracing::debug!(error = %e, "ack failed after commit");
                 }

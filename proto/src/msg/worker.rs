@@ -390,6 +390,21 @@ mod tests {
     }
 
     #[test]
+    fn execution_cursors_round_trip_and_foreign_ones_are_refused() {
+        let c = ExecutionCursor::encode(1796310762.205753, "x-2");
+        let back = ExecutionCursor::parse(&c).unwrap();
+        assert_eq!(back.started_at, 1796310762.205753);
+        assert_eq!(back.execution_id, "x-2");
+        let ok = format!(r#"{{"worker_name":"w","cursor":"{c}"}}"#);
+        assert!(decode::<WorkerExecutionsRequest>(ok.as_bytes(), 1024).is_ok());
+        for bad in ["", "x-2", "abc|x-2", "NaN|x", "-1|x", "inf|x", "1.0|"] {
+            assert!(ExecutionCursor::parse(bad).is_err(), "{bad:?}");
+        }
+        let long = format!("1.0|{}", "x".repeat(600));
+        assert!(ExecutionCursor::parse(&long).is_err());
+    }
+
+    #[test]
     fn schedule_and_outcome_helpers() {
         assert_eq!(ScheduleState::Missed.as_gauge(), 2.0);
         assert_eq!(
