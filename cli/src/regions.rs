@@ -10,7 +10,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use lull_client::request::RequestError;
 use lull_proto::msg::region::{
     CampaignStats, RegionInsights, RegionSelectReply, RegionSelectRequest, SelectWeights,
 };
@@ -18,6 +17,7 @@ use lull_proto::subjects::endpoints as ep;
 use serde_json::{json, Value};
 
 use crate::output::{ago, call, json, json_raw, table};
+use crate::pages;
 use crate::Ctx;
 
 /// Arguments of `lullctl regions`.
@@ -192,8 +192,7 @@ async fn overview(ctx: &Ctx) -> anyhow::Result<i32> {
         json_raw(&export(ctx).await?)?;
         return Ok(0);
     }
-    let doc: CampaignStats =
-        call(ctx, ep::REGIONS_STATS, &json!({ "recent_builds_limit": 0 })).await?;
+    let doc = pages::regions_stats(ctx, &json!({ "recent_builds_limit": 0 })).await?;
     let sel: RegionSelectReply = call(ctx, ep::REGIONS_SELECT, &json!({})).await?;
     let mut states: BTreeMap<&str, String> = BTreeMap::new();
     for r in &sel.ranked {
@@ -501,32 +500,10 @@ async fn import(ctx: &Ctx, file: &PathBuf) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// The whole document; region by region when it does not fit in one message.
+/// The whole document, page by page (pages of fewer regions when one
+/// does not fit in a message).
 async fn export(ctx: &Ctx) -> anyhow::Result<CampaignStats> {
-    match call::<_, CampaignStats>(ctx, ep::REGIONS_STATS, &json!({})).await {
-        Ok(doc) => return Ok(doc),
-        Err(e) if too_large(&e) => {}
-        Err(e) => return Err(e),
-    }
-    let mut doc: CampaignStats =
-        call(ctx, ep::REGIONS_STATS, &json!({ "recent_builds_limit": 0 })).await?;
-    let names: Vec<String> = doc.regions.keys().cloned().collect();
-    for name in names {
-        let one: CampaignStats =
-            call(ctx, ep::REGIONS_STATS, &json!({ "regions": [name] })).await?;
-        if let Some(r) = one.regions.get(&name) {
-            doc.regions.insert(name, r.clone());
-        }
-    }
-    Ok(doc)
-}
-
-fn too_large(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<RequestError>()
-            .is_some_and(|r| matches!(r, RequestError::Service { message, .. } if message.contains("message limit")))
-            || c.to_string().contains("message limit")
-    })
+    pages::regions_stats(ctx, &json!({})).await
 }
 
 #[cfg(test)]

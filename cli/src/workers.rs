@@ -5,12 +5,12 @@
 
 use clap::{Args, Subcommand};
 use lull_proto::msg::worker::{
-    DataQualitySummaryReply, ScheduleStatus, SystemLearningReply, WorkerExecutionsReply,
-    WorkerExecutionsRequest, WorkerLearningReply, WorkerRequest, WorkerStatsReply,
+    ScheduleStatus, WorkerExecutionsReply, WorkerLearningReply, WorkerRequest, WorkerStatsReply,
 };
 use lull_proto::subjects::endpoints as ep;
 
 use crate::output::{ago, call, human_duration, json, local, table};
+use crate::pages;
 use crate::Ctx;
 
 /// Arguments of `lullctl workers`.
@@ -79,9 +79,8 @@ fn period(s: &ScheduleStatus) -> String {
 }
 
 async fn list(ctx: &Ctx) -> anyhow::Result<i32> {
-    let q: DataQualitySummaryReply =
-        call(ctx, ep::DATA_QUALITY_SUMMARY, &serde_json::json!({})).await?;
-    let sys: SystemLearningReply = call(ctx, ep::LEARNING_SYSTEM, &serde_json::json!({})).await?;
+    let q = pages::data_quality(ctx).await?;
+    let sys = pages::system(ctx).await?;
     if ctx.json {
         json(&serde_json::json!({"quality": q, "system": sys}))?;
         return Ok(0);
@@ -133,17 +132,7 @@ async fn one(
     };
     let stats: WorkerStatsReply = call(ctx, ep::WORKERS_STATS, &req).await?;
     let execs: Option<WorkerExecutionsReply> = match executions {
-        Some(n) => Some(
-            call(
-                ctx,
-                ep::WORKERS_EXECUTIONS,
-                &WorkerExecutionsRequest {
-                    worker_name: worker_name.clone(),
-                    limit: Some(n),
-                },
-            )
-            .await?,
-        ),
+        Some(n) => Some(pages::executions(ctx, &worker_name, n).await?),
         None => None,
     };
     let insights: Option<WorkerLearningReply> = if learning {
@@ -368,10 +357,9 @@ fn print_learning(l: &WorkerLearningReply) {
 }
 
 async fn system(ctx: &Ctx) -> anyhow::Result<i32> {
-    let s: SystemLearningReply = call(ctx, ep::LEARNING_SYSTEM, &serde_json::json!({})).await?;
+    let s = pages::system(ctx).await?;
     // The mean score is the one `lullctl workers` shows, so both agree.
-    let q: DataQualitySummaryReply =
-        call(ctx, ep::DATA_QUALITY_SUMMARY, &serde_json::json!({})).await?;
+    let q = pages::data_quality(ctx).await?;
     let mean = |name: &str| {
         q.workers
             .iter()
@@ -455,8 +443,7 @@ async fn system(ctx: &Ctx) -> anyhow::Result<i32> {
 }
 
 async fn quality(ctx: &Ctx) -> anyhow::Result<i32> {
-    let q: DataQualitySummaryReply =
-        call(ctx, ep::DATA_QUALITY_SUMMARY, &serde_json::json!({})).await?;
+    let q = pages::data_quality(ctx).await?;
     if ctx.json {
         json(&q)?;
         return Ok(0);
