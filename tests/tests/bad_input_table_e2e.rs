@@ -525,6 +525,54 @@ fn rows(now: f64, lease_id: &str, token: &str, campaign: &Value) -> Vec<Row> {
             &[Worker(WORKER)],
         ),
         row(
+            "regions.stats limit 0",
+            req(ep::REGIONS_STATS, json!({"limit": 0})),
+            invalid("limit must be 1..100000"),
+            &[Regions],
+        ),
+        row(
+            "regions.stats cursor not a region name",
+            req(ep::REGIONS_STATS, json!({"cursor": "a b"})),
+            invalid("cursor must use only"),
+            &[Regions],
+        ),
+        row(
+            "regions.stats cursor of 600 bytes",
+            req(ep::REGIONS_STATS, json!({"cursor": "r".repeat(600)})),
+            invalid("cursor must be at most 512 bytes"),
+            &[Regions],
+        ),
+        row(
+            "workers.executions foreign cursor",
+            req(
+                ep::WORKERS_EXECUTIONS,
+                json!({"worker_name": WORKER, "cursor": "web-1"}),
+            ),
+            invalid("is not a cursor of workers.executions"),
+            &[Worker(WORKER)],
+        ),
+        row(
+            "workers.executions cursor of 600 bytes",
+            req(
+                ep::WORKERS_EXECUTIONS,
+                json!({"worker_name": WORKER, "cursor": format!("1.0|{}", "x".repeat(600))}),
+            ),
+            invalid("cursor must be at most 512 bytes"),
+            &[Worker(WORKER)],
+        ),
+        row(
+            "data_quality.summary limit 0",
+            req(ep::DATA_QUALITY_SUMMARY, json!({"limit": 0})),
+            invalid("limit must be 1..100000"),
+            &[],
+        ),
+        row(
+            "learning.system cursor not a worker name",
+            req(ep::LEARNING_SYSTEM, json!({"cursor": "a.b"})),
+            invalid("cursor must use only"),
+            &[],
+        ),
+        row(
             "workers.stats worker name of 129 bytes",
             req(ep::WORKERS_STATS, json!({"worker_name": "w".repeat(129)})),
             invalid("worker_name must be at most 128 bytes"),
