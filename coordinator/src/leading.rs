@@ -97,7 +97,11 @@ impl Duties {
             max,
         );
         eps.extend(builds::endpoints::endpoints(&regions, max));
-        eps.extend(executions::endpoints::endpoints(workers.clone(), cfg.lists, max));
+        eps.extend(executions::endpoints::endpoints(
+            workers.clone(),
+            cfg.lists,
+            max,
+        ));
         let served = service::serve_on(
             &self.client,
             &self.group,
@@ -163,8 +167,10 @@ async fn start_regions(
         pool.clone(),
         loaded,
         batches,
-        client.server_info().max_payload,
-        cfg.lists,
+        builds::ReplyBounds {
+            max_bytes: client.server_info().max_payload,
+            lists: cfg.lists,
+        },
         shutdown,
     ))
 }

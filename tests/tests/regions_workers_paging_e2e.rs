@@ -82,7 +82,11 @@ fn unique(names: impl IntoIterator<Item = String>) -> BTreeSet<String> {
 async fn invalid(client: &async_nats::Client, endpoint: &str, body: Value, text: &str) {
     match call::<_, Value>(client, endpoint, &body).await {
         Err(lull_client::request::RequestError::Service { code, message }) => {
-            assert_eq!(code, ErrorCode::InvalidRequest, "{endpoint} {body}: {message}");
+            assert_eq!(
+                code,
+                ErrorCode::InvalidRequest,
+                "{endpoint} {body}: {message}"
+            );
             assert!(message.contains(text), "{endpoint} {body}: {message}");
         }
         other => panic!("{endpoint} {body}: expected invalid_request, got {other:?}"),
@@ -98,8 +102,14 @@ async fn lullctl_json(infra: &Infra, args: &[&str]) -> Value {
         .run(Duration::from_secs(30))
         .await
         .expect("lullctl finished");
-    assert!(f.status.success(), "lullctl {args:?}:\n{}{}", f.stdout, f.stderr);
-    serde_json::from_str(&f.stdout).unwrap_or_else(|e| panic!("lullctl {args:?}: {e}\n{}", f.stdout))
+    assert!(
+        f.status.success(),
+        "lullctl {args:?}:\n{}{}",
+        f.stdout,
+        f.stderr
+    );
+    serde_json::from_str(&f.stdout)
+        .unwrap_or_else(|e| panic!("lullctl {args:?}: {e}\n{}", f.stdout))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -124,11 +134,20 @@ async fn regions_and_workers_page_and_stay_bounded() {
         let b = example_build(&region(i), &format!("b-{i}"), t0 + i as f64, i % 2 == 0);
         report_build(&client, &b).await;
     }
-    report_build(&client, &example_build(&region(0), "b-extra", t0 + 10.0, true)).await;
+    report_build(
+        &client,
+        &example_build(&region(0), "b-extra", t0 + 10.0, true),
+    )
+    .await;
     for i in 0..CAP {
         let runs = if i == 0 { RUNS } else { 1 };
         for k in 0..runs {
-            let r = example_report(&format!("x-{i}-{k}"), &worker(i), t0 + (k * 60) as f64, 500.0);
+            let r = example_report(
+                &format!("x-{i}-{k}"),
+                &worker(i),
+                t0 + (k * 60) as f64,
+                500.0,
+            );
             report_run(&client, &r).await;
         }
     }
@@ -136,7 +155,11 @@ async fn regions_and_workers_page_and_stay_bounded() {
     wait_reports(&coord, "worker", "accepted", (RUNS + CAP - 1) as f64).await;
 
     // One past each cap: not kept, counted, terminated.
-    report_build(&client, &example_build(&region(CAP), "b-over", t0 + 20.0, true)).await;
+    report_build(
+        &client,
+        &example_build(&region(CAP), "b-over", t0 + 20.0, true),
+    )
+    .await;
     let over = example_report("x-over", &worker(CAP), t0 + 30.0, 500.0);
     report_run(&client, &over).await;
     wait_reports(&coord, "build", "region_limit", 1.0).await;
@@ -144,8 +167,16 @@ async fn regions_and_workers_page_and_stay_bounded() {
     wait_metric(&coord, "lull_regions_rejected_total", &[], 1.0).await;
     wait_metric(&coord, "lull_workers_rejected_total", &[], 1.0).await;
     // A known region and worker still get in at the cap.
-    report_build(&client, &example_build(&region(1), "b-known", t0 + 40.0, true)).await;
-    report_run(&client, &example_report("x-known", &worker(1), t0 + 600.0, 500.0)).await;
+    report_build(
+        &client,
+        &example_build(&region(1), "b-known", t0 + 40.0, true),
+    )
+    .await;
+    report_run(
+        &client,
+        &example_report("x-known", &worker(1), t0 + 600.0, 500.0),
+    )
+    .await;
     wait_reports(&coord, "build", "accepted", (CAP + 2) as f64).await;
     wait_reports(&coord, "worker", "accepted", (RUNS + CAP) as f64).await;
     let logs = coord.svc.logs();
@@ -175,7 +206,10 @@ async fn regions_and_workers_page_and_stay_bounded() {
         .sum();
     for p in &all {
         assert!(p.regions.len() <= 3);
-        assert_eq!(p.total_builds_all_regions, total, "totals stay whole on every page");
+        assert_eq!(
+            p.total_builds_all_regions, total,
+            "totals stay whole on every page"
+        );
         assert_eq!(p.total_builds_all_regions, (CAP + 2) as u64);
         assert_eq!(p.campaign_start, first.campaign_start);
     }
@@ -225,7 +259,9 @@ async fn regions_and_workers_page_and_stay_bounded() {
     assert_eq!(ids, truth_ids);
     let lullctl_runs = lullctl_json(&infra, &["workers", &worker(0), "--executions", "600"]).await;
     assert_eq!(
-        lullctl_runs["executions"]["executions"].as_array().map(Vec::len),
+        lullctl_runs["executions"]["executions"]
+            .as_array()
+            .map(Vec::len),
         Some(RUNS),
         "{lullctl_runs}"
     );
@@ -293,7 +329,13 @@ async fn regions_and_workers_page_and_stay_bounded() {
     );
 
     // Cursors the endpoints did not make.
-    invalid(&client, ep::REGIONS_STATS, json!({"cursor": "not a region"}), "cursor").await;
+    invalid(
+        &client,
+        ep::REGIONS_STATS,
+        json!({"cursor": "not a region"}),
+        "cursor",
+    )
+    .await;
     invalid(
         &client,
         ep::WORKERS_EXECUTIONS,
@@ -301,18 +343,40 @@ async fn regions_and_workers_page_and_stay_bounded() {
         "not a cursor of workers.executions",
     )
     .await;
-    invalid(&client, ep::LEARNING_SYSTEM, json!({"cursor": "w.0"}), "cursor").await;
-    invalid(&client, ep::DATA_QUALITY_SUMMARY, json!({"limit": 0}), "limit").await;
+    invalid(
+        &client,
+        ep::LEARNING_SYSTEM,
+        json!({"cursor": "w.0"}),
+        "cursor",
+    )
+    .await;
+    invalid(
+        &client,
+        ep::DATA_QUALITY_SUMMARY,
+        json!({"limit": 0}),
+        "limit",
+    )
+    .await;
 
     // The refused reports were terminated, not left to be redelivered.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(reports_count(&coord, "build", "region_limit").await, 1.0);
     assert_eq!(reports_count(&coord, "worker", "worker_limit").await, 1.0);
-    let stats: CampaignStats = call(&client, ep::REGIONS_STATS, &json!({"regions": [region(CAP)]}))
-        .await
-        .unwrap();
+    let stats: CampaignStats = call(
+        &client,
+        ep::REGIONS_STATS,
+        &json!({"regions": [region(CAP)]}),
+    )
+    .await
+    .unwrap();
     assert!(stats.regions.is_empty());
-    match call::<_, Value>(&client, ep::WORKERS_STATS, &json!({"worker_name": worker(CAP)})).await {
+    match call::<_, Value>(
+        &client,
+        ep::WORKERS_STATS,
+        &json!({"worker_name": worker(CAP)}),
+    )
+    .await
+    {
         Err(lull_client::request::RequestError::Service { code, .. }) => {
             assert_eq!(code, ErrorCode::NotFound)
         }

@@ -24,16 +24,16 @@ use super::{
     Command, RegionPardonReply, RegionReport, RegionStatsRequest, RegionsError, RegionsHandle,
     RegionsTunables,
 };
+use crate::config::ListsConfig;
 use crate::handoff::{Batch, Committed};
 use crate::store::metrics as store_metrics;
 use crate::store::regions as db;
 use crate::store::StoreError;
-use lull_engine::region::fatigue::{pardon, Pardon};
-use crate::config::ListsConfig;
 use lull_engine::cap::{over_cap, CapLatch};
+use lull_engine::region::fatigue::{pardon, Pardon};
 use lull_engine::region::{
-    campaign_stats_page, insights, region_health, select, Campaign, ImportReport,
-    RegionAggregate, RegionConfig, StatsPage,
+    campaign_stats_page, insights, region_health, select, Campaign, ImportReport, RegionAggregate,
+    RegionConfig, StatsPage,
 };
 
 /// A mutation waiting for the database.
@@ -120,8 +120,17 @@ struct Regions {
     full: CapLatch,
 }
 
+/// How large the actor's replies may be.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplyBounds {
+    /// The NATS message limit, bytes.
+    pub max_bytes: usize,
+    /// Page sizes of `regions.stats`.
+    pub lists: ListsConfig,
+}
+
 /// Starts the actor on a loaded state. `batches` is the regions receiver of
-/// the reports consumer's sinks; `max_reply` is the NATS message limit.
+/// the reports consumer's sinks; `bounds` limits the replies.
 /// Returns the handle and the task, which ends after the running job and a
 /// final snapshot once `shutdown` is cancelled.
 pub fn spawn(
@@ -130,8 +139,7 @@ pub fn spawn(
     pool: Pool,
     loaded: LoadedState,
     batches: mpsc::Receiver<Batch<RegionReport>>,
-    max_reply: usize,
-    lists: ListsConfig,
+    bounds: ReplyBounds,
     shutdown: CancellationToken,
 ) -> (RegionsHandle, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(tun.queue.max(16));
@@ -140,7 +148,7 @@ pub fn spawn(
         cfg: Arc::new(cfg),
         tun: tun.clone(),
         pool,
-        max_reply,
+        max_reply: bounds.max_bytes,
         campaign: loaded.campaign,
         pardons: loaded.pardons,
         dirty: loaded.replayed,
@@ -150,7 +158,7 @@ pub fn spawn(
         stats_cache: None,
         gauges: RegionGauges::new(tun.max_metric_regions),
         done_tx,
-        lists,
+        lists: bounds.lists,
         full: CapLatch::default(),
     };
     actor.all_gauges();

@@ -23,15 +23,15 @@ pub(crate) mod metrics;
 mod recovery;
 mod writer;
 
-pub use actor::spawn;
+pub use actor::{spawn, ReplyBounds};
 pub use recovery::{load, LoadedState};
 
 use bytes::Bytes;
+use lull_proto::msg::page::PageRequest;
 use lull_proto::msg::region::{
     BuildRecord, CampaignStats, FatigueEventReport, RegionInsights, RegionInsightsRequest,
     RegionSelectReply, RegionSelectRequest, RegionState, MAX_CANDIDATES, RECENT_BUILDS_LIMIT,
 };
-use lull_proto::msg::page::PageRequest;
 use lull_proto::validate::{self as v, Validate};
 use lull_proto::ValidationError;
 use serde::{Deserialize, Serialize};
@@ -363,7 +363,10 @@ mod tests {
             r#"{"cursor": "a b"}"#,
             r#"{"cursor": ""}"#,
         ] {
-            assert!(decode::<RegionStatsRequest>(bad.as_bytes(), 1024).is_err(), "{bad}");
+            assert!(
+                decode::<RegionStatsRequest>(bad.as_bytes(), 1024).is_err(),
+                "{bad}"
+            );
         }
     }
 

@@ -159,7 +159,9 @@ impl WorkersHandle {
             .map(ExecutionCursor::parse)
             .transpose()?;
         let limit = req.effective_limit();
-        let key = after.as_ref().map(|c| (c.started_at, c.execution_id.as_str()));
+        let key = after
+            .as_ref()
+            .map(|c| (c.started_at, c.execution_id.as_str()));
         let name = &req.worker_name;
         let mut executions =
             crate::store::workers::recent_executions(pool, name, limit.saturating_add(1), key)

@@ -244,7 +244,10 @@ mod tests {
             };
             let page = campaign_stats_page(&c, &p);
             assert!(page.regions.len() <= 1);
-            assert_eq!(page.total_builds_all_regions, whole.total_builds_all_regions);
+            assert_eq!(
+                page.total_builds_all_regions,
+                whole.total_builds_all_regions
+            );
             assert_eq!(page.campaign_start, whole.campaign_start);
             for (k, v) in page.regions {
                 assert!(joined.insert(k, v).is_none(), "a region on two pages");
