@@ -358,6 +358,15 @@ async fn regions_and_workers_page_and_stay_bounded() {
     )
     .await;
 
+    // An import that would add a region past the cap is refused.
+    invalid(
+        &client,
+        ep::REGIONS_IMPORT,
+        json!({"regions": {"r-new": {"total_builds": 0, "successes": 0, "failures": 0}}}),
+        "max_regions",
+    )
+    .await;
+
     // The refused reports were terminated, not left to be redelivered.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(reports_count(&coord, "build", "region_limit").await, 1.0);
