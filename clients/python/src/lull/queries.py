@@ -206,15 +206,34 @@ async def regions_stats(core: Core, regions: Optional[List[str]] = None,
         body["regions"] = regions
     if recent_builds_limit is not None:
         body["recent_builds_limit"] = v.int_range("recent_builds_limit", recent_builds_limit, 0, 1000)
-    return cast(Dict[str, Any], await core.request("regions.stats", body))
+
+    def merge(first: Dict[str, Any], page: Dict[str, Any]) -> None:
+        first.setdefault("regions", {}).update(page.get("regions") or {})
+
+    # Every page: the regions by name; the campaign totals are on each.
+    return await read_pages(core.request, "regions.stats", body, merge)
 
 
 async def workers_executions(core: Core, worker_name: str, limit: int = 20) -> List[ScoredExecution]:
-    """``workers.executions``: the newest runs of a worker with their scores."""
+    """``workers.executions``: the newest ``limit`` runs of a worker with
+    their scores, newest first (more than 500 are read page by page)."""
     v.subject_token("worker_name", worker_name)
-    v.int_range("limit", limit, 1, 500)
-    r = await core.request("workers.executions", {"worker_name": worker_name, "limit": limit})
-    return cast(List[ScoredExecution], r.get("executions", []))
+    v.int_range("limit", limit, 1, 1_000_000)
+    out: List[ScoredExecution] = []
+    cursor: Optional[str] = None
+    for _ in range(MAX_PAGES):
+        body: Dict[str, Any] = {"worker_name": worker_name, "limit": min(limit - len(out), 500)}
+        if cursor is not None:
+            body["cursor"] = cursor
+        r = await core.request("workers.executions", body)
+        out.extend(r.get("executions", []))
+        nxt = r.get("next_cursor")
+        if nxt is None or len(out) >= limit:
+            return out[:limit]
+        if nxt == cursor:
+            raise LullError(f"workers.executions: the coordinator repeated cursor {nxt!r}")
+        cursor = nxt
+    return out
 
 
 async def workers_stats(core: Core, worker_name: str) -> WorkerStats:
@@ -230,13 +249,16 @@ async def workers_learning(core: Core, worker_name: str) -> Dict[str, Any]:
 
 
 async def learning_system(core: Core) -> Dict[str, Any]:
-    """``learning.system``."""
-    return cast(Dict[str, Any], await core.request("learning.system", {}))
+    """``learning.system`` (every page: the per-worker lists joined, the
+    fleet totals from the first)."""
+    merge = _extend("schedules", "workers_needing_attention", "optimization_opportunities")
+    return await read_pages(core.request, "learning.system", {}, merge)
 
 
 async def data_quality_summary(core: Core) -> Dict[str, Any]:
-    """``data_quality.summary``."""
-    return cast(Dict[str, Any], await core.request("data_quality.summary", {}))
+    """``data_quality.summary`` (every page's ``workers`` joined, the fleet
+    totals from the first)."""
+    return await read_pages(core.request, "data_quality.summary", {}, _extend("workers"))
 
 
 def _merge_status(first: Dict[str, Any], page: Dict[str, Any]) -> None:
