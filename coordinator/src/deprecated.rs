@@ -2,7 +2,7 @@
 //! deprecation period: the bare `lull.v1.lease.request` (no addon id in
 //! the subject) and the report subjects without the publishing host
 //! (`lull.report.<kind>.<key>`). Each message on one is counted in
-//! `lull_deprecated_subject_messages_total{subject}`, and a warning is
+//! `lull_deprecated_subject_messages_total{kind}`, and a warning is
 //! logged at most once per [`LOG_EVERY_SEC`] per subject, so an operator
 //! knows which publishers still need updating before the old subjects go.
 
@@ -11,10 +11,10 @@ use std::sync::OnceLock;
 
 use lull_common::metric::Metric;
 
-/// Counter `{subject}`: messages received on a deprecated subject.
+/// Counter `{kind}`: messages received on a deprecated subject.
 pub(crate) static DEPRECATED: Metric = Metric::counter(
     "lull_deprecated_subject_messages_total",
-    "Messages received on a deprecated subject still accepted (subject=lease.request: the bare lease request subject without the addon id; report.build, report.fatigue, report.worker: report subjects without the publishing host).",
+    "Messages received on a deprecated subject still accepted (kind=lease.request: the bare lease request subject without the addon id; report.build, report.fatigue, report.worker: report subjects without the publishing host).",
 );
 
 /// Every metric of this module.
@@ -44,7 +44,7 @@ impl Old {
         Old::ReportWorker,
     ];
 
-    /// The `subject` label value.
+    /// The `kind` label value.
     pub fn label(self) -> &'static str {
         match self {
             Old::LeaseRequest => "lease.request",
@@ -86,9 +86,8 @@ static COUNTERS: OnceLock<[metrics::Counter; 4]> = OnceLock::new();
 /// older than [`LOG_EVERY_SEC`].
 pub fn seen(old: Old, subject: &str) {
     let i = Old::ALL.iter().position(|o| *o == old).unwrap_or(0);
-    let counters = COUNTERS.get_or_init(|| {
-        Old::ALL.map(|o| metrics::counter!(DEPRECATED.name, "subject" => o.label()))
-    });
+    let counters = COUNTERS
+        .get_or_init(|| Old::ALL.map(|o| metrics::counter!(DEPRECATED.name, "kind" => o.label())));
     counters[i].increment(1);
     let now = lull_common::runtime::now_unix() as u64;
     let last = LAST_LOG[i].load(Ordering::Relaxed);

@@ -94,7 +94,7 @@ async fn a_lease_request_under_another_addons_id_is_refused_and_counted() {
         metric_now(
             &coord,
             "lull_deprecated_subject_messages_total",
-            &[("subject", "lease.request")],
+            &[("kind", "lease.request")],
         )
     };
     let before = deprecated().await;
@@ -195,7 +195,7 @@ async fn a_report_for_another_host_is_rejected_and_counted() {
         metric_now(
             &coord,
             "lull_deprecated_subject_messages_total",
-            &[("subject", "report.worker")]
+            &[("kind", "report.worker")]
         )
         .await,
         1.0,

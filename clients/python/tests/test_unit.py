@@ -165,3 +165,15 @@ def test_paged_endpoints_are_read_whole() -> None:
 
     with pytest.raises(lull.LullError, match="repeated cursor"):
         asyncio.run(read_pages(stuck, "hosts.list", {}, _extend("hosts")))
+
+    # A page too large for one message is asked again, smaller.
+    limits = []
+
+    async def big(endpoint: str, body: dict) -> dict:
+        limits.append(body["limit"])
+        if body["limit"] > 250:
+            raise lull.InvalidRequest("invalid_request", "reply too large: 2000000 bytes")
+        return {"regions": {"r1": {}}}
+
+    r = asyncio.run(read_pages(big, "regions.stats", {}, _extend("x")))
+    assert limits == [1000, 500, 250] and r == {"regions": {"r1": {}}}

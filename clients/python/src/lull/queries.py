@@ -13,7 +13,7 @@ from typing import Any, Awaitable, Callable, Dict, List, Optional, TypedDict, ca
 
 from . import _validate as v
 from ._core import Core
-from .errors import LullError, ValidationError
+from .errors import InvalidRequest, LullError, ValidationError
 
 #: Items asked for per page of a paged list endpoint.
 PAGE_SIZE = 1000
@@ -30,14 +30,23 @@ async def read_pages(request: Request, endpoint: str, body: Dict[str, Any],
     """Reads a paged endpoint whole: asks ``endpoint`` with ``body`` plus
     ``limit`` and ``cursor`` page after page until a reply has no
     ``next_cursor``, and folds each later page into the first with
-    ``merge(first, page)``. The result has no ``next_cursor``."""
+    ``merge(first, page)``. A page refused as larger than one NATS message
+    is asked again with half the ``limit``. The result has no
+    ``next_cursor``."""
     first: Optional[Dict[str, Any]] = None
     cursor: Optional[str] = None
+    limit = PAGE_SIZE
     for _ in range(MAX_PAGES):
-        req = dict(body, limit=PAGE_SIZE)
+        req = dict(body, limit=limit)
         if cursor is not None:
             req["cursor"] = cursor
-        page = cast(Dict[str, Any], await request(endpoint, req))
+        try:
+            page = cast(Dict[str, Any], await request(endpoint, req))
+        except InvalidRequest as e:
+            if limit > 1 and _too_large(str(e)):
+                limit //= 2
+                continue
+            raise
         nxt = page.pop("next_cursor", None)
         if first is None:
             first = page
@@ -49,6 +58,11 @@ async def read_pages(request: Request, endpoint: str, body: Dict[str, Any],
             raise LullError(f"{endpoint}: the coordinator repeated cursor {nxt!r}")
         cursor = nxt
     raise LullError(f"{endpoint}: more than {MAX_PAGES} pages")
+
+
+def _too_large(message: str) -> bool:
+    """Whether an error says the reply would not fit in one NATS message."""
+    return "reply too large" in message or "message limit" in message
 
 
 def _extend(*keys: str) -> Callable[[Dict[str, Any], Dict[str, Any]], None]:
