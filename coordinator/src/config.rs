@@ -74,9 +74,10 @@ pub struct HostsConfig {
     /// 86400 (a day).
     pub evict_after_sec: f64,
     /// Hosts that get per-host series (`lull_host_quiet_score`,
-    /// `lull_host_state`, `lull_host_stale`, `lull_host_blocked`); hosts
-    /// beyond it are counted in the fleet-wide gauges only. Series of a
-    /// forgotten host keep their last value until a restart. Default 5000.
+    /// `lull_host_state`, `lull_host_stale`, `lull_host_blocked`, and the
+    /// lease gauges); hosts beyond it are counted in the fleet-wide gauges
+    /// only. The first hosts seen keep them: a forgotten host's series read
+    /// stale, without score or state, until it returns. Default 5000.
     pub host_metrics_max: usize,
     /// Most maintenance windows not yet over, fleet and hosts together; a
     /// `hosts.block` that would add one more is refused. Default 10000.

@@ -224,6 +224,16 @@ async fn many_hosts_are_capped_paged_and_forgotten() {
         Some((MAX_HOSTS - LIVE) as f64)
     );
     assert_eq!(list_all(&client, 400).await.0, live);
+    // A forgotten host's series stay (they cannot be removed) but say so.
+    let silent = host(LIVE);
+    let labels = [("host", silent.as_str())];
+    assert_eq!(metric(&text, "lull_host_stale", &labels), Some(1.0));
+    let score = metric(&text, "lull_host_quiet_score", &labels);
+    assert!(score.is_some_and(f64::is_nan), "{score:?}");
+    for s in ["QUIET", "NORMAL", "BUSY", "PANIC"] {
+        let l = [("host", silent.as_str()), ("state", s)];
+        assert_eq!(metric(&text, "lull_host_state", &l), Some(0.0), "{s}");
+    }
     let gone = wait_until(Duration::from_secs(10), || {
         let client = client.clone();
         async move { status_hosts(&client, 1000).await.len() == LIVE }

@@ -427,7 +427,7 @@ impl Fleet {
             let Some(mut e) = self.hosts.remove(id) else {
                 continue;
             };
-            self.roster.released(&e);
+            self.roster.released(id, &e);
             match e.streaks.finish() {
                 Some(s) if history => self.pending.streak(max, id, s),
                 _ => {}

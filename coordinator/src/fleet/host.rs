@@ -138,6 +138,15 @@ impl HostEntry {
     }
 }
 
+/// Sets every `lull_host_state` series of `host` to 0 (it has no state:
+/// forgotten).
+pub(super) fn clear_state(host: &str) {
+    for s in QuietState::ALL {
+        metrics::gauge!(m::HOST_STATE.name, "host" => host.to_string(), "state" => s.as_str())
+            .set(0.0);
+    }
+}
+
 /// Updates the per-host gauges (when the host has them); the state gauge
 /// only on a change.
 pub(super) fn publish_state(

@@ -3,8 +3,14 @@
 //! a minute), which hosts get per-host series, and which silent hosts are
 //! forgotten. Forgotten hosts stay in Postgres and come back with their
 //! next snapshot.
+//!
+//! Per-host series go to the first `host_metrics_max` distinct hosts and
+//! stay theirs: the exporter cannot drop a series, so a forgotten host's
+//! series are marked (stale 1, no score, no state) rather than handed to
+//! a newcomer, and `/metrics` stays bounded however much the fleet churns.
+//! A host that comes back gets its own series again.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::host::{Gauges, HostEntry};
 use super::metrics as m;
@@ -19,8 +25,9 @@ pub(super) struct Roster {
     cfg: HostsConfig,
     /// When the cap was last logged.
     full_logged_at: Option<f64>,
-    /// Hosts holding per-host series.
-    with_gauges: usize,
+    /// Hosts that were given per-host series (never more than
+    /// `host_metrics_max`; never shrinks).
+    with_gauges: HashSet<String>,
 }
 
 impl Roster {
@@ -29,7 +36,7 @@ impl Roster {
         Roster {
             cfg,
             full_logged_at: None,
-            with_gauges: 0,
+            with_gauges: HashSet::new(),
         }
     }
 
@@ -55,19 +62,25 @@ impl Roster {
         false
     }
 
-    /// Per-host series for a new host, while the budget lasts.
+    /// Per-host series for a host that had them before, or a new one
+    /// while the budget lasts.
     pub(super) fn gauges_for(&mut self, host: &str) -> Option<Gauges> {
-        if self.with_gauges >= self.cfg.host_metrics_max {
-            return None;
+        if !self.with_gauges.contains(host) {
+            if self.with_gauges.len() >= self.cfg.host_metrics_max {
+                return None;
+            }
+            self.with_gauges.insert(host.to_string());
         }
-        self.with_gauges += 1;
         Some(Gauges::new(host))
     }
 
-    /// A host leaves: its share of the series budget is free again.
-    pub(super) fn released(&mut self, e: &HostEntry) {
-        if e.gauges.is_some() {
-            self.with_gauges = self.with_gauges.saturating_sub(1);
+    /// A host leaves: its series stay (they cannot be removed) but say so:
+    /// stale, with no score and no state.
+    pub(super) fn released(&mut self, host: &str, e: &HostEntry) {
+        if let Some(g) = &e.gauges {
+            g.stale.set(1.0);
+            g.score.set(f64::NAN);
+            super::host::clear_state(host);
         }
     }
 
@@ -83,5 +96,28 @@ impl Roster {
             .filter(|(_, e)| now - e.last_seen > age)
             .map(|(id, _)| id.clone())
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_stay_with_the_first_hosts_however_the_fleet_churns() {
+        let mut r = Roster::new(HostsConfig {
+            host_metrics_max: 2,
+            ..Default::default()
+        });
+        assert!(r.gauges_for("a").is_some());
+        assert!(r.gauges_for("b").is_some());
+        assert!(r.gauges_for("c").is_none(), "over the budget");
+        // "a" is forgotten: its series stay its own, not c's.
+        assert!(r.gauges_for("c").is_none());
+        assert!(
+            r.gauges_for("a").is_some(),
+            "a returning host gets them back"
+        );
+        assert_eq!(r.with_gauges.len(), 2);
     }
 }

@@ -52,7 +52,7 @@ impl Fleet {
         let Some(e) = self.hosts.remove(host) else {
             return Ok(false);
         };
-        self.roster.released(&e);
+        self.roster.released(host, &e);
         self.changed.remove(host);
         tracing::info!(host, "host forgotten by the operator");
         Ok(true)
