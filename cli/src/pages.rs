@@ -11,6 +11,7 @@ use std::future::Future;
 
 use lull_client::request::RequestError;
 use lull_engine::quiet::streaks::{ClosedStreak, StreaksPage, StreaksRequest};
+use lull_engine::worker::learning::{by_attention, by_quality};
 use lull_proto::msg::decisions::{DecisionsReply, DecisionsRequest, MAX_LIMIT};
 use lull_proto::msg::hosts::{BlockReply, HostSummary};
 use lull_proto::msg::lease::SchedulerStatus;
@@ -18,7 +19,7 @@ use lull_proto::msg::page::{HostPage, PageRequest};
 use lull_proto::msg::region::CampaignStats;
 use lull_proto::msg::worker::{
     DataQualitySummaryReply, SystemLearningReply, WorkerExecutionsReply, WorkerExecutionsRequest,
-    WorkerQuality, MAX_EXECUTIONS_LIMIT,
+    MAX_EXECUTIONS_LIMIT,
 };
 use lull_proto::subjects::endpoints as ep;
 use serde::de::DeserializeOwned;
@@ -352,12 +353,7 @@ pub async fn data_quality(ctx: &Ctx) -> anyhow::Result<DataQualitySummaryReply> 
     })
     .await?;
     let mut q = all.ok_or_else(|| anyhow::anyhow!("data_quality.summary: no reply"))?;
-    let key = |w: &WorkerQuality| w.quality_score.unwrap_or(f64::INFINITY);
-    q.workers.sort_by(|a, b| {
-        key(a)
-            .total_cmp(&key(b))
-            .then(a.worker_name.cmp(&b.worker_name))
-    });
+    q.workers.sort_by(by_quality);
     Ok(q)
 }
 
@@ -379,16 +375,6 @@ pub async fn system(ctx: &Ctx) -> anyhow::Result<SystemLearningReply> {
     let mut s = all.ok_or_else(|| anyhow::anyhow!("learning.system: no reply"))?;
     s.schedules
         .sort_by(|a, b| a.worker_name.cmp(&b.worker_name));
-    s.workers_needing_attention.sort_by(|a, b| {
-        b.reasons
-            .len()
-            .cmp(&a.reasons.len())
-            .then(
-                a.last_overall_score
-                    .unwrap_or(0.0)
-                    .total_cmp(&b.last_overall_score.unwrap_or(0.0)),
-            )
-            .then(a.worker_name.cmp(&b.worker_name))
-    });
+    s.workers_needing_attention.sort_by(by_attention);
     Ok(s)
 }

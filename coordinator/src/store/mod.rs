@@ -69,6 +69,45 @@ fn db_detail(e: &tokio_postgres::Error) -> String {
     }
 }
 
+/// A table of JSON documents keyed by a text id.
+#[derive(Debug, Clone, Copy)]
+pub struct DocTable {
+    /// The table.
+    pub table: &'static str,
+    /// Its id column.
+    pub id: &'static str,
+    /// Its JSONB document column.
+    pub doc: &'static str,
+}
+
+/// Which of `items` (`(id, document)`, ids already stored in `t`) were
+/// stored with other content: conflicting duplicates. Compared as JSONB,
+/// so key order and number spelling do not matter.
+pub async fn differing<T: serde::Serialize + std::fmt::Debug + Sync>(
+    tx: &tokio_postgres::Transaction<'_>,
+    t: DocTable,
+    items: &[(&str, &T)],
+) -> Result<std::collections::HashSet<String>, StoreError> {
+    if items.is_empty() {
+        return Ok(Default::default());
+    }
+    let ids: Vec<&str> = items.iter().map(|(id, _)| *id).collect();
+    let docs: Vec<tokio_postgres::types::Json<&T>> = items
+        .iter()
+        .map(|(_, d)| tokio_postgres::types::Json(*d))
+        .collect();
+    let sql = format!(
+        "SELECT s.{id} FROM {table} s
+         JOIN UNNEST($1::text[], $2::jsonb[]) AS u(id, doc) ON s.{id} = u.id
+         WHERE s.{doc} IS DISTINCT FROM u.doc",
+        table = t.table,
+        id = t.id,
+        doc = t.doc
+    );
+    let rows = tx.query(&sql, &[&ids, &docs]).await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
 impl StoreError {
     /// A [`StoreError::Decode`] of the document `what`.
     pub fn decode(

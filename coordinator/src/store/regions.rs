@@ -20,7 +20,7 @@ use lull_proto::msg::region::{BuildRecord, FatigueEventReport, RegionStats};
 use tokio_postgres::types::{Json, ToSql};
 use tokio_postgres::{GenericClient, Transaction};
 
-use super::StoreError;
+use super::{DocTable, StoreError};
 use lull_engine::region::fatigue::Pardon;
 use lull_engine::region::{CampaignBaseline, RegionAggregate};
 
@@ -114,20 +114,14 @@ pub async fn conflicting_builds(
     tx: &Transaction<'_>,
     builds: &[&BuildRecord],
 ) -> Result<HashSet<String>, StoreError> {
-    if builds.is_empty() {
-        return Ok(HashSet::new());
-    }
-    let ids: Vec<&str> = builds.iter().map(|b| b.build_id.as_str()).collect();
-    let records: Vec<Json<&BuildRecord>> = builds.iter().map(|b| Json(*b)).collect();
-    let rows = tx
-        .query(
-            "SELECT b.build_id FROM region_builds b
-             JOIN UNNEST($1::text[], $2::jsonb[]) AS u(id, record) ON b.build_id = u.id
-             WHERE b.record IS DISTINCT FROM u.record",
-            &[&ids, &records],
-        )
-        .await?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+    let items: Vec<(&str, &BuildRecord)> =
+        builds.iter().map(|b| (b.build_id.as_str(), *b)).collect();
+    let t = DocTable {
+        table: "region_builds",
+        id: "build_id",
+        doc: "record",
+    };
+    super::differing(tx, t, &items).await
 }
 
 /// Which of `events` (whose ids are already stored) were stored with other
@@ -136,20 +130,14 @@ pub async fn conflicting_events(
     tx: &Transaction<'_>,
     events: &[&FatigueEventReport],
 ) -> Result<HashSet<String>, StoreError> {
-    if events.is_empty() {
-        return Ok(HashSet::new());
-    }
-    let ids: Vec<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
-    let records: Vec<Json<&FatigueEventReport>> = events.iter().map(|e| Json(*e)).collect();
-    let rows = tx
-        .query(
-            "SELECT e.event_id FROM region_fatigue_events e
-             JOIN UNNEST($1::text[], $2::jsonb[]) AS u(id, record) ON e.event_id = u.id
-             WHERE e.record IS DISTINCT FROM u.record",
-            &[&ids, &records],
-        )
-        .await?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+    let items: Vec<(&str, &FatigueEventReport)> =
+        events.iter().map(|e| (e.event_id.as_str(), *e)).collect();
+    let t = DocTable {
+        table: "region_fatigue_events",
+        id: "event_id",
+        doc: "record",
+    };
+    super::differing(tx, t, &items).await
 }
 
 /// Which of `ids` are stored builds (counted or kept by a baseline).

@@ -16,7 +16,7 @@ use lull_proto::msg::worker::{
 };
 use tokio_postgres::{Row, Transaction};
 
-use super::StoreError;
+use super::{DocTable, StoreError};
 use lull_engine::worker::WorkerAggregate;
 
 /// Encodes a value for a JSONB column.
@@ -75,23 +75,16 @@ pub async fn conflicting(
     tx: &Transaction<'_>,
     reports: &[&WorkerExecutionReport],
 ) -> Result<HashSet<String>, StoreError> {
-    if reports.is_empty() {
-        return Ok(HashSet::new());
-    }
-    let ids: Vec<&str> = reports.iter().map(|r| r.execution_id.as_str()).collect();
-    let bodies: Vec<serde_json::Value> = reports
+    let items: Vec<(&str, &WorkerExecutionReport)> = reports
         .iter()
-        .map(|r| to_json(*r))
-        .collect::<Result<_, _>>()?;
-    let rows = tx
-        .query(
-            "SELECT w.execution_id FROM worker_executions w
-             JOIN UNNEST($1::text[], $2::jsonb[]) AS u(id, report) ON w.execution_id = u.id
-             WHERE w.report IS DISTINCT FROM u.report",
-            &[&ids, &bodies],
-        )
-        .await?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+        .map(|r| (r.execution_id.as_str(), *r))
+        .collect();
+    let t = DocTable {
+        table: "worker_executions",
+        id: "execution_id",
+        doc: "report",
+    };
+    super::differing(tx, t, &items).await
 }
 
 /// Fills in the scores, learning metrics and anomalies of inserted rows.

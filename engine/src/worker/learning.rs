@@ -283,17 +283,7 @@ pub fn system_learning_page(
         ));
         schedules.push(schedule);
     }
-    attention.sort_by(|a, b| {
-        b.reasons
-            .len()
-            .cmp(&a.reasons.len())
-            .then(
-                a.last_overall_score
-                    .unwrap_or(0.0)
-                    .total_cmp(&b.last_overall_score.unwrap_or(0.0)),
-            )
-            .then(a.worker_name.cmp(&b.worker_name))
-    });
+    attention.sort_by(by_attention);
     schedules.sort_by(|a, b| a.worker_name.cmp(&b.worker_name));
     let mut hours: Vec<HourLoad> = load
         .iter()
@@ -374,12 +364,7 @@ pub fn data_quality_page(
                 .unwrap_or_default(),
         });
     }
-    workers.sort_by(|a, b| {
-        let key = |w: &WorkerQuality| w.quality_score.unwrap_or(f64::INFINITY);
-        key(a)
-            .total_cmp(&key(b))
-            .then(a.worker_name.cmp(&b.worker_name))
-    });
+    workers.sort_by(by_quality);
     let scores: Vec<f64> = workers.iter().filter_map(|w| w.quality_score).collect();
     let overall = mean(&scores).map(round1);
     let mut reply = DataQualitySummaryReply {
@@ -406,6 +391,29 @@ pub fn data_quality_page(
     workers.retain(|w| listed.has(&w.worker_name));
     reply.workers = workers;
     reply
+}
+
+/// The order of `workers_needing_attention`: most reasons first, then the
+/// lowest last score, then by name.
+pub fn by_attention(a: &AttentionItem, b: &AttentionItem) -> std::cmp::Ordering {
+    b.reasons
+        .len()
+        .cmp(&a.reasons.len())
+        .then(
+            a.last_overall_score
+                .unwrap_or(0.0)
+                .total_cmp(&b.last_overall_score.unwrap_or(0.0)),
+        )
+        .then(a.worker_name.cmp(&b.worker_name))
+}
+
+/// The order of `data_quality.summary` workers: worst quality first (no
+/// score last), then by name.
+pub fn by_quality(a: &WorkerQuality, b: &WorkerQuality) -> std::cmp::Ordering {
+    let key = |w: &WorkerQuality| w.quality_score.unwrap_or(f64::INFINITY);
+    key(a)
+        .total_cmp(&key(b))
+        .then(a.worker_name.cmp(&b.worker_name))
 }
 
 #[cfg(test)]
