@@ -34,6 +34,12 @@ pub async fn check(tx: &Transaction<'_>) -> Result<(), StoreError> {
     if mine == UNFENCED {
         return Ok(());
     }
+    check_epoch(tx, mine).await
+}
+
+/// Checks, inside `tx`, that the election's epoch is `mine`; holds a share
+/// lock on the election row until `tx` ends.
+pub async fn check_epoch(tx: &Transaction<'_>, mine: u64) -> Result<(), StoreError> {
     let row = tx
         .query_one("SELECT epoch FROM lull_leader WHERE id = 1 FOR SHARE", &[])
         .await?;

@@ -72,13 +72,7 @@ pub async fn apply(pool: &Pool, epoch: Option<u64>, w: &QueueWrite) -> Result<()
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     if let Some(mine) = epoch {
-        let row = tx
-            .query_one("SELECT epoch FROM lull_leader WHERE id = 1 FOR SHARE", &[])
-            .await?;
-        let current = u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
-        if current != mine {
-            return Err(StoreError::Fenced { mine, current });
-        }
+        super::fence::check_epoch(&tx, mine).await?;
     }
     let epoch_col = i64::try_from(epoch.unwrap_or(0)).unwrap_or(i64::MAX);
     if !w.parked.is_empty() {
